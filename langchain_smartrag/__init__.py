@@ -1,0 +1,26 @@
+"""SmartRAG for LangChain: one policy LLM decides when to retrieve, rewrites the query, and answers."""
+
+from .graph import SmartRAGContext, SmartRAGState, create_smartrag_graph
+from .policy import Generation, SmartRAGPolicy
+from .protocol import ANSWER, SEARCH, Action, parse_action, render_prompt
+from .retrievers import BM25Retriever, DuckDuckGoRetriever
+from .scoring import episode_reward, exact_match, f1_score, normalize_answer
+
+__all__ = [
+    "ANSWER",
+    "SEARCH",
+    "Action",
+    "BM25Retriever",
+    "DuckDuckGoRetriever",
+    "Generation",
+    "SmartRAGContext",
+    "SmartRAGPolicy",
+    "SmartRAGState",
+    "create_smartrag_graph",
+    "episode_reward",
+    "exact_match",
+    "f1_score",
+    "normalize_answer",
+    "parse_action",
+    "render_prompt",
+]

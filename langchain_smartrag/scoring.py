@@ -1,0 +1,56 @@
+"""Answer scoring (SQuAD exact match and F1 against the best gold alias) and the SmartRAG episode reward."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable
+
+ALPHA = 0.2
+"""Cost per retrieval, on the EM + F1 scale of 0..2 (the paper's value)."""
+MALFORMED_REWARD = -1.0
+"""Correctness term of an episode whose final output is neither action."""
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lowercase, drop punctuation and articles, collapse whitespace."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _golds(golds: str | Iterable[str]) -> list[str]:
+    return [golds] if isinstance(golds, str) else list(golds)
+
+
+def exact_match(prediction: str, golds: str | Iterable[str]) -> float:
+    """1.0 if the normalised prediction equals any normalised gold alias, else 0.0."""
+    pred = normalize_answer(prediction)
+    return float(any(pred == normalize_answer(gold) for gold in _golds(golds)))
+
+
+def _f1(prediction: str, gold: str) -> float:
+    pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred_tokens), common / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1_score(prediction: str, golds: str | Iterable[str]) -> float:
+    """Token F1 of the prediction against its best-matching gold alias."""
+    return max((_f1(prediction, gold) for gold in _golds(golds)), default=0.0)
+
+
+def episode_reward(
+    answer: str, golds: str | Iterable[str], retrievals: int, *, well_formed: bool = True, alpha: float = ALPHA
+) -> float:
+    """EM + F1 - alpha * retrievals; a malformed final output scores MALFORMED_REWARD instead of EM + F1."""
+    correctness = exact_match(answer, golds) + f1_score(answer, golds) if well_formed else MALFORMED_REWARD
+    return correctness - alpha * retrievals
