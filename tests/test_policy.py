@@ -1,0 +1,111 @@
+"""SmartRAGPolicy: batched decisions and generation that agree with plain full-sequence forward passes."""
+
+import json
+
+import pytest
+import torch
+from langchain_core.documents import Document
+
+from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
+
+QUESTIONS = ["Who wrote Hamlet?", "When did Apollo 11 land on the Moon, and who walked on it first?", "Paris?"]
+
+
+def sequence_logprob(policy, prompt_ids, continuation_ids):
+    """log P(continuation | prompt) from one unpadded forward pass over the whole sequence."""
+    with torch.no_grad():
+        logits = policy.model(torch.tensor([prompt_ids + continuation_ids])).logits[0]
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    return sum(logprobs[len(prompt_ids) - 1 + i, t].item() for i, t in enumerate(continuation_ids))
+
+
+def test_search_probability_matches_full_sequence_scoring(policy):
+    prompts = [policy.prompt(q) for q in QUESTIONS]  # different lengths: exercises left padding
+    batched = policy.search_probability(prompts)
+    for prompt, p_search in zip(prompts, batched):
+        ids = policy._encode(prompt)
+        log_s, log_a = (sequence_logprob(policy, ids, policy._encode(a)) for a in (SEARCH, ANSWER))
+        assert p_search == pytest.approx(1 / (1 + torch.exp(torch.tensor(log_a - log_s)).item()), abs=1e-4)
+
+
+def test_forced_policies_decide_both_ways(searching_policy, answering_policy):
+    prompts = [searching_policy.prompt(q) for q in QUESTIONS]
+    assert min(searching_policy.search_probability(prompts)) > 0.99
+    assert max(answering_policy.search_probability(prompts)) < 0.01
+
+
+def test_batched_generation_equals_one_at_a_time(policy):
+    prompts = [policy.prompt(q) for q in QUESTIONS]
+    batched = policy.generate(prompts, ANSWER)
+    assert [g.token_ids for g in batched] == [policy.generate([p], ANSWER)[0].token_ids for p in prompts]
+
+
+def test_recorded_logprobs_are_the_models(policy):
+    prompt = policy.prompt(QUESTIONS[0])
+    (generation,) = policy.generate([prompt], SEARCH, sample=True, generator=torch.Generator().manual_seed(0))
+    ids = policy._encode(prompt) + policy._encode(SEARCH)
+    recomputed = [sequence_logprob(policy, ids + generation.token_ids[:i], [t]) for i, t in enumerate(generation.token_ids)]
+    assert generation.logprobs == pytest.approx(recomputed, abs=1e-4)
+
+
+def test_generation_stops_at_max_new_tokens_and_says_so(searching_policy):
+    (generation,) = searching_policy.generate([searching_policy.prompt("q?")], ANSWER, max_new_tokens=5)
+    assert len(generation.token_ids) == 5 and not generation.finished
+
+
+def test_sampling_is_reproducible_with_a_generator(policy):
+    prompts = [policy.prompt(q) for q in QUESTIONS]
+    runs = [policy.generate(prompts, SEARCH, sample=True, generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert [g.token_ids for g in runs[0]] == [g.token_ids for g in runs[1]]
+
+
+def test_empty_batches_run_nothing(policy):
+    assert policy.search_probability([]) == [] and policy.generate([], ANSWER) == []
+
+
+def test_a_huge_question_is_cut_from_the_middle_with_a_warning(policy):
+    question = "start " + "filler " * 5000 + "end?"
+    with pytest.warns(UserWarning, match="truncated from the middle"):
+        prompt = policy.prompt(question)
+    assert "start" in prompt and "end?" in prompt
+    assert len(policy._encode(prompt)) < policy.max_question_tokens + 200
+
+
+def test_documents_that_do_not_fit_are_dropped_last_first(tiny_tokenizer):
+    from tests.conftest import tiny_model
+
+    from langchain_smartrag.protocol import render_prompt
+
+    policy = SmartRAGPolicy(tiny_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=8, autocast=False)
+    documents = [Document(page_content=f"document number {i} " * 10, metadata={"title": f"D{i}"}) for i in range(6)]
+    two_fit = render_prompt("Who?", documents[:2], tiny_tokenizer)
+    policy.max_context = len(policy._encode(two_fit)) + policy.max_new_tokens + len(policy._encode(ANSWER))
+    assert policy.prompt("Who?", documents) == two_fit
+
+
+def test_from_pretrained_round_trip_and_peft_adapter(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    policy = SmartRAGPolicy.from_pretrained(tiny_model_dir, autocast=False)
+    assert policy.tokenizer.padding_side == "left"
+    lora = get_peft_model(policy.model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_model_dir)
+
+    base = SmartRAGPolicy.from_pretrained(tiny_model_dir, autocast=False)
+    adapted = SmartRAGPolicy.from_pretrained(tiny_model_dir, adapter=tmp_path / "adapter", autocast=False)
+    by_directory = SmartRAGPolicy.from_pretrained(tmp_path / "adapter", autocast=False)
+    prompt = [base.prompt("Who wrote Hamlet?")]
+    assert adapted.search_probability(prompt) == by_directory.search_probability(prompt)
+    assert adapted.search_probability(prompt) != base.search_probability(prompt)
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for item in tiny_model_dir.iterdir():
+        (broken / item.name).write_bytes(item.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="could not load a policy from"):
+        SmartRAGPolicy.from_pretrained(broken)
