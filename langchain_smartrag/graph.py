@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import operator
+from collections.abc import Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal, Required, TypedDict
+from typing import Annotated, Any, Required, TypedDict
 
+from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables.config import ContextThreadPoolExecutor, get_callback_manager_for_config
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import Runtime
+from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
-from .policy import SmartRAGPolicy
+from .policy import Generation, SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, parse_action, validate_question
 
 
@@ -42,63 +51,167 @@ class SmartRAGContext:
     max_retrievals: int | None = None
 
 
+_RETRIEVAL_POOL = ContextThreadPoolExecutor(max_workers=32, thread_name_prefix="smartrag-retrieve")
+"""Runs sync retrievals under a timeout; a retriever that hangs holds one of these threads, not the graph."""
+
+
+class _PolicyRun:
+    """A policy call reported to LangChain callbacks as a chat-model run, so tracers and
+    `stream_mode="messages"` see it; generated text streams through `token`."""
+
+    def __init__(self, manager: CallbackManagerForLLMRun | None) -> None:
+        self.manager = manager
+        self.message_id = f"lc_run--{manager.run_id}" if manager else None  # chunks and the final message share it
+
+    def token(self, _row: int, text: str) -> None:
+        if self.manager is not None:
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=text, id=self.message_id))
+            self.manager.on_llm_new_token(text, chunk=chunk)
+
+    def end(self, text: str, **metadata: Any) -> None:
+        if self.manager is not None:
+            message = AIMessage(content=text, id=self.message_id, response_metadata=metadata)
+            self.manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]]))
+
+
+@contextlib.contextmanager
+def _policy_run(config: RunnableConfig, node: str, prompt: str, *, stream: bool = True) -> Iterator[_PolicyRun]:
+    manager = get_callback_manager_for_config(config)
+    if not manager.handlers:
+        yield _PolicyRun(None)
+        return
+    if not stream:
+        manager.add_tags([TAG_NOSTREAM], inherit=False)
+    (run,) = manager.on_chat_model_start(
+        {"name": "SmartRAGPolicy"}, [[HumanMessage(content=prompt)]], name=f"policy:{node}"
+    )
+    try:
+        yield _PolicyRun(run)
+    except BaseException as error:
+        run.on_llm_error(error)
+        raise
+
+
 def create_smartrag_graph(
     policy: SmartRAGPolicy,
     retriever: BaseRetriever,
     *,
     max_retrievals: int = 1,
     threshold: float = 0.5,
+    retriever_timeout: float | None = 30.0,
 ) -> CompiledStateGraph:
     """Compile the SmartRAG graph: a Runnable taking `{"question": str}` and returning `SmartRAGState`.
 
     decide retrieves when P(search) >= `threshold` (0 always retrieves, above 1 never does) until
-    `max_retrievals`, after which the answer is forced.
+    `max_retrievals`, after which the answer is forced. A retrieval that raises or takes longer than
+    `retriever_timeout` seconds is recorded in `errors` and the episode goes on without it.
     """
     if max_retrievals < 0:
         raise ValueError("max_retrievals must be >= 0")
     defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals)
 
-    def settings(runtime: Runtime[SmartRAGContext]) -> SmartRAGContext:
-        if runtime.context is None:
+    def settings() -> SmartRAGContext:
+        context = get_runtime(SmartRAGContext).context
+        if context is None:
             return defaults
-        return replace(defaults, **{k: v for k, v in vars(runtime.context).items() if v is not None})
+        return replace(defaults, **{k: v for k, v in vars(context).items() if v is not None})
 
-    def decide(state: SmartRAGState, runtime: Runtime[SmartRAGContext]) -> Command[Literal["rewrite", "answer"]]:
+    # decide ---------------------------------------------------------------------------------
+    def decision_prompt(state: SmartRAGState) -> tuple[SmartRAGContext, str | None]:
+        """The prompt to score, or None when the quota forces the answer. Validates the question first."""
         question = validate_question(state.get("question"))
-        ctx = settings(runtime)
+        ctx = settings()
         if state.get("retrievals", 0) >= ctx.max_retrievals:
-            return Command(goto="answer")
-        prompt = ctx.policy.prompt(question, state.get("documents", []))
-        p_search = ctx.policy.search_probability([prompt])[0]
-        return Command(update={"search_probabilities": [p_search]}, goto="rewrite" if p_search >= ctx.threshold else "answer")
+            return ctx, None
+        return ctx, ctx.policy.prompt(question, state.get("documents", []))
 
-    def rewrite(state: SmartRAGState, runtime: Runtime[SmartRAGContext]) -> dict[str, Any]:
-        policy = settings(runtime).policy
-        generation = policy.generate([policy.prompt(state["question"], state.get("documents", []))], SEARCH)[0]
+    def route(ctx: SmartRAGContext, p_search: float, run: _PolicyRun) -> Command:
+        action = SEARCH if p_search >= ctx.threshold else ANSWER
+        run.end(action, search_probability=p_search)
+        return Command(update={"search_probabilities": [p_search]}, goto="rewrite" if action == SEARCH else "answer")
+
+    def decide(state: SmartRAGState, config: RunnableConfig) -> Command:
+        ctx, prompt = decision_prompt(state)
+        if prompt is None:
+            return Command(goto="answer")
+        with _policy_run(config, "decide", prompt, stream=False) as run:
+            return route(ctx, ctx.policy.search_probability([prompt])[0], run)
+
+    async def adecide(state: SmartRAGState, config: RunnableConfig) -> Command:
+        ctx, prompt = decision_prompt(state)
+        if prompt is None:
+            return Command(goto="answer")
+        with _policy_run(config, "decide", prompt, stream=False) as run:
+            return route(ctx, (await ctx.policy.asearch_probability([prompt]))[0], run)
+
+    # rewrite and answer: generation after a forced action prefix ------------------------------
+    def generation_prompt(state: SmartRAGState) -> tuple[SmartRAGPolicy, str]:
+        policy = settings().policy
+        return policy, policy.prompt(state["question"], state.get("documents", []))
+
+    def query_update(state: SmartRAGState, generation: Generation, run: _PolicyRun) -> dict[str, Any]:
         action = parse_action(SEARCH + generation.text)
+        run.end(action.text)
         if action.well_formed:
             return {"queries": [action.text]}
         return {"queries": [state["question"]], "errors": ["rewrite: empty query, searched with the question"]}
 
-    def retrieve(state: SmartRAGState, config: RunnableConfig, runtime: Runtime[SmartRAGContext]) -> dict[str, Any]:
-        query = state["queries"][-1]
-        try:
-            documents = settings(runtime).retriever.invoke(query, config)
-        except Exception as error:  # any retriever may fail; the answer must still come
-            return {"retrievals": 1, "errors": [f"retrieve: {type(error).__name__}: {error}"]}
-        return {"retrievals": 1, "documents": documents}
-
-    def answer(state: SmartRAGState, runtime: Runtime[SmartRAGContext]) -> dict[str, Any]:
-        policy = settings(runtime).policy
-        generation = policy.generate([policy.prompt(state["question"], state.get("documents", []))], ANSWER)[0]
+    def answer_update(generation: Generation, run: _PolicyRun) -> dict[str, Any]:
         action = parse_action(ANSWER + generation.text)
+        run.end(action.text)
         return {"answer": action.text, "well_formed": action.well_formed}
 
+    def rewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        policy, prompt = generation_prompt(state)
+        with _policy_run(config, "rewrite", prompt) as run:
+            return query_update(state, policy.generate([prompt], SEARCH, on_token=run.token)[0], run)
+
+    async def arewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        policy, prompt = generation_prompt(state)
+        with _policy_run(config, "rewrite", prompt) as run:
+            return query_update(state, (await policy.agenerate([prompt], SEARCH, on_token=run.token))[0], run)
+
+    def answer(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        policy, prompt = generation_prompt(state)
+        with _policy_run(config, "answer", prompt) as run:
+            return answer_update(policy.generate([prompt], ANSWER, on_token=run.token)[0], run)
+
+    async def aanswer(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        policy, prompt = generation_prompt(state)
+        with _policy_run(config, "answer", prompt) as run:
+            return answer_update((await policy.agenerate([prompt], ANSWER, on_token=run.token))[0], run)
+
+    # retrieve --------------------------------------------------------------------------------
+    def retrieval_failed(error: BaseException) -> dict[str, Any]:
+        if isinstance(error, (TimeoutError, FutureTimeout)):
+            error = TimeoutError(f"no documents within {retriever_timeout} s")
+        return {"retrievals": 1, "errors": [f"retrieve: {type(error).__name__}: {error}"]}
+
+    def retrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        retriever = settings().retriever
+        try:
+            if retriever_timeout is None:
+                documents = retriever.invoke(state["queries"][-1], config)
+            else:
+                future = _RETRIEVAL_POOL.submit(retriever.invoke, state["queries"][-1], config)
+                documents = future.result(timeout=retriever_timeout)
+        except Exception as error:  # any retriever may fail; the answer must still come
+            return retrieval_failed(error)
+        return {"retrievals": 1, "documents": documents}
+
+    async def aretrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        retriever = settings().retriever
+        try:
+            documents = await asyncio.wait_for(retriever.ainvoke(state["queries"][-1], config), retriever_timeout)
+        except Exception as error:
+            return retrieval_failed(error)
+        return {"retrievals": 1, "documents": documents}
+
     builder = StateGraph(SmartRAGState, context_schema=SmartRAGContext)
-    builder.add_node("decide", decide)
-    builder.add_node("rewrite", rewrite)
-    builder.add_node("retrieve", retrieve)
-    builder.add_node("answer", answer)
+    builder.add_node("decide", RunnableLambda(decide, adecide, name="decide"), destinations=("rewrite", "answer"))
+    builder.add_node("rewrite", RunnableLambda(rewrite, arewrite, name="rewrite"))
+    builder.add_node("retrieve", RunnableLambda(retrieve, aretrieve, name="retrieve"))
+    builder.add_node("answer", RunnableLambda(answer, aanswer, name="answer"))
     builder.add_edge(START, "decide")
     builder.add_edge("rewrite", "retrieve")
     builder.add_edge("retrieve", "decide")

