@@ -109,3 +109,16 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="could not load a policy from"):
         SmartRAGPolicy.from_pretrained(broken)
+
+
+def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):
+    from tests.conftest import tiny_model
+
+    model = tiny_model(tiny_tokenizer)
+    one_pass = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=8, autocast=False, prefill_chunk_tokens=10**9)
+    row_by_row = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=8, autocast=False, prefill_chunk_tokens=1)
+    prompts = [one_pass.prompt(q) for q in QUESTIONS * 2]
+    assert row_by_row.search_probability_batch(prompts) == pytest.approx(one_pass.search_probability_batch(prompts), abs=1e-5)
+    assert [g.token_ids for g in row_by_row.generate_batch(prompts, ANSWER)] == [
+        g.token_ids for g in one_pass.generate_batch(prompts, ANSWER)
+    ]

@@ -1,0 +1,79 @@
+"""Serving throughput of the SmartRAG graph on the embedded model, against the raw batched policy calls.
+
+    python benchmarks/serving.py [--n 32] [--repeats 2] [--dataset hotpotqa]
+
+Modes, each answering the same N dev questions with BM25 over the bundled corpus (greedy, so every mode
+computes the same tokens):
+  (a) sequential `graph.invoke`;  (b) `graph.batch` (max_concurrency=N);  (c) `graph.abatch`;
+  (d) the raw policy calls alone: `search_probability_batch` / `generate_batch` on exactly the prompts the
+      graph built, phase by phase, with no graph, no threads and no coalescing (retrieval not included).
+Prints questions/s per mode (best of `--repeats`) and the ratios (b)/(a) and (b)/(d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.jsonl import read_jsonl
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def raw_policy_calls(policy: SmartRAGPolicy, questions: list[str], states: list[dict]) -> None:
+    """Replay the graph's policy work as plain batched calls: decide, rewrite, decide-after-observation, answer."""
+    first = [policy.prompt(q) for q in questions]
+    policy.search_probability_batch(first)
+    searched = [i for i, s in enumerate(states) if s["retrievals"]]
+    policy.generate_batch([first[i] for i in searched], SEARCH)
+    # with max_retrievals=1 the second decision is forced: no model call, as in the graph
+    policy.generate_batch([policy.prompt(s["question"], s["documents"]) for s in states], ANSWER)
+
+
+def best_rate(label: str, run, n: int, repeats: int) -> float:
+    seconds = min(_timed(run) for _ in range(repeats))
+    print(f"{label:<40} {n / seconds:6.2f} questions/s  ({seconds:.1f} s)", flush=True)
+    return n / seconds
+
+
+def _timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dataset", default="hotpotqa")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    questions = [row["question"] for _, row in read_jsonl(DATA / args.dataset / "dev.jsonl")][: args.n]
+    policy = SmartRAGPolicy.embedded(max_batch_size=args.n)
+    graph = create_smartrag_graph(policy, BM25Retriever.bundled(k=4))
+    inputs = [{"question": q} for q in questions]
+    states = graph.batch(inputs, {"max_concurrency": args.n})  # warm-up, and the prompts for (d)
+    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"SmolLM2-135M-Instruct (bf16 autocast), {args.n} {args.dataset} dev questions, "
+          f"retrieval rate {sum(s['retrievals'] for s in states) / args.n:.2f}", flush=True)
+
+    rate_a = best_rate("(a) sequential invoke", lambda: [graph.invoke(x) for x in inputs], args.n, args.repeats)
+    rate_b = best_rate("(b) graph.batch", lambda: graph.batch(inputs, {"max_concurrency": args.n}), args.n, args.repeats)
+    rate_c = best_rate("(c) graph.abatch", lambda: asyncio.run(graph.abatch(inputs)), args.n, args.repeats)
+    rate_d = best_rate("(d) raw batched policy calls", lambda: raw_policy_calls(policy, questions, states), args.n, args.repeats)
+    print(f"(b)/(a) = {rate_b / rate_a:.2f}x   (c)/(a) = {rate_c / rate_a:.2f}x   "
+          f"graph overhead over raw calls: (d)/(b) - 1 = {rate_d / rate_b - 1:+.1%}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
