@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,8 @@ class SmartRAGPolicy:
         self._answer_ids = self._encode(ANSWER)
         self._token_sets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._batcher = DynamicBatcher(self._run_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+        self._stash: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._stash_size = 4 * max_batch_size
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -254,86 +257,111 @@ class SmartRAGPolicy:
 
     # -- one batched pass -----------------------------------------------------------------------
 
-    def _prefill(self, sequences: Sequence[list[int]]) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    def _prefill(
+        self, sequences: Sequence[list[int]], stashed: Sequence[Any] | None = None
+    ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
         """The prompt pass: last-position logits, key/value cache, attention mask and positions, left-padded.
 
-        Long batches run in chunks of rows sorted by length, about `prefill_chunk_tokens` tokens each,
-        and their caches are joined: on a CPU one 32 x 600-token pass ran at 575 tokens/s, the same
-        rows four at a time at 1,100.
+        Rows with a `stashed` entry (their cache and next logits, kept from the decision) skip the
+        model. The others run in chunks of rows sorted by length, about `prefill_chunk_tokens` tokens
+        each, and all caches are joined: on a CPU one 32 x 600-token pass ran at 575 tokens/s, the
+        same rows four at a time at 1,100.
         """
-        attention_mask = self._left_pad(sequences)[1]
+        stashed = list(stashed or [None] * len(sequences))
+        input_ids, attention_mask = self._left_pad(sequences)
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         width = attention_mask.shape[1]
-        budget = self.prefill_chunk_tokens or len(sequences) * width
-        chunks: list[list[int]] = [[]]
-        for row in sorted(range(len(sequences)), key=lambda i: len(sequences[i])):
-            if chunks[-1] and (len(chunks[-1]) + 1) * len(sequences[row]) > budget:
+        budget = self.prefill_chunk_tokens
+        if not any(stashed) and (budget is None or input_ids.numel() <= budget):
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, logits_to_keep=1
+            )
+            return out.logits[:, -1], out.cache, attention_mask, positions
+        fresh = sorted((i for i, entry in enumerate(stashed) if entry is None), key=lambda i: len(sequences[i]))
+        chunks: list[list[int]] = []
+        for row in fresh:
+            if not chunks or (len(chunks[-1]) + 1) * len(sequences[row]) > (budget or float("inf")):
                 chunks.append([])
             chunks[-1].append(row)
-        logits, layers = [], []
         for rows in chunks:
-            input_ids, mask = self._left_pad([sequences[i] for i in rows])
+            ids, mask = self._left_pad([sequences[i] for i in rows])
             out = self.model(
-                input_ids=input_ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                 use_cache=True, logits_to_keep=1,
             )
-            logits.append(out.logits[:, -1])
-            pad = (0, 0, width - input_ids.shape[1], 0)  # left-pad the sequence axis to the batch width
-            layers.append([(F.pad(layer.keys, pad), F.pad(layer.values, pad)) for layer in out.cache.layers])
-        if len(chunks) == 1 and chunks[0] == list(range(len(sequences))):
-            return logits[0], out.cache, attention_mask, positions
-        order = torch.tensor([row for rows in chunks for row in rows], device=attention_mask.device)
-        restore = torch.argsort(order)
+            for j, row in enumerate(rows):
+                layers = [(layer.keys[j : j + 1], layer.values[j : j + 1]) for layer in out.cache.layers]
+                stashed[row] = (layers, out.logits[j, -1])
+        padded = [
+            [(F.pad(k, (0, 0, width - k.shape[2], 0)), F.pad(v, (0, 0, width - v.shape[2], 0))) for k, v in entry[0]]
+            for entry in stashed
+        ]
         cache = DynamicCache(
             ddp_cache_data=[
-                (torch.cat([c[i][0] for c in layers])[restore], torch.cat([c[i][1] for c in layers])[restore])
-                for i in range(len(layers[0]))
+                (torch.cat([row[i][0] for row in padded]), torch.cat([row[i][1] for row in padded]))
+                for i in range(len(padded[0]))
             ],
             config=self.model.config,
         )
-        return torch.cat(logits)[restore], cache, attention_mask, positions
+        return torch.stack([entry[1] for entry in stashed]), cache, attention_mask, positions
 
     def search_probability_batch(self, prompts: Sequence[str]) -> list[float]:
         """P(search) = P("[Search]") / (P("[Search]") + P("[Answer]")) after each prompt.
 
         The prompts run once (one prompt pass); both action prefixes are then scored on a copy of
         the key/value cache, so the cost is one prompt pass plus a few tokens, not two prompt passes.
+        Both branches' caches are kept for a while: the rewrite or answer that follows the decision
+        starts from them instead of encoding the same prompt again.
         """
         if not prompts:
             return []
+        sequences = [self._encode(p) for p in prompts]
         branches = [self._search_ids, self._answer_ids]
+        width = max(len(ids) for ids in branches)
         with self._inference():
-            last_logits, cache, attention_mask, positions = self._prefill([self._encode(p) for p in prompts])
+            last_logits, cache, attention_mask, positions = self._prefill(sequences)
             first = torch.log_softmax(last_logits.float(), dim=-1)
-            scores = torch.stack([first[:, ids[0]] for ids in branches], dim=1)  # [B, 2]
-            rest = max(len(ids) for ids in branches) - 1
-            if rest:
-                scores = scores + self._score_continuations(cache, attention_mask, positions, rest)
+            # Row 2i + b continues prompt i with branch b's tokens (right-padded to `width`).
+            batch, device = len(prompts), attention_mask.device
+            inputs = torch.full((2, width), self.tokenizer.pad_token_id, dtype=torch.long)
+            for b, ids in enumerate(branches):
+                inputs[b, : len(ids)] = torch.tensor(ids)
+            inputs = inputs.repeat(batch, 1).to(device)
+            cache.batch_repeat_interleave(2)
+            logits = self.model(
+                input_ids=inputs, cache=cache,
+                attention_mask=torch.cat([attention_mask.repeat_interleave(2, dim=0), torch.ones_like(inputs)], dim=1),
+                position_ids=positions[:, -1:].repeat_interleave(2, dim=0) + torch.arange(1, width + 1, device=device),
+            ).logits
+            # log P(prefix) = first token from the prompt pass + the rest from this pass (logits at
+            # position j predict token j + 1)
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            scores = torch.zeros((batch, 2), device=device)
+            for b, ids in enumerate(branches):
+                targets = torch.tensor(ids[1:], device=device).expand(batch, -1)
+                rest = logprobs[b::2, : len(ids) - 1].gather(-1, targets[..., None])[..., 0].sum(-1)
+                scores[:, b] = first[:, ids[0]] + rest
+            self._stash_branches(prompts, sequences, cache, logits, attention_mask.shape[1])
         return torch.sigmoid(scores[:, 0] - scores[:, 1]).tolist()
 
-    def _score_continuations(
-        self, cache: Any, attention_mask: torch.Tensor, positions: torch.Tensor, rest: int
-    ) -> torch.Tensor:
-        """Log-probability of each action prefix's tokens after its first, for every prompt: [B, 2]."""
-        batch, device = attention_mask.shape[0], attention_mask.device
-        branches = [self._search_ids, self._answer_ids]
-        inputs = torch.full((2, rest), self.tokenizer.pad_token_id, dtype=torch.long)
-        targets = torch.zeros((2, rest), dtype=torch.long)
-        valid = torch.zeros((2, rest), dtype=torch.bool)
-        for b, ids in enumerate(branches):
-            inputs[b, : len(ids) - 1] = torch.tensor(ids[:-1])
-            targets[b, : len(ids) - 1] = torch.tensor(ids[1:])
-            valid[b, : len(ids) - 1] = True
-        cache.batch_repeat_interleave(2)
-        inputs, targets, valid = (t.repeat(batch, 1).to(device) for t in (inputs, targets, valid))
-        mask = torch.cat([attention_mask.repeat_interleave(2, dim=0), torch.ones_like(inputs)], dim=1)
-        steps = torch.arange(1, rest + 1, device=device)
-        out = self.model(
-            input_ids=inputs, attention_mask=mask, cache=cache,
-            position_ids=positions[:, -1:].repeat_interleave(2, dim=0) + steps,
-        )
-        logprobs = torch.log_softmax(out.logits.float(), dim=-1).gather(-1, targets[..., None])[..., 0]
-        return (logprobs * valid).sum(-1).view(batch, 2)
+    def _stash_branches(
+        self, prompts: Sequence[str], sequences: Sequence[list[int]], cache: Any, logits: torch.Tensor, width: int
+    ) -> None:
+        """Keep each (prompt, action prefix) cache row, unpadded, with the logits that follow the prefix."""
+        for i, (prompt, sequence) in enumerate(zip(prompts, sequences, strict=True)):
+            for b, (prefix, ids) in enumerate(((SEARCH, self._search_ids), (ANSWER, self._answer_ids))):
+                row, span = 2 * i + b, slice(width - len(sequence), width + len(ids))
+                layers = [(layer.keys[row : row + 1, :, span], layer.values[row : row + 1, :, span]) for layer in cache.layers]
+                self._stash[(prompt, prefix)] = (layers, logits[row, len(ids) - 1])
+        while len(self._stash) > self._stash_size:
+            self._stash.popitem(last=False)
+
+    def _take_stashed(self, prompt: str, prefix: str) -> Any:
+        """The decision's cache for `prompt + prefix`, if kept; the other branch is dropped with it."""
+        entry = self._stash.pop((prompt, prefix), None)
+        if entry is not None:
+            self._stash.pop((prompt, ANSWER if prefix == SEARCH else SEARCH), None)
+        return entry
 
     def _token_classes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Id sets that steer stopping: end-of-sequence ids, ids whose text holds a newline, blank ids."""
@@ -381,7 +409,8 @@ class SmartRAGPolicy:
         has_text = torch.zeros_like(done)
         eos_ids, newline_ids, blank_ids = self._token_classes()
         with self._inference():
-            next_logits, cache, attention_mask, positions = self._prefill(sequences)
+            stashed = [self._take_stashed(prompt, prefix) for prompt, prefix in zip(prompts, prefixes)]
+            next_logits, cache, attention_mask, positions = self._prefill(sequences, stashed)
             for step in range(max_new_tokens):
                 last_step = step == max_new_tokens - 1
                 step_logprobs = torch.log_softmax(next_logits.float() / temperature, dim=-1)

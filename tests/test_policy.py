@@ -122,3 +122,24 @@ def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):
     assert [g.token_ids for g in row_by_row.generate_batch(prompts, ANSWER)] == [
         g.token_ids for g in one_pass.generate_batch(prompts, ANSWER)
     ]
+
+
+def test_generation_after_a_decision_reuses_its_prompt_pass(tiny_tokenizer):
+    from tests.conftest import tiny_model
+
+    model = tiny_model(tiny_tokenizer)
+    deciding = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False)
+    fresh = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False)
+    prompts = [deciding.prompt(q) for q in QUESTIONS]
+    deciding.search_probability_batch(prompts)
+    passes = []
+    hook = model.register_forward_hook(lambda module, args, kwargs_or_out, *rest: passes.append(1))
+    try:
+        reused = deciding.generate_batch(prompts, [SEARCH, ANSWER, SEARCH])
+    finally:
+        hook.remove()
+    assert len(passes) <= 3  # decode steps only (max_new_tokens - 1 of them): no prompt pass
+    expected = fresh.generate_batch(prompts, [SEARCH, ANSWER, SEARCH])
+    assert [g.token_ids for g in reused] == [g.token_ids for g in expected]
+    assert [g.logprobs for g in reused] == [pytest.approx(g.logprobs, abs=1e-4) for g in expected]
+    assert deciding._stash == {}  # each entry is used once, its sibling branch dropped with it
