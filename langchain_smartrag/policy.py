@@ -401,16 +401,17 @@ class SmartRAGPolicy:
             prefixes = [prefixes] * len(prompts)
         sequences = [self._encode(p) + (self._encode(x) if x else []) for p, x in zip(prompts, prefixes, strict=True)]
         streams = {row: _TextStream(self.tokenizer, callback) for row, callback in enumerate(on_token or []) if callback}
-        batch = len(prompts)
-        tokens = torch.zeros((batch, max_new_tokens), dtype=torch.long)
-        logprobs = torch.zeros((batch, max_new_tokens))
-        lengths = torch.full((batch,), max_new_tokens)
-        done = torch.zeros(batch, dtype=torch.bool, device=self.model.device)
+        batch, device = len(prompts), self.model.device
+        tokens = torch.zeros((batch, max_new_tokens), dtype=torch.long, device=device)
+        logprobs = torch.zeros((batch, max_new_tokens), device=device)
+        lengths = torch.full((batch,), max_new_tokens, device=device)
+        done = torch.zeros(batch, dtype=torch.bool, device=device)
         has_text = torch.zeros_like(done)
         eos_ids, newline_ids, blank_ids = self._token_classes()
         with self._inference():
             stashed = [self._take_stashed(prompt, prefix) for prompt, prefix in zip(prompts, prefixes)]
             next_logits, cache, attention_mask, positions = self._prefill(sequences, stashed)
+            active = torch.arange(batch, device=device)  # the batch row of each cache row
             for step in range(max_new_tokens):
                 last_step = step == max_new_tokens - 1
                 step_logprobs = torch.log_softmax(next_logits.float() / temperature, dim=-1)
@@ -420,24 +421,30 @@ class SmartRAGPolicy:
                     next_ids = top.indices.gather(-1, choice)[:, 0]
                 else:
                     next_ids = step_logprobs.argmax(-1)
-                next_ids = torch.where(done, self.tokenizer.pad_token_id, next_ids)
-                tokens[:, step] = next_ids.cpu()
-                logprobs[:, step] = step_logprobs.gather(-1, next_ids[:, None])[:, 0].cpu()
-                has_text |= ~torch.isin(next_ids, blank_ids)
-                stopped = ~done & (torch.isin(next_ids, eos_ids) | (has_text & torch.isin(next_ids, newline_ids)))
-                lengths[stopped.cpu()] = step + 1
-                for row, stream in streams.items():
-                    if not done[row]:
-                        stream.update(tokens[row, : step + 1].tolist(), final=bool(stopped[row]) or last_step)
-                done |= stopped
+                live = ~done[active]
+                rows, ids = active[live], next_ids[live]
+                tokens[rows, step] = ids
+                logprobs[rows, step] = step_logprobs[live].gather(-1, ids[:, None])[:, 0]
+                has_text[rows] |= ~torch.isin(ids, blank_ids)
+                stopped = torch.isin(ids, eos_ids) | (has_text[rows] & torch.isin(ids, newline_ids))
+                lengths[rows[stopped]] = step + 1
+                done[rows[stopped]] = True
+                for row in set(rows.tolist()) & streams.keys():
+                    streams[row].update(tokens[row, : step + 1].tolist(), final=bool(done[row]) or last_step)
                 if bool(done.all()) or last_step:
                     break
+                live = ~done[active]
+                if live.sum() <= 0.75 * len(active):  # drop finished rows: they would cost a full step each
+                    keep = live.nonzero()[:, 0]
+                    cache.batch_select_indices(keep)
+                    active, next_ids, attention_mask, positions = (t[keep] for t in (active, next_ids, attention_mask, positions))
                 attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
                 positions = positions[:, -1:] + 1
                 next_logits = self.model(
                     input_ids=next_ids[:, None], attention_mask=attention_mask, position_ids=positions,
                     cache=cache, use_cache=True,
                 ).logits[:, -1]
+        tokens, logprobs, lengths = tokens.cpu(), logprobs.cpu(), lengths.cpu()
         results = []
         for row in range(batch):
             ids = tokens[row, : lengths[row]].tolist()

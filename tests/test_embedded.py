@@ -12,3 +12,14 @@ def test_the_embedded_model_answers_a_question_over_the_bundled_corpus():
     assert out["retrievals"] == 1 and out["documents"], out
     assert out["answer"] and "\n" not in out["answer"] and out["well_formed"]
     assert 0.0 <= out["search_probabilities"][0] <= 1.0
+
+
+@pytest.mark.slow
+def test_batched_answers_equal_one_at_a_time_when_rows_finish_early():
+    """Real answers end at different lengths, so finished rows leave the batch mid-generation."""
+    policy = SmartRAGPolicy.embedded(autocast=False)
+    prompts = [policy.prompt(q) for q in ("What is the capital of France?", "Who wrote Hamlet?", "Name a colour.",
+                                          "What is 2 + 2?", "Who painted the Mona Lisa?", "Describe Paris in detail.")]
+    batched = policy.generate_batch(prompts, "[Answer]", max_new_tokens=24)
+    assert len({len(g.token_ids) for g in batched}) > 2  # rows did finish at different steps
+    assert [g.token_ids for g in batched] == [policy.generate_batch([p], "[Answer]", max_new_tokens=24)[0].token_ids for p in prompts]
