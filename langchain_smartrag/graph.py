@@ -49,6 +49,7 @@ class SmartRAGContext:
     retriever: BaseRetriever | None = None
     threshold: float | None = None
     max_retrievals: int | None = None
+    rewrite_query: bool | None = None
 
 
 _RETRIEVAL_POOL = ContextThreadPoolExecutor(max_workers=32, thread_name_prefix="smartrag-retrieve")
@@ -99,16 +100,18 @@ def create_smartrag_graph(
     max_retrievals: int = 1,
     threshold: float = 0.5,
     retriever_timeout: float | None = 30.0,
+    rewrite_query: bool = True,
 ) -> CompiledStateGraph:
     """Compile the SmartRAG graph: a Runnable taking `{"question": str}` and returning `SmartRAGState`.
 
     decide retrieves when P(search) >= `threshold` (0 always retrieves, above 1 never does) until
     `max_retrievals`, after which the answer is forced. A retrieval that raises or takes longer than
-    `retriever_timeout` seconds is recorded in `errors` and the episode goes on without it.
+    `retriever_timeout` seconds is recorded in `errors` and the episode goes on without it. With
+    `rewrite_query=False` the question itself is the query (plain retrieve-then-read).
     """
     if max_retrievals < 0:
         raise ValueError("max_retrievals must be >= 0")
-    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals)
+    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query)
 
     def settings() -> SmartRAGContext:
         context = get_runtime(SmartRAGContext).context
@@ -162,11 +165,15 @@ def create_smartrag_graph(
         return {"answer": action.text, "well_formed": action.well_formed}
 
     def rewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        if not settings().rewrite_query:
+            return {"queries": [state["question"]]}
         policy, prompt = generation_prompt(state)
         with _policy_run(config, "rewrite", prompt) as run:
             return query_update(state, policy.generate([prompt], SEARCH, on_token=run.token)[0], run)
 
     async def arewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        if not settings().rewrite_query:
+            return {"queries": [state["question"]]}
         policy, prompt = generation_prompt(state)
         with _policy_run(config, "rewrite", prompt) as run:
             return query_update(state, (await policy.agenerate([prompt], SEARCH, on_token=run.token))[0], run)

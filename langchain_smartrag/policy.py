@@ -133,7 +133,7 @@ class SmartRAGPolicy:
         self._token_sets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._batcher = DynamicBatcher(self._run_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
         self._stash: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self._stash_size = 4 * max_batch_size
+        self._stash_size = 2 * max_batch_size  # two branches per prompt of one full batch; ~2 MB each here
 
     # -- construction ---------------------------------------------------------------------------
 

@@ -109,3 +109,11 @@ def test_readme_mermaid_is_the_graphs(policy, retriever):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     block = re.search(r"```mermaid\n(.*?)```", readme, re.S).group(1)
     assert block.strip() == create_smartrag_graph(policy, retriever).get_graph().draw_mermaid().strip()
+
+
+def test_without_rewriting_the_question_is_the_query(searching_policy, retriever, monkeypatch):
+    graph = create_smartrag_graph(searching_policy, retriever, rewrite_query=False)
+    out = graph.invoke({"question": "Who wrote Hamlet?"})
+    assert out["queries"] == ["Who wrote Hamlet?"] and out["documents"][0].metadata["title"] == "Hamlet"
+    rewriting = graph.invoke({"question": "Who wrote Hamlet?"}, context=SmartRAGContext(rewrite_query=True))
+    assert rewriting["queries"] != ["Who wrote Hamlet?"]
