@@ -65,6 +65,29 @@ def ask(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def evaluate(args: argparse.Namespace) -> int:
+    import torch
+    from training import dataset_path, load_qa, sample, summary_line
+    from training import evaluate as run_evaluation
+
+    from .graph import create_smartrag_graph
+
+    if (args.data is None) == (args.dataset is None):
+        raise SystemExit("smartrag eval: give exactly one of --data PATH or --dataset NAME")
+    path = Path(args.data) if args.data else dataset_path(args.dataset, args.split)
+    examples = sample(load_qa(path), args.limit, args.seed)
+    torch.manual_seed(args.seed)
+    graph = create_smartrag_graph(load_policy(args.policy), build_retriever("local", args.corpus, args.k))
+    config = {"data": str(path), "corpus": args.corpus or "bundled", "policy": args.policy or "embedded",
+              "k": args.k, "limit": args.limit, "seed": args.seed}
+    results = run_evaluation(graph, examples, mode=args.mode, threshold=args.threshold, batch_size=args.batch_size,
+                             config=config)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    print(summary_line(results))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smartrag", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +101,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=4, help="documents per retrieval")
     p.add_argument("--json", action="store_true", help="print each final state as one JSON line")
     p.set_defaults(run=ask)
+
+    p = commands.add_parser("eval", help="score a QA set in one mode: EM, F1, reward, retrieval rate, hit")
+    p.add_argument("--data", help="QA JSONL(.gz) with id, question, answers")
+    p.add_argument("--dataset", help="the repository's own data set (popqa, ambignq, hotpotqa, nq, triviaqa, ...)")
+    p.add_argument("--split", default="dev")
+    p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
+    p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
+    p.add_argument("--policy", help="model or peft adapter directory (default: the embedded model)")
+    p.add_argument("--threshold", type=float, default=0.5, help="smartrag mode: retrieve when P(search) >= this")
+    p.add_argument("--limit", type=int, help="score only the first N questions (after the seeded shuffle)")
+    p.add_argument("--seed", type=int, default=0, help="shuffles the questions before --limit; seeds torch")
+    p.add_argument("--k", type=int, default=4, help="documents per retrieval")
+    p.add_argument("--batch-size", type=int, default=32, help="questions per graph.batch")
+    p.add_argument("--output", required=True, help="results JSON")
+    p.set_defaults(run=evaluate)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -54,3 +54,9 @@ def episode_reward(
     """EM + F1 - alpha * retrievals; a malformed final output scores MALFORMED_REWARD instead of EM + F1."""
     correctness = exact_match(answer, golds) + f1_score(answer, golds) if well_formed else MALFORMED_REWARD
     return correctness - alpha * retrievals
+
+
+def has_answer(text: str, golds: str | Iterable[str]) -> bool:
+    """Whether any gold alias occurs in the text, both SQuAD-normalised, on word boundaries (retrieval "hit")."""
+    haystack = f" {normalize_answer(text)} "
+    return any(gold and f" {gold} " in haystack for gold in map(normalize_answer, _golds(golds)))

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from langchain_smartrag.scoring import episode_reward, exact_match, f1_score, normalize_answer
+from langchain_smartrag.scoring import episode_reward, exact_match, f1_score, has_answer, normalize_answer
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,10 @@ def test_scores_are_bounded_and_em_implies_full_f1(prediction, golds):
     assert em in (0.0, 1.0) and 0.0 <= f1 <= 1.0
     assert em == 0.0 or f1 == 1.0
     assert exact_match(prediction, [*golds, prediction]) == 1.0
+
+
+def test_has_answer_matches_normalised_words_not_substrings():
+    assert has_answer("Hamlet was written by William Shakespeare.", ["shakespeare"])
+    assert has_answer("It landed in July, 1969!", ["1969"])
+    assert not has_answer("Parisian cafes", ["Paris"])
+    assert not has_answer("anything", [""])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,3 +49,10 @@ def dataset_path(name: str, split: str) -> Path:
             return path
     known = sorted(p.name for p in DATA_DIR.iterdir() if p.is_dir()) if DATA_DIR.exists() else []
     raise ValueError(f"no {split} split for data set {name!r} in {DATA_DIR} (data sets: {', '.join(known)})")
+
+
+def sample(examples: list[QAExample], limit: int | None, seed: int = 0) -> list[QAExample]:
+    """A seeded shuffle, then the first `limit` (all if None): the same subset for every mode and run."""
+    shuffled = list(examples)
+    random.Random(seed).shuffle(shuffled)
+    return shuffled[:limit] if limit else shuffled

@@ -1,0 +1,117 @@
+"""Evaluation: run QA examples through the SmartRAG graph in one of four modes and score them.
+
+Every mode is the same graph with different settings, and every answer goes through `scoring.py`:
+  no-retrieval              the answer is forced (retrieval quota 0)
+  always-retrieve-question  retrieve with the question itself, then answer (plain retrieve-then-read)
+  always-retrieve           retrieve with the policy's rewritten query, then answer
+  smartrag                  the policy decides: retrieve when P(search) >= threshold
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.runnables import Runnable
+from tqdm import tqdm
+
+from langchain_smartrag import SmartRAGContext
+from langchain_smartrag.scoring import ALPHA, episode_reward, exact_match, f1_score, has_answer
+
+from .data import QAExample
+
+MODES = ("smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question")
+
+
+def mode_context(mode: str, threshold: float = 0.5) -> SmartRAGContext:
+    """The per-call graph settings that make a mode."""
+    contexts = {
+        "smartrag": SmartRAGContext(threshold=threshold),
+        "no-retrieval": SmartRAGContext(max_retrievals=0),
+        "always-retrieve": SmartRAGContext(threshold=0.0),
+        "always-retrieve-question": SmartRAGContext(threshold=0.0, rewrite_query=False),
+    }
+    if mode not in contexts:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    return contexts[mode]
+
+
+def score_episode(example: QAExample, state: dict[str, Any] | BaseException) -> dict[str, Any]:
+    """One question's record: what the graph did and how it scored (an exception scores as a format error)."""
+    if isinstance(state, BaseException):
+        state = {"answer": "", "well_formed": False, "retrievals": 0, "errors": [f"{type(state).__name__}: {state}"]}
+    answer, retrievals = state.get("answer", ""), state.get("retrievals", 0)
+    documents = state.get("documents", [])
+    return {
+        "id": example.id,
+        "question": example.question,
+        "golds": example.answers,
+        "answer": answer,
+        "well_formed": state.get("well_formed", False),
+        "queries": state.get("queries", []),
+        "retrievals": retrievals,
+        "search_probabilities": state.get("search_probabilities", []),
+        "hit": has_answer(" ".join(d.page_content for d in documents), example.answers) if retrievals else None,
+        "em": exact_match(answer, example.answers),
+        "f1": f1_score(answer, example.answers),
+        "reward": episode_reward(answer, example.answers, retrievals, well_formed=state.get("well_formed", False)),
+        "errors": state.get("errors", []),
+    }
+
+
+def summarize(records: Sequence[dict[str, Any]], seconds: float, config: dict[str, Any]) -> dict[str, Any]:
+    """Means over the records; `hit` is over the questions that retrieved (None if none did)."""
+    n = len(records)
+    hits = [r["hit"] for r in records if r["hit"] is not None]
+    return {
+        "n": n,
+        "em": sum(r["em"] for r in records) / n,
+        "f1": sum(r["f1"] for r in records) / n,
+        "reward": sum(r["reward"] for r in records) / n,
+        "retrieval_rate": sum(r["retrievals"] for r in records) / n,
+        "format_error_rate": sum(not r["well_formed"] for r in records) / n,
+        "hit": sum(hits) / len(hits) if hits else None,
+        "seconds": seconds,
+        "questions_per_second": n / seconds if seconds else None,
+        "config": {**config, "alpha": ALPHA},
+        "records": list(records),
+    }
+
+
+def evaluate(
+    graph: Runnable,
+    examples: Sequence[QAExample],
+    *,
+    mode: str = "smartrag",
+    threshold: float = 0.5,
+    batch_size: int = 32,
+    progress: bool = True,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Answer every example through `graph` in `mode`, `batch_size` questions at a time, and score them."""
+    context = mode_context(mode, threshold)
+    records: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    with tqdm(total=len(examples), desc=mode, file=sys.stderr, disable=not progress) as bar:
+        for first in range(0, len(examples), batch_size):
+            chunk = examples[first : first + batch_size]
+            states = graph.batch(
+                [{"question": e.question} for e in chunk], {"max_concurrency": batch_size},
+                return_exceptions=True, context=context,
+            )
+            records.extend(score_episode(e, s) for e, s in zip(chunk, states, strict=True))
+            bar.update(len(chunk))
+    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None, **(config or {})}
+    return summarize(records, time.perf_counter() - start, config)
+
+
+def summary_line(results: dict[str, Any]) -> str:
+    """The one-line summary `smartrag eval` prints."""
+    hit = "-" if results["hit"] is None else f"{results['hit']:.3f}"
+    return (
+        f"{results['config']['mode']}: n={results['n']} EM={results['em']:.3f} F1={results['f1']:.3f} "
+        f"reward={results['reward']:.3f} retrieval_rate={results['retrieval_rate']:.2f} hit={hit} "
+        f"format_errors={results['format_error_rate']:.3f} ({results['questions_per_second']:.2f} q/s)"
+    )
