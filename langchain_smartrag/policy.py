@@ -356,6 +356,11 @@ class SmartRAGPolicy:
         while len(self._stash) > self._stash_size:
             self._stash.popitem(last=False)
 
+    def clear_prompt_cache(self) -> None:
+        """Forget the decisions' kept caches: call it after changing the model's weights (training)."""
+        with self._lock:
+            self._stash.clear()
+
     def _take_stashed(self, prompt: str, prefix: str) -> Any:
         """The decision's cache for `prompt + prefix`, if kept; the other branch is dropped with it."""
         entry = self._stash.pop((prompt, prefix), None)
