@@ -88,6 +88,53 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_warmup(args: argparse.Namespace) -> int:
+    from training import dataset_path, load_qa, sample
+    from training.warmup import build_warmup, write_warmup
+
+    examples = [e for name in args.datasets for e in sample(load_qa(dataset_path(name, args.split)), args.per_dataset, args.seed)]
+    rows, report = build_warmup(load_policy(args.policy), build_retriever("local", args.corpus, args.k), examples,
+                                rewrites=args.rewrites, seed=args.seed)
+    write_warmup(rows, report, args.output)
+    print(json.dumps(report))
+    return 0
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One `--flag` per dataclass field; defaults stay None so a YAML config can fill what flags leave out."""
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            convert = {"int": int, "float": float, "int | None": int}.get(kind, str)
+            parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper())
+
+
+def train_sft(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from training.sft import SFTConfig, train
+
+    values: dict[str, Any] = {}
+    if args.config:
+        import yaml
+
+        values.update(yaml.safe_load(Path(args.config).read_text()) or {})
+    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    unknown = set(values) - names
+    if unknown:
+        raise SystemExit(f"smartrag train sft: unknown config fields {sorted(unknown)}")
+    values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
+    if "data" not in values:
+        raise SystemExit("smartrag train sft: give --data or a config with `data:`")
+    print(train(SFTConfig(**values)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smartrag", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +163,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="questions per graph.batch")
     p.add_argument("--output", required=True, help="results JSON")
     p.set_defaults(run=evaluate)
+
+    train_commands = commands.add_parser("train", help="build warm-up data, run SFT").add_subparsers(dest="stage", required=True)
+    p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
+    p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"])
+    p.add_argument("--split", default="train")
+    p.add_argument("--per-dataset", type=int, default=400, help="questions sampled from each data set")
+    p.add_argument("--rewrites", type=int, default=2, help="sampled rewrites tried when the question retrieves no answer")
+    p.add_argument("--policy", help="model or adapter directory (default: the embedded model)")
+    p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", default="runs/warmup.jsonl")
+    p.set_defaults(run=train_warmup)
+    from training.sft import SFTConfig
+
+    p = train_commands.add_parser("sft", help="supervised warm-up (LoRA by default); every config field is a flag")
+    p.add_argument("--config", help="YAML file of SFTConfig fields; flags override it")
+    add_dataclass_flags(p, SFTConfig)
+    p.set_defaults(run=train_sft)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

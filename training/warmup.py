@@ -1,0 +1,115 @@
+"""Warm-up data for SFT: the three kinds of SmartRAG examples, built with the policy and the retriever in the loop.
+
+- direct:   question -> "[Answer] y" for questions the base policy already answers closed-book;
+- search:   question -> "[Search] q" for the others, q being the question itself or a rewrite sampled from
+            the policy, whichever first retrieves text that holds a gold answer;
+- observed: question + observation -> "[Answer] y", y being the gold alias found in the observation.
+
+Each question gives at most one decision example (direct or search), so no two examples disagree about the
+same question; the majority decision is cut to at most `max_decision_ratio` times the minority so that the
+retrieve-or-answer choice stays a learned judgement that PPO can still move, not a per-entity lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from tqdm import tqdm
+
+from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
+from langchain_smartrag.protocol import parse_action
+from langchain_smartrag.scoring import has_answer, normalize_answer
+
+from .data import QAExample
+
+
+@dataclass
+class WarmupExample:
+    kind: str
+    prompt: str
+    completion: str
+    id: str
+
+
+def _alias_in(text: str, golds: Sequence[str]) -> str | None:
+    """The first gold alias that occurs in `text` (normalised), as the gold file spells it."""
+    return next((g for g in golds if normalize_answer(g) and has_answer(text, [g])), None)
+
+
+def _text(documents: Sequence[Document]) -> str:
+    return " ".join(d.page_content for d in documents)
+
+
+def build_warmup(
+    policy: SmartRAGPolicy,
+    retriever: BaseRetriever,
+    examples: Sequence[QAExample],
+    *,
+    rewrites: int = 2,
+    max_decision_ratio: float = 2.0,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> tuple[list[WarmupExample], dict[str, Any]]:
+    """Build warm-up examples; returns them with a report of the mix."""
+    generator = torch.Generator().manual_seed(seed)
+    direct, search, observed, no_hit = [], [], [], 0
+    for first in tqdm(range(0, len(examples), batch_size), desc="warm-up", unit="batch"):
+        chunk = examples[first : first + batch_size]
+        prompts = [policy.prompt(e.question) for e in chunk]
+        closed_book = policy.generate_batch(prompts, ANSWER)
+        candidates = [[e.question] for e in chunk]
+        if rewrites:
+            sampled = policy.generate_batch(
+                [p for p in prompts for _ in range(rewrites)], SEARCH, sample=True, generator=generator
+            )
+            for i, generation in enumerate(sampled):
+                query = parse_action(SEARCH + generation.text)
+                if query.well_formed and query.text not in candidates[i // rewrites]:
+                    candidates[i // rewrites].append(query.text)
+        for e, prompt, answer, queries in zip(chunk, prompts, closed_book, candidates, strict=True):
+            known = _alias_in(parse_action(ANSWER + answer.text).text, e.answers)
+            if known is not None:
+                direct.append(WarmupExample("direct", prompt, f"{ANSWER} {known}", e.id))
+            for query in queries:
+                documents = retriever.invoke(query)
+                gold = _alias_in(_text(documents), e.answers)
+                if gold is None:
+                    continue
+                if known is None:
+                    search.append(WarmupExample("search", prompt, f"{SEARCH} {query}", e.id))
+                observed.append(WarmupExample("observed", policy.prompt(e.question, documents), f"{ANSWER} {gold}", e.id))
+                break
+            else:
+                no_hit += 1
+    rng = random.Random(seed)
+    minority, majority = sorted([direct, search], key=len)
+    cap = int(max_decision_ratio * len(minority)) if minority else len(majority)
+    kept_majority = rng.sample(majority, min(cap, len(majority)))
+    rows = minority + kept_majority + observed
+    rng.shuffle(rows)
+    report = {
+        "questions": len(examples),
+        "closed_book_right": len(direct),
+        "retrieval_found_answer": len(observed),
+        "no_query_found_answer": no_hit,
+        "dropped_to_balance": len(majority) - len(kept_majority),
+        "mix": dict(Counter(r.kind for r in rows)),
+    }
+    return rows, report
+
+
+def write_warmup(rows: Sequence[WarmupExample], report: dict[str, Any], path: str | Path) -> None:
+    """JSONL of {"kind", "prompt", "completion", "id"} (what `training.sft` reads) and a report beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r.__dict__, ensure_ascii=False) + "\n" for r in rows))
+    path.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
