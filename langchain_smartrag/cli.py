@@ -77,11 +77,12 @@ def evaluate(args: argparse.Namespace) -> int:
     path = Path(args.data) if args.data else dataset_path(args.dataset, args.split)
     examples = sample(load_qa(path), args.limit, args.seed)
     torch.manual_seed(args.seed)
-    graph = create_smartrag_graph(load_policy(args.policy), build_retriever("local", args.corpus, args.k))
+    policy = load_policy(args.policy)
+    graph = create_smartrag_graph(policy, build_retriever("local", args.corpus, args.k))
     config = {"data": str(path), "corpus": args.corpus or "bundled", "policy": args.policy or "embedded",
               "k": args.k, "limit": args.limit, "seed": args.seed}
     results = run_evaluation(graph, examples, mode=args.mode, threshold=args.threshold, batch_size=args.batch_size,
-                             config=config)
+                             config=config, format_policy=policy if args.check_format else None)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=1, ensure_ascii=False))
     print(summary_line(results))
@@ -162,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=4, help="documents per retrieval")
     p.add_argument("--batch-size", type=int, default=32, help="questions per graph.batch")
     p.add_argument("--output", required=True, help="results JSON")
+    p.add_argument("--check-format", action="store_true",
+                   help="also generate each first turn with no forced prefix: free_format_error_rate")
     p.set_defaults(run=evaluate)
 
     train_commands = commands.add_parser("train", help="build warm-up data, run SFT").add_subparsers(dest="stage", required=True)

@@ -45,6 +45,14 @@ def test_smartrag_follows_the_policy_and_the_threshold(searching_policy, answeri
     assert run(searching_policy, retriever, "smartrag", threshold=1.01)["retrieval_rate"] == 0.0
 
 
+def test_free_format_check_parses_the_unforced_first_turn(searching_policy, retriever):
+    results = run(searching_policy, retriever, "smartrag", format_policy=searching_policy)
+    # this policy's favoured tokens spell the action words but not "[Search] <query>" in order
+    assert {r["free_action"] for r in results["records"]} <= {"search", "answer", "invalid"}
+    assert results["free_format_error_rate"] == [r["free_action"] for r in results["records"]].count("invalid") / 3
+    assert run(searching_policy, retriever, "smartrag")["free_format_error_rate"] is None
+
+
 def test_unknown_modes_are_refused(policy, retriever):
     with pytest.raises(ValueError, match="unknown mode"):
         run(policy, retriever, "sometimes")

@@ -101,3 +101,21 @@ def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriev
     assert len((tmp_path / "w.jsonl").read_text().splitlines()) == len(rows)
     assert json.loads((tmp_path / "w.report.json").read_text())["mix"] == report["mix"]
     assert SEARCH  # the action grammar is the protocol's
+
+
+def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(tmp_path, tiny_model_dir, corpus_file, capsys):
+    from langchain_smartrag.cli import main
+
+    warmup = tmp_path / "warmup.jsonl"
+    assert main(["train", "warmup", "--datasets", "hotpotqa", "--per-dataset", "3", "--rewrites", "1",
+                 "--policy", str(tiny_model_dir), "--corpus", str(corpus_file), "--output", str(warmup)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["questions"] == 3 and warmup.with_suffix(".report.json").exists()
+    data = tmp_path / "sft.jsonl"  # the toy corpus answers no HotpotQA question: train on hand-made rows
+    data.write_text(json.dumps({"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"}) + "\n")
+    (tmp_path / "sft.yaml").write_text(f"data: {data}\nbase_model: {tiny_model_dir}\nmax_steps: 50\nbf16: false\n")
+    assert main(["train", "sft", "--config", str(tmp_path / "sft.yaml"), "--max-steps", "2", "--no-lora",
+                 "--output-dir", str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.strip().endswith("run/final")
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 2  # the flag overrode the config's max_steps

@@ -17,7 +17,8 @@ from typing import Any
 from langchain_core.runnables import Runnable
 from tqdm import tqdm
 
-from langchain_smartrag import SmartRAGContext
+from langchain_smartrag import SmartRAGContext, SmartRAGPolicy
+from langchain_smartrag.protocol import parse_action
 from langchain_smartrag.scoring import ALPHA, episode_reward, exact_match, f1_score, has_answer
 
 from .data import QAExample
@@ -65,6 +66,7 @@ def summarize(records: Sequence[dict[str, Any]], seconds: float, config: dict[st
     """Means over the records; `hit` is over the questions that retrieved (None if none did)."""
     n = len(records)
     hits = [r["hit"] for r in records if r["hit"] is not None]
+    free = [r["free_action"] for r in records if "free_action" in r]
     return {
         "n": n,
         "em": sum(r["em"] for r in records) / n,
@@ -73,6 +75,7 @@ def summarize(records: Sequence[dict[str, Any]], seconds: float, config: dict[st
         "retrieval_rate": sum(r["retrievals"] for r in records) / n,
         "format_error_rate": sum(not r["well_formed"] for r in records) / n,
         "hit": sum(hits) / len(hits) if hits else None,
+        "free_format_error_rate": free.count("invalid") / len(free) if free else None,
         "seconds": seconds,
         "questions_per_second": n / seconds if seconds else None,
         "config": {**config, "alpha": ALPHA},
@@ -89,8 +92,13 @@ def evaluate(
     batch_size: int = 32,
     progress: bool = True,
     config: dict[str, Any] | None = None,
+    format_policy: SmartRAGPolicy | None = None,
 ) -> dict[str, Any]:
-    """Answer every example through `graph` in `mode`, `batch_size` questions at a time, and score them."""
+    """Answer every example through `graph` in `mode`, `batch_size` questions at a time, and score them.
+
+    With `format_policy`, each question's first turn is also generated with no forced action prefix and
+    parsed: `free_format_error_rate` is how often the policy, left to itself, writes neither action.
+    """
     context = mode_context(mode, threshold)
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -102,6 +110,10 @@ def evaluate(
                 return_exceptions=True, context=context,
             )
             records.extend(score_episode(e, s) for e, s in zip(chunk, states, strict=True))
+            if format_policy is not None:
+                free = format_policy.generate_batch([format_policy.prompt(e.question) for e in chunk])
+                for record, generation in zip(records[-len(chunk) :], free, strict=True):
+                    record["free_action"] = parse_action(generation.text).kind
             bar.update(len(chunk))
     config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None, **(config or {})}
     return summarize(records, time.perf_counter() - start, config)
@@ -110,8 +122,11 @@ def evaluate(
 def summary_line(results: dict[str, Any]) -> str:
     """The one-line summary `smartrag eval` prints."""
     hit = "-" if results["hit"] is None else f"{results['hit']:.3f}"
+    free = results.get("free_format_error_rate")
     return (
         f"{results['config']['mode']}: n={results['n']} EM={results['em']:.3f} F1={results['f1']:.3f} "
         f"reward={results['reward']:.3f} retrieval_rate={results['retrieval_rate']:.2f} hit={hit} "
-        f"format_errors={results['format_error_rate']:.3f} ({results['questions_per_second']:.2f} q/s)"
+        f"format_errors={results['format_error_rate']:.3f}"
+        + ("" if free is None else f" free_format_errors={free:.3f}")
+        + f" ({results['questions_per_second']:.2f} q/s)"
     )
