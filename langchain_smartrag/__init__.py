@@ -1,7 +1,7 @@
 """SmartRAG for LangChain: one policy LLM decides when to retrieve, rewrites the query, and answers."""
 
 from .graph import SmartRAGContext, SmartRAGState, create_smartrag_graph
-from .policy import Generation, SmartRAGPolicy
+from .policy import Decision, Generation, SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, Action, parse_action, render_prompt
 from .retrievers import BM25Retriever, DuckDuckGoRetriever
 from .scoring import episode_reward, exact_match, f1_score, normalize_answer
@@ -11,6 +11,7 @@ __all__ = [
     "SEARCH",
     "Action",
     "BM25Retriever",
+    "Decision",
     "DuckDuckGoRetriever",
     "Generation",
     "SmartRAGContext",

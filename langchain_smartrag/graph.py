@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import operator
+import random
 from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
-from .policy import Generation, SmartRAGPolicy
+from .policy import Decision, Generation, SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, parse_action, validate_question
 
 
@@ -39,6 +40,8 @@ class SmartRAGState(TypedDict, total=False):
     documents: Annotated[list[Document], operator.add]
     search_probabilities: Annotated[list[float], operator.add]
     errors: Annotated[list[str], operator.add]
+    trace: Annotated[list[dict[str, Any]], operator.add]
+    """With `record=True`: every policy call as {node, prompt, prefix, token_ids, logprobs} (for training)."""
 
 
 @dataclass
@@ -50,6 +53,10 @@ class SmartRAGContext:
     threshold: float | None = None
     max_retrievals: int | None = None
     rewrite_query: bool | None = None
+    sample: bool | None = None
+    """Training rollouts: draw the decision from P(search) and sample text (top-k 50) instead of greedy."""
+    record: bool | None = None
+    """Append every policy call to the state's `trace`."""
 
 
 _RETRIEVAL_POOL = ContextThreadPoolExecutor(max_workers=32, thread_name_prefix="smartrag-retrieve")
@@ -111,7 +118,7 @@ def create_smartrag_graph(
     """
     if max_retrievals < 0:
         raise ValueError("max_retrievals must be >= 0")
-    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query)
+    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query, sample=False, record=False)
 
     def settings() -> SmartRAGContext:
         context = get_runtime(SmartRAGContext).context
@@ -128,65 +135,87 @@ def create_smartrag_graph(
             return ctx, None
         return ctx, ctx.policy.prompt(question, state.get("documents", []))
 
-    def route(ctx: SmartRAGContext, p_search: float, run: _PolicyRun) -> Command:
-        action = SEARCH if p_search >= ctx.threshold else ANSWER
-        run.end(action, search_probability=p_search)
-        return Command(update={"search_probabilities": [p_search]}, goto="rewrite" if action == SEARCH else "answer")
+    def route(ctx: SmartRAGContext, prompt: str, decision: Decision, run: _PolicyRun) -> Command:
+        search = random.random() < decision.p_search if ctx.sample else decision.p_search >= ctx.threshold
+        action = SEARCH if search else ANSWER
+        run.end(action, search_probability=decision.p_search)
+        update: dict[str, Any] = {"search_probabilities": [decision.p_search]}
+        if ctx.record:
+            logprobs = decision.search_logprobs if search else decision.answer_logprobs
+            update["trace"] = [{"node": "decide", "prompt": prompt, "prefix": "", "text": action,
+                                "token_ids": ctx.policy.encode(action), "logprobs": logprobs}]
+        return Command(update=update, goto="rewrite" if search else "answer")
 
     def decide(state: SmartRAGState, config: RunnableConfig) -> Command:
         ctx, prompt = decision_prompt(state)
         if prompt is None:
             return Command(goto="answer")
         with _policy_run(config, "decide", prompt, stream=False) as run:
-            return route(ctx, ctx.policy.search_probability([prompt])[0], run)
+            return route(ctx, prompt, ctx.policy.decide([prompt])[0], run)
 
     async def adecide(state: SmartRAGState, config: RunnableConfig) -> Command:
         ctx, prompt = decision_prompt(state)
         if prompt is None:
             return Command(goto="answer")
         with _policy_run(config, "decide", prompt, stream=False) as run:
-            return route(ctx, (await ctx.policy.asearch_probability([prompt]))[0], run)
+            return route(ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
 
     # rewrite and answer: generation after a forced action prefix ------------------------------
-    def generation_prompt(state: SmartRAGState) -> tuple[SmartRAGPolicy, str]:
-        policy = settings().policy
-        return policy, policy.prompt(state["question"], state.get("documents", []))
+    def generation_call(state: SmartRAGState) -> tuple[SmartRAGContext, str, dict[str, Any]]:
+        """Settings, prompt, and sampling arguments (top-k 50, the paper's rollout setting, when sampling)."""
+        ctx = settings()
+        return ctx, ctx.policy.prompt(state["question"], state.get("documents", [])), {"sample": True} if ctx.sample else {}
 
-    def query_update(state: SmartRAGState, generation: Generation, run: _PolicyRun) -> dict[str, Any]:
+    def recorded(ctx: SmartRAGContext, node: str, prompt: str, prefix: str, generation: Generation) -> dict[str, Any]:
+        if not ctx.record:
+            return {}
+        return {"trace": [{"node": node, "prompt": prompt, "prefix": prefix, "text": generation.text,
+                           "token_ids": generation.token_ids, "logprobs": generation.logprobs}]}
+
+    def query_update(
+        state: SmartRAGState, ctx: SmartRAGContext, prompt: str, generation: Generation, run: _PolicyRun
+    ) -> dict[str, Any]:
         action = parse_action(SEARCH + generation.text)
         run.end(action.text)
+        update = recorded(ctx, "rewrite", prompt, SEARCH, generation)
         if action.well_formed:
-            return {"queries": [action.text]}
-        return {"queries": [state["question"]], "errors": ["rewrite: empty query, searched with the question"]}
+            return {**update, "queries": [action.text]}
+        return {**update, "queries": [state["question"]], "errors": ["rewrite: empty query, searched with the question"]}
 
-    def answer_update(generation: Generation, run: _PolicyRun) -> dict[str, Any]:
+    def answer_update(
+        state: SmartRAGState, ctx: SmartRAGContext, prompt: str, generation: Generation, run: _PolicyRun
+    ) -> dict[str, Any]:
         action = parse_action(ANSWER + generation.text)
         run.end(action.text)
-        return {"answer": action.text, "well_formed": action.well_formed}
+        return {**recorded(ctx, "answer", prompt, ANSWER, generation), "answer": action.text, "well_formed": action.well_formed}
 
     def rewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         if not settings().rewrite_query:
             return {"queries": [state["question"]]}
-        policy, prompt = generation_prompt(state)
+        ctx, prompt, sampling = generation_call(state)
         with _policy_run(config, "rewrite", prompt) as run:
-            return query_update(state, policy.generate([prompt], SEARCH, on_token=run.token)[0], run)
+            generation = ctx.policy.generate([prompt], SEARCH, on_token=run.token, **sampling)[0]
+            return query_update(state, ctx, prompt, generation, run)
 
     async def arewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         if not settings().rewrite_query:
             return {"queries": [state["question"]]}
-        policy, prompt = generation_prompt(state)
+        ctx, prompt, sampling = generation_call(state)
         with _policy_run(config, "rewrite", prompt) as run:
-            return query_update(state, (await policy.agenerate([prompt], SEARCH, on_token=run.token))[0], run)
+            generation = (await ctx.policy.agenerate([prompt], SEARCH, on_token=run.token, **sampling))[0]
+            return query_update(state, ctx, prompt, generation, run)
 
     def answer(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
-        policy, prompt = generation_prompt(state)
+        ctx, prompt, sampling = generation_call(state)
         with _policy_run(config, "answer", prompt) as run:
-            return answer_update(policy.generate([prompt], ANSWER, on_token=run.token)[0], run)
+            generation = ctx.policy.generate([prompt], ANSWER, on_token=run.token, **sampling)[0]
+            return answer_update(state, ctx, prompt, generation, run)
 
     async def aanswer(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
-        policy, prompt = generation_prompt(state)
+        ctx, prompt, sampling = generation_call(state)
         with _policy_run(config, "answer", prompt) as run:
-            return answer_update((await policy.agenerate([prompt], ANSWER, on_token=run.token))[0], run)
+            generation = (await ctx.policy.agenerate([prompt], ANSWER, on_token=run.token, **sampling))[0]
+            return answer_update(state, ctx, prompt, generation, run)
 
     # retrieve --------------------------------------------------------------------------------
     def retrieval_failed(error: BaseException) -> dict[str, Any]:

@@ -68,6 +68,15 @@ class Generation:
     """False when the completion ran into `max_new_tokens` before a newline or end-of-sequence."""
 
 
+@dataclass
+class Decision:
+    """The retrieve-or-answer decision after one prompt: P(search) and each action prefix's token log-probs."""
+
+    p_search: float
+    search_logprobs: list[float]
+    answer_logprobs: list[float]
+
+
 def embedded_model_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted from its GGUF once.
 
@@ -128,8 +137,8 @@ class SmartRAGPolicy:
         self.autocast = autocast
         self.prefill_chunk_tokens = prefill_chunk_tokens or (2048 if model.device.type == "cpu" else None)
         self._lock = threading.RLock()
-        self._search_ids = self._encode(SEARCH)
-        self._answer_ids = self._encode(ANSWER)
+        self._search_ids = self.encode(SEARCH)
+        self._answer_ids = self.encode(ANSWER)
         self._token_sets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._batcher = DynamicBatcher(self._run_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
         self._stash: OrderedDict[tuple[str, str], Any] = OrderedDict()
@@ -176,13 +185,13 @@ class SmartRAGPolicy:
         documents = list(documents)
         budget = self.max_context - self.max_new_tokens - len(self._answer_ids)
         text = render_prompt(question, documents, self.tokenizer)
-        while documents and len(self._encode(text)) > budget:
+        while documents and len(self.encode(text)) > budget:
             documents.pop()
             text = render_prompt(question, documents, self.tokenizer)
         return text
 
     def _fit_question(self, question: str) -> str:
-        ids = self._encode(question)
+        ids = self.encode(question)
         if len(ids) <= self.max_question_tokens:
             return question
         head = self.max_question_tokens // 2
@@ -193,7 +202,8 @@ class SmartRAGPolicy:
         )
         return f"{self.tokenizer.decode(ids[:head])} ... {self.tokenizer.decode(ids[-tail:])}"
 
-    def _encode(self, text: str) -> list[int]:
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a text, without special tokens: prompts and prefixes are encoded apart, always."""
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     # -- model passes ---------------------------------------------------------------------------
@@ -215,12 +225,19 @@ class SmartRAGPolicy:
 
     # -- coalesced calls --------------------------------------------------------------------------
 
+    def decide(self, prompts: Sequence[str]) -> list[Decision]:
+        """The decision after each prompt (see `decide_batch`), batched with concurrent calls."""
+        return self._batcher(("decide",), [(prompt,) for prompt in prompts])
+
+    async def adecide(self, prompts: Sequence[str]) -> list[Decision]:
+        return await self._batcher.acall(("decide",), [(prompt,) for prompt in prompts])
+
     def search_probability(self, prompts: Sequence[str]) -> list[float]:
-        """P(search) after each prompt (see `search_probability_batch`), batched with concurrent calls."""
-        return self._batcher(("search_probability",), [(prompt,) for prompt in prompts])
+        """P(search) after each prompt, batched with concurrent calls."""
+        return [decision.p_search for decision in self.decide(prompts)]
 
     async def asearch_probability(self, prompts: Sequence[str]) -> list[float]:
-        return await self._batcher.acall(("search_probability",), [(prompt,) for prompt in prompts])
+        return [decision.p_search for decision in await self.adecide(prompts)]
 
     def generate(
         self, prompts: Sequence[str], prefix: str = "", *, on_token: TokenCallback | None = None, **sampling: Any
@@ -250,8 +267,8 @@ class SmartRAGPolicy:
 
     def _run_batch(self, key: tuple, items: list[tuple]) -> list[Any]:
         """The batcher's one entry into the model: a coalesced group of equal-keyed requests."""
-        if key[0] == "search_probability":
-            return self.search_probability_batch([prompt for (prompt,) in items])
+        if key[0] == "decide":
+            return self.decide_batch([prompt for (prompt,) in items])
         prompts, prefixes, callbacks = zip(*items)
         return self.generate_batch(list(prompts), list(prefixes), on_token=list(callbacks), **dict(key[1:]))
 
@@ -306,7 +323,12 @@ class SmartRAGPolicy:
         return torch.stack([entry[1] for entry in stashed]), cache, attention_mask, positions
 
     def search_probability_batch(self, prompts: Sequence[str]) -> list[float]:
-        """P(search) = P("[Search]") / (P("[Search]") + P("[Answer]")) after each prompt.
+        """P(search) after each prompt, in one pass (see `decide_batch`)."""
+        return [decision.p_search for decision in self.decide_batch(prompts)]
+
+    def decide_batch(self, prompts: Sequence[str]) -> list[Decision]:
+        """P(search) = P("[Search]") / (P("[Search]") + P("[Answer]")) after each prompt, with the per-token
+        log-probabilities of both prefixes (what training needs for the decision tokens).
 
         The prompts run once (one prompt pass); both action prefixes are then scored on a copy of
         the key/value cache, so the cost is one prompt pass plus a few tokens, not two prompt passes.
@@ -315,7 +337,7 @@ class SmartRAGPolicy:
         """
         if not prompts:
             return []
-        sequences = [self._encode(p) for p in prompts]
+        sequences = [self.encode(p) for p in prompts]
         branches = [self._search_ids, self._answer_ids]
         width = max(len(ids) for ids in branches)
         with self._inference():
@@ -336,13 +358,14 @@ class SmartRAGPolicy:
             # log P(prefix) = first token from the prompt pass + the rest from this pass (logits at
             # position j predict token j + 1)
             logprobs = torch.log_softmax(logits.float(), dim=-1)
-            scores = torch.zeros((batch, 2), device=device)
+            token_logprobs = []  # per branch: [B, len(prefix)]
             for b, ids in enumerate(branches):
                 targets = torch.tensor(ids[1:], device=device).expand(batch, -1)
-                rest = logprobs[b::2, : len(ids) - 1].gather(-1, targets[..., None])[..., 0].sum(-1)
-                scores[:, b] = first[:, ids[0]] + rest
+                rest = logprobs[b::2, : len(ids) - 1].gather(-1, targets[..., None])[..., 0]
+                token_logprobs.append(torch.cat([first[:, ids[0], None], rest], dim=1).cpu())
             self._stash_branches(prompts, sequences, cache, logits, attention_mask.shape[1])
-        return torch.sigmoid(scores[:, 0] - scores[:, 1]).tolist()
+        p_search = torch.sigmoid(token_logprobs[0].sum(-1) - token_logprobs[1].sum(-1))
+        return [Decision(float(p), s.tolist(), a.tolist()) for p, s, a in zip(p_search, *token_logprobs, strict=True)]
 
     def _stash_branches(
         self, prompts: Sequence[str], sequences: Sequence[list[int]], cache: Any, logits: torch.Tensor, width: int
@@ -404,7 +427,7 @@ class SmartRAGPolicy:
         max_new_tokens = max_new_tokens or self.max_new_tokens
         if isinstance(prefixes, str):
             prefixes = [prefixes] * len(prompts)
-        sequences = [self._encode(p) + (self._encode(x) if x else []) for p, x in zip(prompts, prefixes, strict=True)]
+        sequences = [self.encode(p) + (self.encode(x) if x else []) for p, x in zip(prompts, prefixes, strict=True)]
         streams = {row: _TextStream(self.tokenizer, callback) for row, callback in enumerate(on_token or []) if callback}
         batch, device = len(prompts), self.model.device
         tokens = torch.zeros((batch, max_new_tokens), dtype=torch.long, device=device)

@@ -23,8 +23,8 @@ def test_search_probability_matches_full_sequence_scoring(policy):
     prompts = [policy.prompt(q) for q in QUESTIONS]  # different lengths: exercises left padding
     batched = policy.search_probability(prompts)
     for prompt, p_search in zip(prompts, batched):
-        ids = policy._encode(prompt)
-        log_s, log_a = (sequence_logprob(policy, ids, policy._encode(a)) for a in (SEARCH, ANSWER))
+        ids = policy.encode(prompt)
+        log_s, log_a = (sequence_logprob(policy, ids, policy.encode(a)) for a in (SEARCH, ANSWER))
         assert p_search == pytest.approx(1 / (1 + torch.exp(torch.tensor(log_a - log_s)).item()), abs=1e-4)
 
 
@@ -43,7 +43,7 @@ def test_batched_generation_equals_one_at_a_time(policy):
 def test_recorded_logprobs_are_the_models(policy):
     prompt = policy.prompt(QUESTIONS[0])
     (generation,) = policy.generate([prompt], SEARCH, sample=True, generator=torch.Generator().manual_seed(0))
-    ids = policy._encode(prompt) + policy._encode(SEARCH)
+    ids = policy.encode(prompt) + policy.encode(SEARCH)
     recomputed = [sequence_logprob(policy, ids + generation.token_ids[:i], [t]) for i, t in enumerate(generation.token_ids)]
     assert generation.logprobs == pytest.approx(recomputed, abs=1e-4)
 
@@ -68,7 +68,7 @@ def test_a_huge_question_is_cut_from_the_middle_with_a_warning(policy):
     with pytest.warns(UserWarning, match="truncated from the middle"):
         prompt = policy.prompt(question)
     assert "start" in prompt and "end?" in prompt
-    assert len(policy._encode(prompt)) < policy.max_question_tokens + 200
+    assert len(policy.encode(prompt)) < policy.max_question_tokens + 200
 
 
 def test_documents_that_do_not_fit_are_dropped_last_first(tiny_tokenizer):
@@ -79,7 +79,7 @@ def test_documents_that_do_not_fit_are_dropped_last_first(tiny_tokenizer):
     policy = SmartRAGPolicy(tiny_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=8, autocast=False)
     documents = [Document(page_content=f"document number {i} " * 10, metadata={"title": f"D{i}"}) for i in range(6)]
     two_fit = render_prompt("Who?", documents[:2], tiny_tokenizer)
-    policy.max_context = len(policy._encode(two_fit)) + policy.max_new_tokens + len(policy._encode(ANSWER))
+    policy.max_context = len(policy.encode(two_fit)) + policy.max_new_tokens + len(policy.encode(ANSWER))
     assert policy.prompt("Who?", documents) == two_fit
 
 

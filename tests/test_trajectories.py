@@ -1,0 +1,40 @@
+"""Trajectories come from the same graph in sampling mode, record every policy call, and round-trip as JSONL."""
+
+import pytest
+
+from langchain_smartrag import ANSWER, SEARCH, create_smartrag_graph
+from training import QAExample
+from training.trajectories import collect, load_episodes, save_episodes
+
+EXAMPLES = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]), QAExample("p", "Capital of France?", ["Paris"])]
+
+
+def test_a_searching_episode_records_decide_rewrite_and_answer(searching_policy, retriever):
+    (episode, _) = collect(create_smartrag_graph(searching_policy, retriever), EXAMPLES, progress=False)
+    assert [s["node"] for s in episode["trace"]] == ["decide", "rewrite", "answer"]
+    decide, rewrite, answer = episode["trace"]
+    assert decide["text"] == SEARCH and decide["token_ids"] == searching_policy.encode(SEARCH)
+    assert decide["logprobs"] == pytest.approx(searching_policy.decide_batch([decide["prompt"]])[0].search_logprobs, abs=1e-4)
+    assert (rewrite["prefix"], answer["prefix"]) == (SEARCH, ANSWER) and "Observation:" not in rewrite["prompt"]
+    for segment in (rewrite, answer):
+        assert len(segment["logprobs"]) == len(segment["token_ids"]) > 0
+    assert episode["retrievals"] == 1 and episode["reward"] == pytest.approx(
+        episode["em"] + episode["f1"] - 0.2 if episode["well_formed"] else -1.2)
+
+
+def test_sampled_decisions_follow_p_search(answering_policy, retriever):
+    episodes = collect(create_smartrag_graph(answering_policy, retriever), EXAMPLES * 5, progress=False)
+    assert all(e["retrievals"] == 0 and [s["node"] for s in e["trace"]] == ["decide", "answer"] for e in episodes)
+
+
+def test_sampling_varies_the_text_and_a_seed_repeats_it(policy, retriever):
+    graph = create_smartrag_graph(policy, retriever)
+    runs = [collect(graph, EXAMPLES, seed=s, progress=False, batch_size=1) for s in (0, 0, 1)]
+    answers = [[e["trace"][-1]["token_ids"] for e in run] for run in runs]
+    assert answers[0] == answers[1] and answers[0] != answers[2]
+
+
+def test_episodes_round_trip_as_jsonl(searching_policy, retriever, tmp_path):
+    episodes = collect(create_smartrag_graph(searching_policy, retriever), EXAMPLES, progress=False)
+    save_episodes(episodes, tmp_path / "episodes.jsonl")
+    assert load_episodes(tmp_path / "episodes.jsonl") == episodes
