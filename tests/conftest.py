@@ -8,16 +8,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy
-from langchain_smartrag.protocol import INSTRUCTIONS
+from training.tiny import tiny_model
+from training.tiny import tiny_tokenizer as build_tiny_tokenizer
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 CORPUS = [
     {"id": "d1", "title": "Paris", "text": "Paris is the capital and largest city of France."},
     {"id": "d2", "title": "Hamlet", "text": "Hamlet is a tragedy written by William Shakespeare around 1600."},
@@ -25,37 +21,12 @@ CORPUS = [
     {"id": "d4", "title": "Apollo 11", "text": "Apollo 11 landed on the Moon in 1969; Neil Armstrong walked first."},
     {"id": "d5", "title": "Ada Lovelace", "text": "Ada Lovelace wrote the first published computer program in 1843."},
 ]
-TRAINING_TEXT = [INSTRUCTIONS, SEARCH, ANSWER, "Question: Observation: Response:"] + [
-    f"{row['title']}: {row['text']}" for row in CORPUS
-]
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained in milliseconds on the protocol's own text, with a ChatML template."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tokenizer.train_from_iterator(TRAINING_TEXT * 5, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token="<|im_start|>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-    )
-    return LlamaForCausalLM(config)
+    """A byte-level BPE trained in milliseconds on the protocol's own text and the toy corpus."""
+    return build_tiny_tokenizer([f"{row['title']}: {row['text']}" for row in CORPUS])
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def test_a_huge_question_is_cut_from_the_middle_with_a_warning(policy):
 
 
 def test_documents_that_do_not_fit_are_dropped_last_first(tiny_tokenizer):
-    from tests.conftest import tiny_model
+    from training.tiny import tiny_model
 
     from langchain_smartrag.protocol import render_prompt
 
@@ -112,7 +112,7 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
 
 
 def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):
-    from tests.conftest import tiny_model
+    from training.tiny import tiny_model
 
     model = tiny_model(tiny_tokenizer)
     one_pass = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=8, autocast=False, prefill_chunk_tokens=10**9)
@@ -125,7 +125,7 @@ def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):
 
 
 def test_generation_after_a_decision_reuses_its_prompt_pass(tiny_tokenizer):
-    from tests.conftest import tiny_model
+    from training.tiny import tiny_model
 
     model = tiny_model(tiny_tokenizer)
     deciding = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False)

@@ -1,0 +1,21 @@
+"""The notebooks run top to bottom (with the tiny model: the parameter cell reads SMARTRAG_NOTEBOOK_MODEL)."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@pytest.mark.parametrize("name", ["02_train.ipynb"])
+def test_notebook_runs_top_to_bottom_with_the_tiny_model(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMARTRAG_NOTEBOOK_MODEL", "tiny")
+    monkeypatch.setenv("SMARTRAG_NOTEBOOK_RUN_DIR", str(tmp_path / "run"))
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
+    assert "before SFT" in outputs and "after SFT" in outputs and "loss" in outputs
+    assert (tmp_path / "run" / "sft" / "final" / "adapter_config.json").exists()
