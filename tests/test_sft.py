@@ -119,3 +119,31 @@ def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(tmp_pa
     assert capsys.readouterr().out.strip().endswith("run/final")
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 2  # the flag overrode the config's max_steps
+
+
+def test_accelerate_launch_with_two_cpu_processes_matches_one_process(tmp_path, sft_data, tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    flags = ["train", "sft", "--data", str(sft_data), "--base-model", str(tiny_model_dir), "--lora-r", "4",
+             "--lora-dropout", "0", "--batch-size", "2", "--max-steps", "3", "--no-bf16", "--learning-rate", "1e-2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    bin_dir = os.path.dirname(sys.executable)
+    subprocess.run([sys.executable, "-m", "langchain_smartrag.cli", *flags, "--output-dir", str(tmp_path / "one")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    launched = subprocess.run(
+        [os.path.join(bin_dir, "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "langchain_smartrag.cli", *flags,
+         "--output-dir", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one = load_file(tmp_path / "one" / "final" / "adapter_model.safetensors")
+    two = load_file(tmp_path / "two" / "final" / "adapter_model.safetensors")
+    assert one.keys() == two.keys()
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5), name
+    assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 1  # only the main process logs

@@ -104,7 +104,16 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def train(config: SFTConfig) -> Path:
-    """Run SFT; returns the directory of the final adapter (or full model), loadable by `SmartRAGPolicy`."""
+    """Run SFT; returns the directory of the final adapter (or full model), loadable by `SmartRAGPolicy`.
+
+    Under `accelerate launch` each process takes its share of every optimizer step's examples and the
+    gradients are averaged, so N processes compute the same update as one.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object
+
+    accelerator = Accelerator()
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     output_dir = Path(config.output_dir)
     if output_dir.exists() and any(output_dir.glob("checkpoint-*")) and not config.resume:
         raise ValueError(f"{output_dir} holds checkpoints: pass resume=True (--resume) or choose a new output_dir")
@@ -125,11 +134,13 @@ def train(config: SFTConfig) -> Path:
     dataset = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length) for r in rows]
     if not dataset:
         raise ValueError(f"{config.data}: no training examples")
-    steps_per_epoch = math.ceil(len(dataset) / (config.batch_size * config.grad_accum))
+    per_step = config.batch_size * config.grad_accum
+    steps_per_epoch = math.ceil(len(dataset) / per_step)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
+    model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)) * max(0.0, 1 - s / max(total_steps, 1))
     )
@@ -138,73 +149,78 @@ def train(config: SFTConfig) -> Path:
         checkpoint = latest_checkpoint(output_dir)
         if checkpoint is None:
             raise ValueError(f"no checkpoint to resume from in {output_dir}")
-        step = restore(checkpoint, model, optimizer, scheduler)
-    use_bf16 = config.bf16 and (model.device.type != "cuda" or torch.cuda.is_bf16_supported())
+        step = restore(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, rank)
+    device = accelerator.device
+    use_bf16 = config.bf16 and (device.type != "cuda" or torch.cuda.is_bf16_supported())
 
-    def batches_from(step: int):
-        """Yield (step, micro-batches) from `step` on: epoch e's order is a permutation seeded by seed + e."""
-        per_step = config.batch_size * config.grad_accum
-        while True:
-            epoch, offset = divmod(step * per_step, steps_per_epoch * per_step)
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed + epoch)).tolist()
-            ids = [order[i % len(order)] for i in range(offset, offset + per_step)]
-            yield step, [collate([dataset[i] for i in ids[j : j + config.batch_size]], tokenizer.pad_token_id)
-                         for j in range(0, per_step, config.batch_size)]
-            step += 1
+    def step_examples(step: int) -> list[int]:
+        """The dataset rows of optimizer step `step`: epoch e's order is a permutation seeded by seed + e."""
+        epoch, offset = divmod(step * per_step, steps_per_epoch * per_step)
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed + epoch)).tolist()
+        return [order[i % len(order)] for i in range(offset, offset + per_step)]
 
     model.train()
-    log = (output_dir / "metrics.jsonl").open("a")
-    bar = tqdm(total=total_steps, initial=step, desc="sft", dynamic_ncols=True)
+    log = (output_dir / "metrics.jsonl").open("a") if main else None
+    bar = tqdm(total=total_steps, initial=step, desc="sft", dynamic_ncols=True, disable=not main)
     start, tokens_seen = time.perf_counter(), 0
-    for step, micro_batches in batches_from(step):
-        if step >= total_steps:
-            break
-        completion_tokens = sum(int((mb["labels"] != -100).sum()) for mb in micro_batches)
+    for step in range(step, total_steps):
+        ids = step_examples(step)
+        # the loss is a token-level mean over the whole step: accumulation and processes add up to one big batch
+        completion_tokens = sum(sum(label != -100 for label in dataset[i]["labels"]) for i in ids)
+        mine = ids[rank::world]
         loss_sum = 0.0
-        for mb in micro_batches:
-            mb = {k: v.to(model.device) for k, v in mb.items()}
-            with torch.autocast(model.device.type, torch.bfloat16, enabled=use_bf16):
+        for first in range(0, len(mine), config.batch_size):
+            mb = {k: v.to(device) for k, v in collate([dataset[i] for i in mine[first : first + config.batch_size]],
+                                                         tokenizer.pad_token_id).items()}
+            with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
                 logits = model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"]).logits
-            # token-level mean over the whole optimizer step, so accumulation equals one big batch
             loss = torch.nn.functional.cross_entropy(
                 logits[:, :-1].float().reshape(-1, logits.shape[-1]), mb["labels"][:, 1:].reshape(-1),
                 ignore_index=-100, reduction="sum",
             ) / completion_tokens
-            loss.backward()
+            accelerator.backward(loss * world)  # the gradient all-reduce averages over processes
             loss_sum += loss.item()
             tokens_seen += int(mb["attention_mask"].sum())
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        loss_sum = sum(gather_object([loss_sum]))
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
         done = step + 1
-        if done % config.log_every == 0 or done == total_steps:
+        if main and (done % config.log_every == 0 or done == total_steps):
             elapsed = time.perf_counter() - start
             record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
-                      "tokens_per_second": tokens_seen / elapsed, "elapsed_s": elapsed}
+                      "tokens_per_second": tokens_seen * world / elapsed, "elapsed_s": elapsed}
             log.write(json.dumps(record) + "\n")
             log.flush()
         if done % config.save_every == 0 or done == total_steps:
-            save_checkpoint(output_dir, done, model, optimizer, scheduler, config)
+            rng = gather_object([torch.get_rng_state()])
+            if main:
+                save_checkpoint(output_dir, done, accelerator.unwrap_model(model), optimizer, scheduler, config, rng)
+            accelerator.wait_for_everyone()
     bar.close()
-    log.close()
     final = output_dir / "final"
-    shutil.rmtree(final, ignore_errors=True)
-    model.save_pretrained(final)
-    tokenizer.save_pretrained(final)
+    if main:
+        log.close()
+        shutil.rmtree(final, ignore_errors=True)
+        accelerator.unwrap_model(model).save_pretrained(final)
+        tokenizer.save_pretrained(final)
+    accelerator.wait_for_everyone()
     return final
 
 
-def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, config: SFTConfig) -> None:
+def save_checkpoint(
+    output_dir: Path, step: int, model, optimizer, scheduler, config: SFTConfig, rng_states: list[torch.Tensor]
+) -> None:
     """Write checkpoint-STEP atomically (an interrupted save leaves no half checkpoint), keep the newest few."""
 
     def write(tmp: Path) -> None:
         torch.save(trainable_state(model), tmp / WEIGHTS_FILE)
         torch.save({
             "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "config": dataclasses.asdict(config),
+            "torch_rng": rng_states, "python_rng": random.getstate(), "config": dataclasses.asdict(config),
         }, tmp / STATE_FILE)
 
     build_once(output_dir / f"checkpoint-{step}", write)
@@ -212,7 +228,7 @@ def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, co
         shutil.rmtree(old)
 
 
-def restore(checkpoint: Path, model, optimizer, scheduler) -> int:
+def restore(checkpoint: Path, model, optimizer, scheduler, rank: int = 0) -> int:
     """Load a checkpoint into the live objects; returns its step. Unreadable checkpoints raise ValueError."""
     try:
         weights = torch.load(checkpoint / WEIGHTS_FILE, map_location=model.device)
@@ -220,11 +236,13 @@ def restore(checkpoint: Path, model, optimizer, scheduler) -> int:
         missing = set(trainable_state(model)) - set(weights)
         if missing:
             raise ValueError(f"it lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[0]}")
+        if len(state["torch_rng"]) <= rank:
+            raise ValueError(f"it was written by {len(state['torch_rng'])} processes, this is process {rank}")
         model.load_state_dict(weights, strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     except Exception as error:
         raise ValueError(f"cannot resume from {checkpoint}: {error}") from error
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state["torch_rng"][rank])
     random.setstate(state["python_rng"])
     return int(state["step"])
