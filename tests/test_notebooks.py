@@ -1,6 +1,7 @@
 """The notebooks run top to bottom (with the tiny model: the parameter cell reads SMARTRAG_NOTEBOOK_MODEL)."""
 
 import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -12,6 +13,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 @pytest.mark.parametrize("name", ["02_train.ipynb"])
 def test_notebook_runs_top_to_bottom_with_the_tiny_model(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")  # kernel = this venv
     monkeypatch.setenv("SMARTRAG_NOTEBOOK_MODEL", "tiny")
     monkeypatch.setenv("SMARTRAG_NOTEBOOK_RUN_DIR", str(tmp_path / "run"))
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
