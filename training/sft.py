@@ -87,13 +87,6 @@ def collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, 
     return batch
 
 
-def load_policy(config: SFTConfig) -> SmartRAGPolicy:
-    kwargs = {"autocast": False}
-    if config.base_model == "embedded":
-        return SmartRAGPolicy.embedded(**kwargs)
-    return SmartRAGPolicy.from_pretrained(config.base_model, **kwargs)
-
-
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -121,7 +114,7 @@ def train(config: SFTConfig) -> Path:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
 
-    policy = load_policy(config)
+    policy = SmartRAGPolicy.load(config.base_model, autocast=False)
     tokenizer, model = policy.tokenizer, policy.model
     if config.lora:
         from peft import LoraConfig, get_peft_model
