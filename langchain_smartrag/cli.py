@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ def ask(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     import torch
+
     from training import dataset_path, load_qa, sample, summary_line
     from training import evaluate as run_evaluation
 
@@ -105,29 +107,49 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif kind.startswith("list["):
+            parser.add_argument(flag, nargs="+", default=None, metavar=f.name.upper())
         else:
-            convert = {"int": int, "float": float, "int | None": int}.get(kind, str)
+            convert = {"int": int, "float": float}.get(kind.removesuffix(" | None"), str)
+            if kind.endswith("| None"):  # `--flag none` sets None
+                convert = functools.partial(_none_or, convert)
             parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper())
 
 
-def train_sft(args: argparse.Namespace) -> int:
+_NONE = object()
+"""What `--flag none` parses to: argparse's own None means "not given"."""
+
+
+def _none_or(convert: Callable[[str], Any], text: str) -> Any:
+    return _NONE if text.lower() == "none" else convert(text)
+
+
+def train_stage(args: argparse.Namespace) -> int:
+    """`smartrag train sft|ppo`: the stage's config from `--config` YAML, overridden by flags; prints the output."""
     import dataclasses
 
-    from training.sft import SFTConfig, train
+    if args.stage == "sft":
+        from training.sft import SFTConfig as config_class
+        from training.sft import train
+    else:
+        from training.ppo import PPOConfig as config_class
+        from training.ppo import train
 
     values: dict[str, Any] = {}
     if args.config:
         import yaml
 
         values.update(yaml.safe_load(Path(args.config).read_text()) or {})
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
+    names = {f.name for f in dataclasses.fields(config_class)}
     unknown = set(values) - names
     if unknown:
-        raise SystemExit(f"smartrag train sft: unknown config fields {sorted(unknown)}")
-    values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
-    if "data" not in values:
-        raise SystemExit("smartrag train sft: give --data or a config with `data:`")
-    print(train(SFTConfig(**values)))
+        raise SystemExit(f"smartrag train {args.stage}: unknown config fields {sorted(unknown)}")
+    values.update({k: None if v is _NONE else v for k, v in vars(args).items() if k in names and v is not None})
+    missing = [f.name for f in dataclasses.fields(config_class)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values]
+    if missing:
+        raise SystemExit(f"smartrag train {args.stage}: give --{missing[0].replace('_', '-')} or a config with `{missing[0]}:`")
+    print(train(config_class(**values)))
     return 0
 
 
@@ -162,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also generate each first turn with no forced prefix: free_format_error_rate")
     p.set_defaults(run=evaluate)
 
-    train_commands = commands.add_parser("train", help="build warm-up data, run SFT").add_subparsers(dest="stage", required=True)
+    train_commands = commands.add_parser("train", help="build warm-up data, run SFT, run PPO").add_subparsers(dest="stage", required=True)
     p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
     p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"])
     p.add_argument("--split", default="train")
@@ -179,7 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = train_commands.add_parser("sft", help="supervised warm-up (LoRA by default); every config field is a flag")
     p.add_argument("--config", help="YAML file of SFTConfig fields; flags override it")
     add_dataclass_flags(p, SFTConfig)
-    p.set_defaults(run=train_sft)
+    p.set_defaults(run=train_stage)
+    from training.ppo import PPOConfig
+
+    p = train_commands.add_parser("ppo", help="PPO with the retriever in the loop (from an SFT adapter: --init DIR)")
+    p.add_argument("--config", help="YAML file of PPOConfig fields; flags override it")
+    add_dataclass_flags(p, PPOConfig)
+    p.set_defaults(run=train_stage)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -32,6 +32,8 @@ class SmartRAGState(TypedDict, total=False):
     """What an episode produces. Lists and counts accumulate across nodes."""
 
     question: Required[str]
+    seed: int
+    """With `SmartRAGContext(sample=True)`: seeds this episode's draws, whatever else shares its batches."""
     answer: str
     well_formed: bool
     """Whether the final output parsed as an `[Answer]` with text (the reward's -1 case when False)."""
@@ -100,6 +102,13 @@ def _policy_run(config: RunnableConfig, node: str, prompt: str, *, stream: bool 
         raise
 
 
+def _draws(state: SmartRAGState, node: str) -> random.Random | Any:
+    """The random source of one sampling node call: derived from the episode's `seed`, else the global one."""
+    if state.get("seed") is None:
+        return random
+    return random.Random(f"{state['seed']}/{node}/{state.get('retrievals', 0)}")
+
+
 def create_smartrag_graph(
     policy: SmartRAGPolicy,
     retriever: BaseRetriever,
@@ -135,8 +144,11 @@ def create_smartrag_graph(
             return ctx, None
         return ctx, ctx.policy.prompt(question, state.get("documents", []))
 
-    def route(ctx: SmartRAGContext, prompt: str, decision: Decision, run: _PolicyRun) -> Command:
-        search = random.random() < decision.p_search if ctx.sample else decision.p_search >= ctx.threshold
+    def route(state: SmartRAGState, ctx: SmartRAGContext, prompt: str, decision: Decision, run: _PolicyRun) -> Command:
+        if ctx.sample:
+            search = _draws(state, "decide").random() < decision.p_search
+        else:
+            search = decision.p_search >= ctx.threshold
         action = SEARCH if search else ANSWER
         run.end(action, search_probability=decision.p_search)
         update: dict[str, Any] = {"search_probabilities": [decision.p_search]}
@@ -151,20 +163,24 @@ def create_smartrag_graph(
         if prompt is None:
             return Command(goto="answer")
         with _policy_run(config, "decide", prompt, stream=False) as run:
-            return route(ctx, prompt, ctx.policy.decide([prompt])[0], run)
+            return route(state, ctx, prompt, ctx.policy.decide([prompt])[0], run)
 
     async def adecide(state: SmartRAGState, config: RunnableConfig) -> Command:
         ctx, prompt = decision_prompt(state)
         if prompt is None:
             return Command(goto="answer")
         with _policy_run(config, "decide", prompt, stream=False) as run:
-            return route(ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
+            return route(state, ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
 
     # rewrite and answer: generation after a forced action prefix ------------------------------
-    def generation_call(state: SmartRAGState) -> tuple[SmartRAGContext, str, dict[str, Any]]:
+    def generation_call(state: SmartRAGState, node: str) -> tuple[SmartRAGContext, str, dict[str, Any]]:
         """Settings, prompt, and sampling arguments (top-k 50, the paper's rollout setting, when sampling)."""
         ctx = settings()
-        return ctx, ctx.policy.prompt(state["question"], state.get("documents", [])), {"sample": True} if ctx.sample else {}
+        sampling: dict[str, Any] = {}
+        if ctx.sample:
+            seed = None if state.get("seed") is None else _draws(state, node).getrandbits(63)
+            sampling = {"sample": True, "seeds": [seed]}
+        return ctx, ctx.policy.prompt(state["question"], state.get("documents", [])), sampling
 
     def recorded(ctx: SmartRAGContext, node: str, prompt: str, prefix: str, generation: Generation) -> dict[str, Any]:
         if not ctx.record:
@@ -192,7 +208,7 @@ def create_smartrag_graph(
     def rewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         if not settings().rewrite_query:
             return {"queries": [state["question"]]}
-        ctx, prompt, sampling = generation_call(state)
+        ctx, prompt, sampling = generation_call(state, "rewrite")
         with _policy_run(config, "rewrite", prompt) as run:
             generation = ctx.policy.generate([prompt], SEARCH, on_token=run.token, **sampling)[0]
             return query_update(state, ctx, prompt, generation, run)
@@ -200,19 +216,19 @@ def create_smartrag_graph(
     async def arewrite(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         if not settings().rewrite_query:
             return {"queries": [state["question"]]}
-        ctx, prompt, sampling = generation_call(state)
+        ctx, prompt, sampling = generation_call(state, "rewrite")
         with _policy_run(config, "rewrite", prompt) as run:
             generation = (await ctx.policy.agenerate([prompt], SEARCH, on_token=run.token, **sampling))[0]
             return query_update(state, ctx, prompt, generation, run)
 
     def answer(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
-        ctx, prompt, sampling = generation_call(state)
+        ctx, prompt, sampling = generation_call(state, "answer")
         with _policy_run(config, "answer", prompt) as run:
             generation = ctx.policy.generate([prompt], ANSWER, on_token=run.token, **sampling)[0]
             return answer_update(state, ctx, prompt, generation, run)
 
     async def aanswer(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
-        ctx, prompt, sampling = generation_call(state)
+        ctx, prompt, sampling = generation_call(state, "answer")
         with _policy_run(config, "answer", prompt) as run:
             generation = (await ctx.policy.agenerate([prompt], ANSWER, on_token=run.token, **sampling))[0]
             return answer_update(state, ctx, prompt, generation, run)

@@ -247,37 +247,58 @@ class SmartRAGPolicy:
         return [decision.p_search for decision in await self.adecide(prompts)]
 
     def generate(
-        self, prompts: Sequence[str], prefix: str = "", *, on_token: TokenCallback | None = None, **sampling: Any
+        self,
+        prompts: Sequence[str],
+        prefix: str = "",
+        *,
+        on_token: TokenCallback | None = None,
+        seeds: Sequence[int | None] | None = None,
+        **sampling: Any,
     ) -> list[Generation]:
         """Completions of `prompt + prefix` (see `generate_batch`), batched with concurrent calls.
 
         `on_token(row, text)` receives each row's new text as it is generated (for streaming).
         """
-        key, items = self._generate_request(prompts, prefix, on_token, sampling)
+        key, items = self._generate_request(prompts, prefix, on_token, seeds, sampling)
         return self._batcher(key, items)
 
     async def agenerate(
-        self, prompts: Sequence[str], prefix: str = "", *, on_token: TokenCallback | None = None, **sampling: Any
+        self,
+        prompts: Sequence[str],
+        prefix: str = "",
+        *,
+        on_token: TokenCallback | None = None,
+        seeds: Sequence[int | None] | None = None,
+        **sampling: Any,
     ) -> list[Generation]:
-        key, items = self._generate_request(prompts, prefix, on_token, sampling)
+        key, items = self._generate_request(prompts, prefix, on_token, seeds, sampling)
         return await self._batcher.acall(key, items)
 
     def _generate_request(
-        self, prompts: Sequence[str], prefix: str, on_token: TokenCallback | None, sampling: dict[str, Any]
+        self,
+        prompts: Sequence[str],
+        prefix: str,
+        on_token: TokenCallback | None,
+        seeds: Sequence[int | None] | None,
+        sampling: dict[str, Any],
     ) -> tuple[tuple, list[tuple]]:
         """The batcher key (calls coalesce only with equal sampling settings) and one item per prompt."""
-        unknown = set(sampling) - {"max_new_tokens", "sample", "temperature", "top_k", "generator"}
+        unknown = set(sampling) - {"max_new_tokens", "sample", "temperature", "top_k"}
         if unknown:
             raise TypeError(f"unknown sampling arguments: {sorted(unknown)}")
         callbacks = [functools.partial(on_token, row) if on_token else None for row in range(len(prompts))]
-        return ("generate", *sorted(sampling.items())), [(p, prefix, c) for p, c in zip(prompts, callbacks)]
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        items = [(p, prefix, c, s) for p, c, s in zip(prompts, callbacks, seeds, strict=True)]
+        return ("generate", *sorted(sampling.items())), items
 
     def _run_batch(self, key: tuple, items: list[tuple]) -> list[Any]:
         """The batcher's one entry into the model: a coalesced group of equal-keyed requests."""
         if key[0] == "decide":
             return self.decide_batch([prompt for (prompt,) in items])
-        prompts, prefixes, callbacks = zip(*items)
-        return self.generate_batch(list(prompts), list(prefixes), on_token=list(callbacks), **dict(key[1:]))
+        prompts, prefixes, callbacks, seeds = zip(*items)
+        return self.generate_batch(
+            list(prompts), list(prefixes), on_token=list(callbacks), seeds=list(seeds), **dict(key[1:])
+        )
 
     # -- one batched pass -----------------------------------------------------------------------
 
@@ -411,6 +432,17 @@ class SmartRAGPolicy:
             self._token_sets = tuple(torch.tensor(sorted(ids), device=device) for ids in (eos, newline, blank))
         return self._token_sets
 
+    @staticmethod
+    def _sample(logprobs: torch.Tensor, top_k: int, generators: list[torch.Generator | None]) -> torch.Tensor:
+        """One token per row from its top-k; seeded rows draw from their own generator."""
+        top = logprobs.topk(min(top_k or logprobs.shape[-1], logprobs.shape[-1]), dim=-1)
+        probs = top.values.exp()
+        if all(g is None for g in generators):
+            choice = torch.multinomial(probs, 1)
+        else:
+            choice = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators, strict=True)])
+        return top.indices.gather(-1, choice)[:, 0]
+
     def generate_batch(
         self,
         prompts: Sequence[str],
@@ -421,12 +453,14 @@ class SmartRAGPolicy:
         sample: bool = False,
         temperature: float = 1.0,
         top_k: int = 50,
-        generator: torch.Generator | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> list[Generation]:
         """Continue each `prompt + prefix` until end-of-sequence, `max_new_tokens`, or a newline after text.
 
-        Greedy by default; `sample=True` draws from the top-k tokens at `temperature`. Each token's
-        log-probability under the full softmax at `temperature` is recorded (what PPO needs).
+        Greedy by default; `sample=True` draws from the top-k tokens at `temperature` (`top_k=0`: all of
+        them). A row with a seed draws from its own generator, so its text does not depend on which
+        other rows share the batch (reproducible rollouts); unseeded rows share torch's global one.
+        Each token's log-probability under the full softmax at `temperature` is recorded (what PPO needs).
         `on_token[row]`, where given, receives the row's visible text as it grows, piece by piece.
         """
         if not prompts:
@@ -443,6 +477,9 @@ class SmartRAGPolicy:
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         has_text = torch.zeros_like(done)
         eos_ids, newline_ids, blank_ids = self._token_classes()
+        generators = [
+            torch.Generator(device).manual_seed(seed) if seed is not None else None for seed in seeds or [None] * batch
+        ]
         with self._inference():
             stashed = [self._take_stashed(prompt, prefix) for prompt, prefix in zip(prompts, prefixes)]
             next_logits, cache, attention_mask, positions = self._prefill(sequences, stashed)
@@ -451,9 +488,7 @@ class SmartRAGPolicy:
                 last_step = step == max_new_tokens - 1
                 step_logprobs = torch.log_softmax(next_logits.float() / temperature, dim=-1)
                 if sample:
-                    top = step_logprobs.topk(min(top_k, step_logprobs.shape[-1]), dim=-1)
-                    choice = torch.multinomial(top.values.exp(), 1, generator=generator)
-                    next_ids = top.indices.gather(-1, choice)[:, 0]
+                    next_ids = self._sample(step_logprobs, top_k, [generators[row] for row in active.tolist()])
                 else:
                     next_ids = step_logprobs.argmax(-1)
                 live = ~done[active]

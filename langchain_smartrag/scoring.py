@@ -48,12 +48,16 @@ def f1_score(prediction: str, golds: str | Iterable[str]) -> float:
     return max((_f1(prediction, gold) for gold in _golds(golds)), default=0.0)
 
 
+def answer_reward(answer: str, golds: str | Iterable[str], *, well_formed: bool = True) -> float:
+    """The correctness term: EM + F1 (0..2), or MALFORMED_REWARD for a final output that is neither action."""
+    return exact_match(answer, golds) + f1_score(answer, golds) if well_formed else MALFORMED_REWARD
+
+
 def episode_reward(
     answer: str, golds: str | Iterable[str], retrievals: int, *, well_formed: bool = True, alpha: float = ALPHA
 ) -> float:
-    """EM + F1 - alpha * retrievals; a malformed final output scores MALFORMED_REWARD instead of EM + F1."""
-    correctness = exact_match(answer, golds) + f1_score(answer, golds) if well_formed else MALFORMED_REWARD
-    return correctness - alpha * retrievals
+    """answer_reward - alpha * retrievals: what an episode earns (PPO pays the same terms token by token)."""
+    return answer_reward(answer, golds, well_formed=well_formed) - alpha * retrievals
 
 
 def has_answer(text: str, golds: str | Iterable[str]) -> bool:

@@ -42,7 +42,7 @@ def test_batched_generation_equals_one_at_a_time(policy):
 
 def test_recorded_logprobs_are_the_models(policy):
     prompt = policy.prompt(QUESTIONS[0])
-    (generation,) = policy.generate([prompt], SEARCH, sample=True, generator=torch.Generator().manual_seed(0))
+    (generation,) = policy.generate([prompt], SEARCH, sample=True, seeds=[0])
     ids = policy.encode(prompt) + policy.encode(SEARCH)
     recomputed = [sequence_logprob(policy, ids + generation.token_ids[:i], [t]) for i, t in enumerate(generation.token_ids)]
     assert generation.logprobs == pytest.approx(recomputed, abs=1e-4)
@@ -53,10 +53,12 @@ def test_generation_stops_at_max_new_tokens_and_says_so(searching_policy):
     assert len(generation.token_ids) == 5 and not generation.finished
 
 
-def test_sampling_is_reproducible_with_a_generator(policy):
+def test_a_seeded_row_samples_the_same_text_whatever_shares_its_batch(policy):
     prompts = [policy.prompt(q) for q in QUESTIONS]
-    runs = [policy.generate(prompts, SEARCH, sample=True, generator=torch.Generator().manual_seed(7)) for _ in range(2)]
-    assert [g.token_ids for g in runs[0]] == [g.token_ids for g in runs[1]]
+    together = policy.generate_batch(prompts, SEARCH, sample=True, top_k=0, seeds=range(len(prompts)))
+    alone = [policy.generate_batch([p], SEARCH, sample=True, top_k=0, seeds=[i])[0] for i, p in enumerate(prompts)]
+    other_seed = policy.generate_batch(prompts, SEARCH, sample=True, top_k=0, seeds=range(100, 100 + len(prompts)))
+    assert [g.token_ids for g in together] == [g.token_ids for g in alone] != [g.token_ids for g in other_seed]
 
 
 def test_empty_batches_run_nothing(policy):

@@ -39,7 +39,7 @@ def mode_context(mode: str, threshold: float = 0.5) -> SmartRAGContext:
     return contexts[mode]
 
 
-def score_episode(example: QAExample, state: dict[str, Any] | BaseException) -> dict[str, Any]:
+def score_episode(example: QAExample, state: dict[str, Any] | BaseException, alpha: float = ALPHA) -> dict[str, Any]:
     """One question's record: what the graph did and how it scored (an exception scores as a format error)."""
     if isinstance(state, BaseException):
         state = {"answer": "", "well_formed": False, "retrievals": 0, "errors": [f"{type(state).__name__}: {state}"]}
@@ -57,7 +57,9 @@ def score_episode(example: QAExample, state: dict[str, Any] | BaseException) -> 
         "hit": has_answer(" ".join(d.page_content for d in documents), example.answers) if retrievals else None,
         "em": exact_match(answer, example.answers),
         "f1": f1_score(answer, example.answers),
-        "reward": episode_reward(answer, example.answers, retrievals, well_formed=state.get("well_formed", False)),
+        "reward": episode_reward(
+            answer, example.answers, retrievals, well_formed=state.get("well_formed", False), alpha=alpha
+        ),
         "errors": state.get("errors", []),
     }
 
@@ -78,7 +80,7 @@ def summarize(records: Sequence[dict[str, Any]], seconds: float, config: dict[st
         "free_format_error_rate": free.count("invalid") / len(free) if free else None,
         "seconds": seconds,
         "questions_per_second": n / seconds if seconds else None,
-        "config": {**config, "alpha": ALPHA},
+        "config": {"alpha": ALPHA, **config},
         "records": list(records),
     }
 
@@ -93,6 +95,7 @@ def evaluate(
     progress: bool = True,
     config: dict[str, Any] | None = None,
     format_policy: SmartRAGPolicy | None = None,
+    alpha: float = ALPHA,
 ) -> dict[str, Any]:
     """Answer every example through `graph` in `mode`, `batch_size` questions at a time, and score them.
 
@@ -109,13 +112,13 @@ def evaluate(
                 [{"question": e.question} for e in chunk], {"max_concurrency": batch_size},
                 return_exceptions=True, context=context,
             )
-            records.extend(score_episode(e, s) for e, s in zip(chunk, states, strict=True))
+            records.extend(score_episode(e, s, alpha) for e, s in zip(chunk, states, strict=True))
             if format_policy is not None:
                 free = format_policy.generate_batch([format_policy.prompt(e.question) for e in chunk])
                 for record, generation in zip(records[-len(chunk) :], free, strict=True):
                     record["free_action"] = parse_action(generation.text).kind
             bar.update(len(chunk))
-    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None, **(config or {})}
+    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None, "alpha": alpha, **(config or {})}
     return summarize(records, time.perf_counter() - start, config)
 
 

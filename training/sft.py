@@ -22,11 +22,9 @@ import torch
 from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.cache import build_once
 from langchain_smartrag.jsonl import read_jsonl
 
-STATE_FILE = "trainer_state.pt"
-WEIGHTS_FILE = "trainable.pt"
+from .checkpoints import prepare_output_dir, restore, save_checkpoint
 
 
 @dataclass
@@ -87,15 +85,6 @@ def collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, 
     return batch
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return checkpoints[-1] if checkpoints else None
-
-
 def train(config: SFTConfig) -> Path:
     """Run SFT; returns the directory of the final adapter (or full model), loadable by `SmartRAGPolicy`.
 
@@ -108,9 +97,7 @@ def train(config: SFTConfig) -> Path:
     accelerator = Accelerator()
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     output_dir = Path(config.output_dir)
-    if output_dir.exists() and any(output_dir.glob("checkpoint-*")) and not config.resume:
-        raise ValueError(f"{output_dir} holds checkpoints: pass resume=True (--resume) or choose a new output_dir")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = prepare_output_dir(output_dir, config.resume)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
 
@@ -138,11 +125,10 @@ def train(config: SFTConfig) -> Path:
         optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)) * max(0.0, 1 - s / max(total_steps, 1))
     )
     step = 0
-    if config.resume:
-        checkpoint = latest_checkpoint(output_dir)
-        if checkpoint is None:
-            raise ValueError(f"no checkpoint to resume from in {output_dir}")
-        step = restore(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler, rank)
+    if checkpoint is not None:
+        state = restore(checkpoint, accelerator.unwrap_model(model), optimizer, rank)
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
     device = accelerator.device
     use_bf16 = config.bf16 and (device.type != "cuda" or torch.cuda.is_bf16_supported())
 
@@ -191,7 +177,9 @@ def train(config: SFTConfig) -> Path:
         if done % config.save_every == 0 or done == total_steps:
             rng = gather_object([torch.get_rng_state()])
             if main:
-                save_checkpoint(output_dir, done, accelerator.unwrap_model(model), optimizer, scheduler, config, rng)
+                save_checkpoint(output_dir, done, accelerator.unwrap_model(model), optimizer,
+                                {"scheduler": scheduler.state_dict(), "config": dataclasses.asdict(config)},
+                                rng, config.keep_checkpoints)
             accelerator.wait_for_everyone()
     bar.close()
     final = output_dir / "final"
@@ -203,39 +191,3 @@ def train(config: SFTConfig) -> Path:
     accelerator.wait_for_everyone()
     return final
 
-
-def save_checkpoint(
-    output_dir: Path, step: int, model, optimizer, scheduler, config: SFTConfig, rng_states: list[torch.Tensor]
-) -> None:
-    """Write checkpoint-STEP atomically (an interrupted save leaves no half checkpoint), keep the newest few."""
-
-    def write(tmp: Path) -> None:
-        torch.save(trainable_state(model), tmp / WEIGHTS_FILE)
-        torch.save({
-            "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "torch_rng": rng_states, "python_rng": random.getstate(), "config": dataclasses.asdict(config),
-        }, tmp / STATE_FILE)
-
-    build_once(output_dir / f"checkpoint-{step}", write)
-    for old in sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[: -config.keep_checkpoints]:
-        shutil.rmtree(old)
-
-
-def restore(checkpoint: Path, model, optimizer, scheduler, rank: int = 0) -> int:
-    """Load a checkpoint into the live objects; returns its step. Unreadable checkpoints raise ValueError."""
-    try:
-        weights = torch.load(checkpoint / WEIGHTS_FILE, map_location=model.device)
-        state = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=False)
-        missing = set(trainable_state(model)) - set(weights)
-        if missing:
-            raise ValueError(f"it lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[0]}")
-        if len(state["torch_rng"]) <= rank:
-            raise ValueError(f"it was written by {len(state['torch_rng'])} processes, this is process {rank}")
-        model.load_state_dict(weights, strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    except Exception as error:
-        raise ValueError(f"cannot resume from {checkpoint}: {error}") from error
-    torch.set_rng_state(state["torch_rng"][rank])
-    random.setstate(state["python_rng"])
-    return int(state["step"])

@@ -8,18 +8,18 @@ their log-probabilities (for a decision: the chosen action's prefix tokens).
 from __future__ import annotations
 
 import json
-import random
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from langchain_core.runnables import Runnable
 from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext
 from langchain_smartrag.jsonl import read_jsonl
+from langchain_smartrag.scoring import ALPHA
 
 from .data import QAExample
 from .evaluate import score_episode
@@ -30,21 +30,29 @@ def collect(
     examples: Sequence[QAExample],
     *,
     batch_size: int = 32,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
+    context: SmartRAGContext | None = None,
+    alpha: float = ALPHA,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """One sampled episode per example, `batch_size` at a time (their policy calls share batched passes)."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-    context = SmartRAGContext(sample=True, record=True)
+    """One sampled episode per example, `batch_size` at a time (their policy calls share batched passes).
+
+    Episode i is seeded with `seed * 1_000_003 + i` (or `seed[i]` for a sequence), so a rollout repeats
+    exactly whatever the batching.
+    `context` overrides the graph's settings (policy, retriever, quota); sampling and recording are forced on.
+    """
+    context = replace(context or SmartRAGContext(), sample=True, record=True)
+    seeds = [seed * 1_000_003 + i for i in range(len(examples))] if isinstance(seed, int) else list(seed)
+    if len(seeds) != len(examples):
+        raise ValueError(f"{len(seeds)} seeds for {len(examples)} examples")
     episodes = []
     with tqdm(total=len(examples), desc="rollouts", file=sys.stderr, disable=not progress) as bar:
         for first in range(0, len(examples), batch_size):
             chunk = examples[first : first + batch_size]
-            states = graph.batch([{"question": e.question} for e in chunk], {"max_concurrency": batch_size},
-                                 return_exceptions=True, context=context)
+            inputs = [{"question": e.question, "seed": seeds[first + i]} for i, e in enumerate(chunk)]
+            states = graph.batch(inputs, {"max_concurrency": batch_size}, return_exceptions=True, context=context)
             for example, state in zip(chunk, states, strict=True):
-                episode = score_episode(example, state)
+                episode = score_episode(example, state, alpha)
                 if not isinstance(state, BaseException):
                     episode["documents"] = [{"page_content": d.page_content, "metadata": d.metadata} for d in state["documents"]]
                     episode["trace"] = state["trace"]

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from tqdm import tqdm
@@ -60,7 +59,6 @@ def build_warmup(
     seed: int = 0,
 ) -> tuple[list[WarmupExample], dict[str, Any]]:
     """Build warm-up examples; returns them with a report of the mix."""
-    generator = torch.Generator().manual_seed(seed)
     direct, search, observed, no_hit = [], [], [], 0
     for first in tqdm(range(0, len(examples), batch_size), desc="warm-up", unit="batch"):
         chunk = examples[first : first + batch_size]
@@ -69,7 +67,8 @@ def build_warmup(
         candidates = [[e.question] for e in chunk]
         if rewrites:
             sampled = policy.generate_batch(
-                [p for p in prompts for _ in range(rewrites)], SEARCH, sample=True, generator=generator
+                [p for p in prompts for _ in range(rewrites)], SEARCH, sample=True,
+                seeds=[seed * 1_000_003 + (first + i) * rewrites + j for i in range(len(chunk)) for j in range(rewrites)],
             )
             for i, generation in enumerate(sampled):
                 query = parse_action(SEARCH + generation.text)

@@ -1,0 +1,284 @@
+"""PPO: the arithmetic on hand-computed cases, segments and masks, learning in a small world, exact resume,
+two processes, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.cli import main
+from langchain_smartrag.scoring import answer_reward
+from training import QAExample, evaluate, load_qa
+from training import ppo as ppo_module
+from training.ppo import ActorCritic, PPOConfig, batch_inputs, token_logprobs, train, trainable_policy
+from training.ppo_math import AdaptiveKL, gae, policy_loss, value_loss, whiten
+from training.segments import episode_segments, rollout_segments
+from training.sft import SFTConfig
+from training.sft import train as sft_train
+from training.tiny import tiny_model, tiny_tokenizer
+from training.trajectories import collect
+
+# -- the arithmetic ---------------------------------------------------------------------------------
+
+
+def test_gae_with_gamma_and_lambda_one_is_reward_to_go_minus_value():
+    advantages, returns = gae(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([[0.5, 0.2, 0.4]]), torch.ones(1, 3))
+    assert returns[0].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert advantages[0].tolist() == pytest.approx([0.5, 0.8, 0.6])
+
+
+def test_gae_stops_at_the_end_of_each_row_and_ignores_padding():
+    advantages, returns = gae(torch.tensor([[0.0, 2.0, 0.0]]), torch.tensor([[1.0, 1.0, 9.0]]), torch.tensor([[1.0, 1.0, 0.0]]))
+    assert returns[0].tolist() == pytest.approx([2.0, 2.0, 0.0])
+    assert advantages[0].tolist() == pytest.approx([1.0, 1.0, 0.0])
+
+
+def test_gae_discounts_by_gamma_and_lambda():
+    # delta_1 = 1 - 2 = -1; delta_0 = 1 + 0.5 * 2 - 1 = 1; A_0 = 1 + 0.25 * (-1)
+    advantages, returns = gae(torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 2.0]]), torch.ones(1, 2), gamma=0.5, lam=0.5)
+    assert advantages[0].tolist() == pytest.approx([0.75, -1.0])
+    assert returns[0].tolist() == pytest.approx([1.75, 1.0])
+
+
+def test_whitening_uses_only_masked_entries():
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    white = whiten(torch.tensor([[1.0, 2.0, 3.0, 100.0]]), mask)
+    assert white[0, :3].mean().item() == pytest.approx(0.0, abs=1e-6)
+    assert (white[0, :3] ** 2).mean().item() == pytest.approx(1.0, abs=1e-4) and white[0, 3] == 0
+
+
+def test_the_clipped_policy_loss_takes_the_pessimistic_side():
+    old = torch.zeros(1, 3)
+    logprobs = torch.log(torch.tensor([[1.5, 1.5, 0.5]]))
+    advantages = torch.tensor([[1.0, -1.0, 1.0]])
+    # ratio 1.5, A=+1: clipped to 1.2 -> -1.2; ratio 1.5, A=-1: unclipped 1.5; ratio 0.5, A=+1: unclipped -0.5
+    loss, clipped = policy_loss(logprobs, old, advantages, torch.ones(1, 3), clip=0.2)
+    assert loss.item() == pytest.approx(-1.2 + 1.5 - 0.5) and clipped.item() == 1
+
+
+def test_the_clipped_value_loss_takes_the_larger_error():
+    values, old, returns = torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]])
+    # row 0: (2 - 1)^2 = 1 beats (1.2 - 1)^2; row 1: (0.8 - 0)^2 = 0.64 beats 0
+    assert value_loss(values, old, returns, torch.ones(1, 2), clip=0.2).item() == pytest.approx(0.5 * 1 + 0.5 * 0.64)
+
+
+def test_the_kl_coefficient_moves_toward_its_target_by_at_most_20_percent_of_the_step():
+    up, down, fixed = AdaptiveKL(0.1, 1.0, 100.0), AdaptiveKL(0.1, 1.0, 100.0), AdaptiveKL(0.1, None)
+    up.update(kl=3.0, episodes=10)
+    down.update(kl=0.5, episodes=10)
+    fixed.update(kl=3.0, episodes=10)
+    assert (up.coef, down.coef, fixed.coef) == pytest.approx((0.102, 0.098, 0.1))
+
+
+# -- segments and masks -------------------------------------------------------------------------------
+
+EXAMPLES = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]), QAExample("p", "Capital of France?", ["Paris"])]
+
+
+def test_a_search_episode_is_two_segments_whose_rewards_add_up_to_the_episode_reward(searching_policy, retriever):
+    (episode, _) = collect(create_smartrag_graph(searching_policy, retriever), EXAMPLES, progress=False)
+    decide, rewrite, answer = episode["trace"]
+    first, second = episode_segments(episode, 0, searching_policy.encode, alpha=0.3)
+    assert first.prompt_ids == searching_policy.encode(decide["prompt"])
+    assert first.completion_ids == searching_policy.encode(SEARCH) + rewrite["token_ids"]  # the choice, then the query
+    assert first.scores == [0.0] * (len(first.completion_ids) - 1) + [-0.3]
+    # the quota forced "[Answer]": it is prompt, not a choice
+    assert second.prompt_ids == searching_policy.encode(answer["prompt"]) + searching_policy.encode(ANSWER)
+    assert second.completion_ids == answer["token_ids"]
+    total = sum(first.scores) + sum(second.scores)
+    assert total == pytest.approx(answer_reward(episode["answer"], episode["golds"], well_formed=episode["well_formed"]) - 0.3)
+
+
+def test_an_answer_episode_is_one_segment_that_carries_its_reward(answering_policy, retriever):
+    episodes = collect(create_smartrag_graph(answering_policy, retriever), EXAMPLES, progress=False)
+    segments = rollout_segments(episodes, answering_policy.encode)
+    assert [s.episode for s in segments] == [0, 1]
+    for segment, episode in zip(segments, episodes, strict=True):
+        assert segment.completion_ids == answering_policy.encode(ANSWER) + episode["trace"][1]["token_ids"]
+        assert sum(segment.scores) == pytest.approx(episode["reward"]) and segment.scores[-1] == episode["reward"]
+
+
+def test_a_failed_episode_has_no_segments():
+    assert episode_segments({"answer": "", "golds": ["x"], "well_formed": False}, 0, lambda text: [1]) == []
+
+
+def test_the_training_forward_reproduces_the_rollouts_logprobs_on_the_completion_only(tiny_model_dir, retriever):
+    policy = trainable_policy(PPOConfig(base_model=str(tiny_model_dir), bf16=False, lora_r=4))
+    episodes = collect(create_smartrag_graph(policy, retriever), EXAMPLES * 3, progress=False)
+    segments = rollout_segments(episodes, policy.encode)
+    recorded = []
+    for episode in episodes:
+        trace = episode["trace"]
+        if trace[0]["text"] == SEARCH:
+            recorded += [trace[0]["logprobs"] + trace[1]["logprobs"], trace[2]["logprobs"]]
+        else:
+            recorded += [trace[0]["logprobs"] + trace[1]["logprobs"]]
+    value_head = torch.nn.Linear(policy.model.config.hidden_size, 1)
+    input_ids, attention_mask, width, targets, mask = batch_inputs(segments, range(len(segments)), 0, torch.device("cpu"))
+    with torch.no_grad():
+        logits, values = ActorCritic(policy.model, value_head)(input_ids, attention_mask, width)
+    logprobs = token_logprobs(logits, targets)
+    for row, (segment, expected) in enumerate(zip(segments, recorded, strict=True)):
+        n = len(segment.completion_ids)
+        assert mask[row].tolist() == [0.0] * (width - n) + [1.0] * n
+        assert logprobs[row, width - n :].tolist() == pytest.approx(expected, abs=1e-4)
+    assert values.shape == mask.shape
+
+
+# -- a small world where the right decision depends on the question ----------------------------------
+
+KNOWN = {"What color is the apple?": "red", "What color is the sky?": "blue", "What color is the grass?": "green",
+         "What color is the snow?": "white", "What color is the coal?": "black", "What color is the sun?": "yellow"}
+"""Facts the SFT model answers closed-book: a search only costs."""
+UNKNOWN = {"What is the code of zork?": "seven", "What is the code of blip?": "three", "What is the code of quux?": "nine",
+           "What is the code of frob?": "four", "What is the code of grue?": "eight", "What is the code of snark?": "five"}
+"""Facts it does not know ("unknown" closed-book), which the corpus holds: a search pays."""
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A corpus, the questions, and a tiny model fine-tuned so it answers right but decides by a coin flip.
+
+    SFT sees both actions for every question (P(search) ~ 0.5 everywhere), the closed-book answer
+    ("unknown" for UNKNOWN) and the answer after the observation: the decision is left to PPO.
+    """
+    root = tmp_path_factory.mktemp("world")
+    corpus = [{"id": f"c{i}", "title": q.split()[-1][:-1], "text": f"The code of {q.split()[-1][:-1]} is {a}."}
+              for i, (q, a) in enumerate(UNKNOWN.items())]
+    (root / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in corpus))
+    qa = [{"id": str(i), "question": q, "answers": [a]} for i, (q, a) in enumerate({**KNOWN, **UNKNOWN}.items())]
+    (root / "qa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in qa))
+    tokenizer = tiny_tokenizer([row["text"] for row in corpus] + [*KNOWN, *UNKNOWN, *KNOWN.values(), "unknown"])
+    tiny_model(tokenizer, hidden_size=64).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    policy = SmartRAGPolicy.from_pretrained(root / "base", autocast=False)
+    retriever = BM25Retriever.from_jsonl(root / "corpus.jsonl", k=2)
+    rows = []
+    for question, answer in {**KNOWN, **UNKNOWN}.items():
+        prompt = policy.prompt(question)
+        closed_book = answer if question in KNOWN else "unknown"
+        rows += [{"prompt": prompt, "completion": f"{ANSWER} {closed_book}"}, {"prompt": prompt, "completion": f"{SEARCH} {question}"}]
+        if question in UNKNOWN:
+            rows.append({"prompt": policy.prompt(question, retriever.invoke(question)), "completion": f"{ANSWER} {answer}"})
+    (root / "warmup.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sft_train(SFTConfig(data=str(root / "warmup.jsonl"), output_dir=str(root / "sft"), base_model=str(root / "base"),
+                        lora=False, learning_rate=3e-3, batch_size=len(rows), max_steps=200, warmup_steps=5, bf16=False,
+                        save_every=1000, log_every=50))
+    return root
+
+
+def world_config(world, output_dir, **overrides):
+    values = dict(output_dir=str(output_dir), base_model=str(world / "sft" / "final"), data=str(world / "qa.jsonl"),
+                  corpus=str(world / "corpus.jsonl"), k=2, dev_dataset=None, iterations=20, episodes_per_iteration=48,
+                  rollout_batch_size=48, minibatch_episodes=16, learning_rate=2e-3, lora_r=8, alpha=0.5, bf16=False,
+                  init_kl_coef=0.01, progress=False)
+    return PPOConfig(**{**values, **overrides})
+
+
+def world_scores(world, policy):
+    """Greedy smartrag episodes of every world question: (mean reward, mean P(search) on KNOWN, on UNKNOWN)."""
+    graph = create_smartrag_graph(policy, BM25Retriever.from_jsonl(world / "corpus.jsonl", k=2))
+    results = evaluate(graph, load_qa(world / "qa.jsonl"), progress=False, alpha=0.5)
+    p_search = policy.search_probability_batch([policy.prompt(q) for q in [*KNOWN, *UNKNOWN]])
+    return results["reward"], sum(p_search[:6]) / 6, sum(p_search[6:]) / 6
+
+
+def test_ppo_learns_to_search_only_when_the_answer_needs_it(world, tmp_path):
+    before = world_scores(world, SmartRAGPolicy.from_pretrained(world / "sft" / "final", autocast=False))
+    final = train(world_config(world, tmp_path / "run"))
+    after = world_scores(world, SmartRAGPolicy.from_pretrained(final, autocast=False))
+    # the reward rises by a clear margin towards its optimum of 1.75 (2 for KNOWN, 2 - 0.5 for UNKNOWN)
+    assert after[0] > before[0] + 0.3, (before, after)
+    assert after[1] < 0.3, "needless retrievals (closed-book facts) are cut"
+    assert after[2] > 0.6, "needed retrievals (facts only the corpus holds) are kept"
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == list(range(1, 21))
+    for key in ("reward", "em", "f1", "retrieval_rate", "format_error_rate", "kl", "kl_coef", "policy_loss", "value_loss",
+                "clip_fraction", "entropy", "seconds"):
+        assert key in log[-1]
+
+
+def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
+    settings = dict(iterations=3, episodes_per_iteration=16, rollout_batch_size=8, minibatch_episodes=8)
+    straight = train(world_config(world, tmp_path / "a", **settings))
+    real_save = ppo_module.save_checkpoint
+
+    def save_then_die(output_dir, step, *args):
+        real_save(output_dir, step, *args)
+        if step == 2:
+            raise KeyboardInterrupt  # killed right after its second checkpoint
+
+    monkeypatch.setattr(ppo_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(world_config(world, tmp_path / "b", **settings))
+    monkeypatch.setattr(ppo_module, "save_checkpoint", real_save)
+    resumed = train(world_config(world, tmp_path / "b", resume=True, **settings))
+    for name in ("adapter_model.safetensors",):
+        a, b = load_file(straight / name), load_file(resumed / name)
+        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    a, b = torch.load(straight / "value_head.pt"), torch.load(resumed / "value_head.pt")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    rows = [[json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (tmp_path / "a", tmp_path / "b")]
+    assert [r["reward"] for r in rows[0]] == [r["reward"] for r in rows[1]]
+
+
+def test_missing_init_and_checkpoints_fail_clearly(world, tmp_path):
+    with pytest.raises(ValueError, match="not a peft adapter directory"):
+        train(world_config(world, tmp_path / "x", init=str(tmp_path)))
+    with pytest.raises(ValueError, match="no checkpoint to resume from"):
+        train(world_config(world, tmp_path / "y", resume=True))
+    train(world_config(world, tmp_path / "z", iterations=1, episodes_per_iteration=4, rollout_batch_size=4))
+    (tmp_path / "z" / "checkpoint-1" / "trainable.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot resume from .*checkpoint-1"):
+        train(world_config(world, tmp_path / "z", iterations=2, episodes_per_iteration=4, rollout_batch_size=4, resume=True))
+
+
+def test_cli_trains_from_an_sft_adapter_held_near_it_by_the_kl_penalty(world, tmp_path, capsys):
+    """`smartrag train ppo --config FILE --init ADAPTER`: the adapter is both the start and the KL reference."""
+    adapter = sft_train(SFTConfig(data=str(world / "warmup.jsonl"), output_dir=str(tmp_path / "sft"),
+                                  base_model=str(world / "sft" / "final"), lora_r=4, max_steps=2, bf16=False))
+    (tmp_path / "ppo.yaml").write_text(
+        f"data: {world / 'qa.jsonl'}\ncorpus: {world / 'corpus.jsonl'}\ndev_data: {world / 'qa.jsonl'}\ndev_limit: 4\n"
+        "iterations: 5\nepisodes_per_iteration: 8\nrollout_batch_size: 8\nbf16: false\nprogress: false\n")
+    assert main(["train", "ppo", "--config", str(tmp_path / "ppo.yaml"), "--init", str(adapter), "--iterations", "2",
+                 "--output-dir", str(tmp_path / "run"), "--eval-every", "1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("run/final")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1, 1, 2, 2]  # dev before training, then rollouts and dev
+    rollouts = [r for r in rows if "dev" not in r]
+    assert rollouts[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # iteration 1 samples from the reference itself
+    assert rollouts[0]["value_warmup"] and not rollouts[1]["value_warmup"]
+    assert SmartRAGPolicy.from_pretrained(tmp_path / "run" / "final", autocast=False).search_probability(["q?"])[0] >= 0
+    assert ppo_module.plot_curves(tmp_path / "run", tmp_path / "ppo_curves.png").stat().st_size > 0
+
+
+def test_accelerate_launch_with_two_cpu_processes_matches_one_process(world, tmp_path):
+    config = world_config(world, "unused", iterations=2, episodes_per_iteration=8, rollout_batch_size=8,
+                          minibatch_episodes=4, value_warmup_iterations=0)
+    flags = ["train", "ppo"]
+    for name in ("base_model", "data", "corpus", "k", "iterations", "episodes_per_iteration", "rollout_batch_size",
+                 "minibatch_episodes", "learning_rate", "lora_r", "alpha", "init_kl_coef", "value_warmup_iterations"):
+        flags += ["--" + name.replace("_", "-"), str(getattr(config, name))]
+    flags += ["--no-bf16", "--no-progress", "--dev-dataset", "none"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "langchain_smartrag.cli", *flags, "--output-dir", str(tmp_path / "one")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    launched = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--cpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "langchain_smartrag.cli",
+         *flags, "--output-dir", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    one = load_file(tmp_path / "one" / "final" / "adapter_model.safetensors")
+    two = load_file(tmp_path / "two" / "final" / "adapter_model.safetensors")
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-4), name
+    logs = [[json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("one", "two")]
+    assert [r["episodes"] for r in logs[1]] == [8, 8]  # both processes' episodes, logged once
+    assert [r["reward"] for r in logs[0]] == pytest.approx([r["reward"] for r in logs[1]])

@@ -1,0 +1,509 @@
+"""PPO from environment feedback: reward = answer correctness - alpha per retrieval (SmartRAG's stage 2).
+
+One config dataclass, one visible loop, CleanRL style. Each iteration:
+  1. rollout   episodes through the SAME graph that serves (`trajectories.collect`: sampled, recorded)
+  2. score     segments (`segments.py`), old log-probs and values, the reference's log-probs, per-token
+               rewards (environment reward - KL coefficient * KL), GAE across each episode's segments
+  3. update    several epochs of clipped policy + clipped value loss over minibatches of episodes
+  4. log, adapt the KL coefficient, checkpoint, and now and then evaluate on a held-apart dev sample
+
+The policy is a LoRA adapter (the SFT adapter with `init`, else a fresh one); the reference for the KL
+penalty is the frozen starting adapter (or the bare base model), so it costs no second model. The value
+head is `Linear(hidden, 1)` on the policy's last hidden state. Under `accelerate launch` each process
+collects its own share of the episodes and the gradients are averaged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import random
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.cli import build_retriever
+from langchain_smartrag.scoring import ALPHA
+
+from .checkpoints import prepare_output_dir, restore, save_checkpoint
+from .data import QAExample, dataset_path, load_qa, sample
+from .evaluate import evaluate
+from .ppo_math import AdaptiveKL, gae, policy_loss, value_loss, whiten
+from .segments import Segment, rollout_segments
+from .trajectories import collect
+
+VALUE_HEAD_FILE = "value_head.pt"
+REFERENCE = "reference"
+
+
+@dataclass
+class PPOConfig:
+    output_dir: str = "runs/ppo"
+    init: str | None = None
+    """The SFT adapter to start from (and to stay near: it is the KL reference). None: a fresh LoRA."""
+    base_model: str = "embedded"
+    """The model under a fresh LoRA when `init` is None (`embedded`, a directory or a hub id)."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    # data and environment
+    datasets: list[str] = field(default_factory=lambda: ["popqa", "ambignq", "hotpotqa"])
+    split: str = "train"
+    data: str | None = None
+    """A QA JSONL(.gz) to train on instead of `datasets`."""
+    dev_dataset: str | None = "hotpotqa"
+    dev_data: str | None = None
+    dev_limit: int = 100
+    eval_every: int = 5
+    """Evaluate (greedy, smartrag mode at `threshold`) before training and every this many iterations."""
+    threshold: float = 0.5
+    corpus: str | None = None
+    """Corpus JSONL(.gz) or saved BM25 index; None: the bundled corpus."""
+    k: int = 4
+    alpha: float = ALPHA
+    """Cost per retrieval (reward = EM + F1 - alpha * retrievals; -1 for a malformed answer)."""
+    max_retrievals: int = 1
+    """Retrieval quota per episode (the paper: 1)."""
+    # rollouts
+    iterations: int = 20
+    episodes_per_iteration: int = 64
+    rollout_batch_size: int = 32
+    # optimisation
+    ppo_epochs: int = 2
+    minibatch_episodes: int = 16
+    micro_batch_tokens: int = 4096
+    """Segments per forward pass are grouped by length up to about this many tokens (memory, speed)."""
+    learning_rate: float = 2e-5
+    value_learning_rate: float = 1e-3
+    clip_range: float = 0.2
+    value_clip_range: float = 0.2
+    vf_coef: float = 0.1
+    max_grad_norm: float = 1.0
+    gamma: float = 1.0
+    lam: float = 1.0
+    whiten_advantages: bool = True
+    value_warmup_iterations: int = 1
+    """Iterations at the start where only the value head learns (the policy is left alone)."""
+    init_kl_coef: float = 0.05
+    target_kl: float | None = 1.0
+    """Per-episode KL to the reference that the adaptive coefficient aims at; None keeps it fixed."""
+    kl_horizon: float = 1000.0
+    bf16: bool = True
+    # bookkeeping
+    save_every: int = 1
+    keep_checkpoints: int = 2
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+
+class ActorCritic(torch.nn.Module):
+    """The policy LM and its value head as one module (so data-parallel training syncs both).
+
+    `forward` returns, for the last `width` tokens of each left-padded row, the logits that predicted
+    them and the value of the state before each one.
+    """
+
+    def __init__(self, model: Any, value_head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.model, self.value_head = model, value_head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int,
+                train_body: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        causal = self.model.get_base_model()
+        hidden = causal.get_decoder()(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask)
+        ).last_hidden_state[:, -width - 1 : -1]
+        logits = causal.get_output_embeddings()(hidden).float()
+        values = self.value_head(hidden if train_body else hidden.detach()).squeeze(-1).float()
+        return logits, values
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
+    """The policy to train: the `init` adapter, trainable, plus a frozen copy of it as the reference."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if config.init is None:
+        base = SmartRAGPolicy.load(config.base_model, autocast=config.bf16)
+        model = get_peft_model(base.model, LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        ))
+    else:
+        adapter = Path(config.init)
+        if not (adapter / "adapter_config.json").exists():
+            raise ValueError(f"init={config.init}: not a peft adapter directory (no adapter_config.json)")
+        base_path = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base = SmartRAGPolicy.load(base_path, autocast=config.bf16)
+        model = PeftModel.from_pretrained(base.model, adapter, is_trainable=True)
+        model.load_adapter(adapter, adapter_name=REFERENCE)
+    return SmartRAGPolicy(model.eval(), base.tokenizer, autocast=config.bf16)
+
+
+def left_pad(sequences: Sequence[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, sequences))
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, width - len(seq) :] = torch.tensor(seq)
+        attention_mask[row, width - len(seq) :] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def right_align(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """Per-segment token vectors as [rows, width], each ending at the last column (where its tokens are)."""
+    out = torch.zeros((len(rows), width), device=rows[0].device)
+    for i, row in enumerate(rows):
+        out[i, width - len(row) :] = row
+    return out
+
+
+def micro_batches(segments: Sequence[Segment], indices: Sequence[int], budget: int) -> Iterator[list[int]]:
+    """`indices` grouped by length into passes of about `budget` tokens (less padding, bounded memory)."""
+    group: list[int] = []
+    for i in sorted(indices, key=lambda i: len(segments[i].prompt_ids) + len(segments[i].completion_ids)):
+        length = len(segments[i].prompt_ids) + len(segments[i].completion_ids)
+        if group and (len(group) + 1) * length > budget:
+            yield group
+            group = []
+        group.append(i)
+    if group:
+        yield group
+
+
+def batch_inputs(segments: Sequence[Segment], rows: Sequence[int], pad_id: int, device: torch.device):
+    """Input ids, attention mask, completion width, target token ids [B, width] and the completion mask."""
+    chosen = [segments[i] for i in rows]
+    input_ids, attention_mask = left_pad([s.prompt_ids + s.completion_ids for s in chosen], pad_id, device)
+    width = max(len(s.completion_ids) for s in chosen)
+    mask = right_align([torch.ones(len(s.completion_ids), device=device) for s in chosen], width)
+    return input_ids, attention_mask, width, input_ids[:, -width:], mask
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+
+
+def split_rows(values: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """The inverse of `right_align`: each row's real tokens."""
+    return [row[-int(m.sum()) :] for row, m in zip(values, mask, strict=True)]
+
+
+def train(config: PPOConfig) -> Path:
+    """Run PPO; returns the directory of the final adapter (+ value head), loadable by `SmartRAGPolicy`."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.utils import gather_object
+
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    if config.episodes_per_iteration % world:
+        raise ValueError(f"episodes_per_iteration={config.episodes_per_iteration} must divide among {world} processes")
+    output_dir = Path(config.output_dir)
+    checkpoint = prepare_output_dir(output_dir, config.resume)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    device = accelerator.device
+    use_bf16 = config.bf16 and (device.type != "cuda" or torch.cuda.is_bf16_supported())
+
+    # the environment: the serving graph over the retriever, and the questions
+    policy = trainable_policy(config)
+    pad_id = policy.tokenizer.pad_token_id
+    retriever = build_retriever("local", config.corpus, config.k)
+    graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold)
+    rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals)
+    train_examples = load_questions(config.data, config.datasets, config.split)
+    dev_examples = dev_questions(config)
+
+    # the learner: LoRA weights + value head, one optimizer with a param group each
+    value_head = torch.nn.Linear(policy.model.config.hidden_size, 1).to(device)
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    actor_critic = ActorCritic(policy.model, value_head)
+    optimizer = torch.optim.AdamW([
+        {"params": [p for p in policy.model.parameters() if p.requires_grad], "lr": config.learning_rate},
+        {"params": list(value_head.parameters()), "lr": config.value_learning_rate},
+    ], weight_decay=0.0)
+    learner, optimizer = accelerator.prepare(actor_critic, optimizer)
+    kl_control = AdaptiveKL(config.init_kl_coef, config.target_kl, config.kl_horizon)
+    start = 0
+    if checkpoint is not None:
+        state = restore(checkpoint, actor_critic, optimizer, rank)
+        start, kl_control.coef = int(state["step"]), state["kl_coef"]
+    log = (output_dir / "metrics.jsonl").open("a") if main else None
+
+    def write(record: dict[str, Any]) -> None:
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+
+    def evaluate_dev(iteration: int) -> None:
+        if main and dev_examples:
+            policy.clear_prompt_cache()
+            results = evaluate(graph, dev_examples, mode="smartrag", threshold=config.threshold,
+                               batch_size=config.rollout_batch_size, progress=False, alpha=config.alpha)
+            write({"iteration": iteration, "dev": {k: results[k] for k in ("n", "em", "f1", "reward", "retrieval_rate",
+                                                                         "format_error_rate", "seconds")}})
+        accelerator.wait_for_everyone()
+
+    if start == 0:
+        evaluate_dev(0)
+    bar = tqdm(total=config.iterations, initial=start, desc="ppo", dynamic_ncols=True, disable=not (main and config.progress))
+    for iteration in range(start, config.iterations):
+        # 1. rollout: this process's share of the iteration's questions through the graph --------------
+        t0 = time.perf_counter()
+        # episode g of the iteration lives on process g % world, seeded by g: the same run for any world size
+        mine = range(rank, config.episodes_per_iteration, world)
+        examples = iteration_examples(train_examples, iteration, config.episodes_per_iteration, config.seed)
+        policy.clear_prompt_cache()  # the weights changed since the decisions' caches were kept
+        episodes = collect(graph, [examples[g] for g in mine], batch_size=config.rollout_batch_size,
+                           seed=[(config.seed * 100_003 + iteration) * 1_000_003 + g for g in mine],
+                           context=rollout_context, alpha=config.alpha, progress=False)
+        segments = rollout_segments(episodes, policy.encode, config.alpha)
+        t1 = time.perf_counter()
+
+        # 2. score: old log-probs and values, reference log-probs, rewards, advantages ------------------
+        old_logprobs: list[torch.Tensor] = [torch.empty(0)] * len(segments)
+        old_values, ref_logprobs = list(old_logprobs), list(old_logprobs)
+        with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
+            for rows in micro_batches(segments, range(len(segments)), config.micro_batch_tokens):
+                input_ids, attention_mask, width, targets, mask = batch_inputs(segments, rows, pad_id, device)
+                logits, values = actor_critic(input_ids, attention_mask, width)
+                reference = reference_logits(policy.model, input_ids, attention_mask, width)
+                for i, lp, v, ref in zip(rows, split_rows(token_logprobs(logits, targets), mask), split_rows(values, mask),
+                                         split_rows(token_logprobs(reference, targets), mask), strict=True):
+                    old_logprobs[i], old_values[i], ref_logprobs[i] = lp, v, ref
+        kl_tokens = [old - ref for old, ref in zip(old_logprobs, ref_logprobs, strict=True)]
+        rewards = [torch.tensor(s.scores, device=device) - kl_control.coef * kl
+                   for s, kl in zip(segments, kl_tokens, strict=True)]
+        advantages, returns = episode_advantages(segments, rewards, old_values, len(episodes), config.gamma, config.lam)
+        if config.whiten_advantages and segments:
+            flat = torch.cat(advantages)
+            total = accelerator.reduce(torch.stack([flat.sum(), (flat**2).sum(), torch.tensor(float(len(flat)), device=device)]))
+            mean = total[0] / total[2]
+            var = total[1] / total[2] - mean**2
+            advantages = [whiten(a, torch.ones_like(a), mean, var) for a in advantages]
+        t2 = time.perf_counter()
+
+        # 3. update: epochs x minibatches of episodes; each minibatch is one optimizer step -------------
+        warmup = iteration < config.value_warmup_iterations
+        by_episode: list[list[int]] = [[] for _ in episodes]
+        for i, s in enumerate(segments):
+            by_episode[s.episode].append(i)
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl")}
+        update_tokens = 0
+        for epoch in range(config.ppo_epochs):
+            order = torch.randperm(config.episodes_per_iteration, generator=torch.Generator().manual_seed(
+                (config.seed * 100_003 + iteration) * 101 + epoch)).tolist()
+            for first in range(0, len(order), config.minibatch_episodes):
+                # a minibatch is a slice of the global episode order; each process trains its own episodes of it
+                step_episodes = [g // world for g in order[first : first + config.minibatch_episodes] if g % world == rank]
+                rows_in_step = [i for e in step_episodes for i in by_episode[e]]
+                step_tokens = accelerator.reduce(torch.tensor(
+                    float(sum(len(segments[i].completion_ids) for i in rows_in_step)), device=device)).clamp(min=1)
+                passes = list(micro_batches(segments, rows_in_step, config.micro_batch_tokens))
+                sums = torch.zeros(5, device=device)
+                if not passes:  # none of this minibatch's episodes are here: still join the gradient all-reduce
+                    logits, values = learner(torch.full((1, 2), pad_id, device=device), torch.ones((1, 2), device=device), 1)
+                    accelerator.backward(0.0 * (logits.sum() + values.sum()))
+                for n, rows in enumerate(passes):
+                    sync = accelerator.no_sync(learner) if n < len(passes) - 1 else contextlib.nullcontext()
+                    with sync:
+                        loss, pass_sums, tokens = minibatch_loss(
+                            learner, segments, rows, pad_id, device, use_bf16, old_logprobs, old_values, advantages,
+                            returns, config, warmup)
+                        accelerator.backward(loss / step_tokens * world)  # DDP averages over processes
+                    sums += pass_sums
+                    update_tokens += tokens
+                accelerator.clip_grad_norm_(actor_critic.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                sums = accelerator.reduce(sums)
+                for key, value in zip(stats, (sums / step_tokens).tolist(), strict=True):
+                    stats[key].append(value)
+        t3 = time.perf_counter()
+
+        # 4. log, adapt the KL coefficient, checkpoint, evaluate ----------------------------------------
+        episode_kl = [float(sum(kl_tokens[i].sum() for i in rows)) for rows in by_episode]
+        rollout = summarize_rollout(gather_object(
+            [{"reward": e["reward"], "em": e["em"], "f1": e["f1"], "retrievals": e["retrievals"],
+              "malformed": not e["well_formed"], "kl": kl} for e, kl in zip(episodes, episode_kl, strict=True)]))
+        record = {
+            "iteration": iteration + 1, **rollout, "kl_coef": kl_control.coef, "value_warmup": warmup,
+            **{k: sum(v) / len(v) if v else None for k, v in stats.items()},
+            "update_tokens_per_second": sum(gather_object([update_tokens])) / max(t3 - t2, 1e-9),
+            "seconds": {"rollout": t1 - t0, "score": t2 - t1, "update": t3 - t2},
+        }
+        write(record)
+        kl_control.update(rollout["kl"], rollout["episodes"])
+        bar.update(1)
+        bar.set_postfix(reward=f"{rollout['reward']:.3f}", retrieval=f"{rollout['retrieval_rate']:.2f}", kl=f"{rollout['kl']:.3f}")
+        if (iteration + 1) % config.eval_every == 0 or iteration + 1 == config.iterations:
+            evaluate_dev(iteration + 1)
+        if (iteration + 1) % config.save_every == 0 or iteration + 1 == config.iterations:
+            rng = gather_object([torch.get_rng_state()])
+            if main:
+                save_checkpoint(output_dir, iteration + 1, actor_critic, optimizer,
+                                {"kl_coef": kl_control.coef, "config": dataclasses.asdict(config)}, rng, config.keep_checkpoints)
+            accelerator.wait_for_everyone()
+    bar.close()
+    final = output_dir / "final"
+    if main:
+        log.close()
+        shutil.rmtree(final, ignore_errors=True)
+        policy.model.save_pretrained(final, selected_adapters=["default"])
+        policy.tokenizer.save_pretrained(final)
+        torch.save(value_head.state_dict(), final / VALUE_HEAD_FILE)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int) -> torch.Tensor:
+    """The KL reference's logits for the last `width` tokens: the frozen starting adapter, else the bare base."""
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": positions(attention_mask),
+              "logits_to_keep": width + 1}
+    if REFERENCE in model.peft_config:
+        return model(**kwargs, adapter_names=[REFERENCE] * len(input_ids)).logits[:, :-1].float()
+    with model.disable_adapter():
+        return model(**kwargs).logits[:, :-1].float()
+
+
+def episode_advantages(
+    segments: Sequence[Segment], rewards: Sequence[torch.Tensor], values: Sequence[torch.Tensor], episodes: int,
+    gamma: float, lam: float,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """GAE over each episode's completion tokens, its segments in order; returned per segment."""
+    if not segments:
+        return [], []
+    by_episode: list[list[int]] = [[] for _ in range(episodes)]
+    for i, s in enumerate(segments):
+        by_episode[s.episode].append(i)
+    episode_rows = [rows for rows in by_episode if rows]
+    lengths = [[len(rewards[i]) for i in rows] for rows in episode_rows]
+    width = max(sum(row) for row in lengths)
+    device = rewards[0].device
+
+    def left_aligned(per_segment: Sequence[torch.Tensor]) -> torch.Tensor:
+        out = torch.zeros((len(episode_rows), width), device=device)
+        for e, rows in enumerate(episode_rows):
+            flat = torch.cat([per_segment[i] for i in rows])
+            out[e, : len(flat)] = flat
+        return out
+
+    mask = left_aligned([torch.ones_like(r) for r in rewards])
+    advantages, returns = gae(left_aligned(rewards), left_aligned(values), mask, gamma, lam)
+    out_advantages: list[torch.Tensor] = [torch.empty(0)] * len(segments)
+    out_returns = list(out_advantages)
+    for e, rows in enumerate(episode_rows):
+        offset = 0
+        for i, n in zip(rows, lengths[e], strict=True):
+            out_advantages[i], out_returns[i] = advantages[e, offset : offset + n], returns[e, offset : offset + n]
+            offset += n
+    return out_advantages, out_returns
+
+
+def minibatch_loss(
+    learner: torch.nn.Module, segments: Sequence[Segment], rows: Sequence[int], pad_id: int, device: torch.device,
+    use_bf16: bool, old_logprobs: Sequence[torch.Tensor], old_values: Sequence[torch.Tensor],
+    advantages: Sequence[torch.Tensor], returns: Sequence[torch.Tensor], config: PPOConfig, warmup: bool,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One pass's summed loss, its summed stats (policy loss, value loss, clipped, entropy, approx KL), its tokens."""
+    input_ids, attention_mask, width, targets, mask = batch_inputs(segments, rows, pad_id, device)
+    with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
+        logits, values = learner(input_ids, attention_mask, width, train_body=not warmup)
+    logprobs = token_logprobs(logits, targets)
+    old = right_align([old_logprobs[i] for i in rows], width)
+    pg_sum, clipped = policy_loss(logprobs, old, right_align([advantages[i] for i in rows], width), mask,
+                                  config.clip_range)
+    vf_sum = value_loss(values, right_align([old_values[i] for i in rows], width),
+                        right_align([returns[i] for i in rows], width), mask, config.value_clip_range)
+    loss = config.vf_coef * vf_sum if warmup else pg_sum + config.vf_coef * vf_sum
+    with torch.no_grad():
+        probs = torch.softmax(logits, dim=-1)
+        entropy = ((torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)) * mask).sum()
+        approx_kl = (0.5 * (logprobs - old) ** 2 * mask).sum()
+    sums = torch.stack([pg_sum.detach(), vf_sum.detach(), clipped, entropy, approx_kl])
+    return loss, sums, int(attention_mask.sum())
+
+
+def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Iteration means over every process's episodes."""
+    n = max(len(episodes), 1)
+    return {
+        "episodes": len(episodes),
+        "reward": sum(e["reward"] for e in episodes) / n,
+        "em": sum(e["em"] for e in episodes) / n,
+        "f1": sum(e["f1"] for e in episodes) / n,
+        "retrieval_rate": sum(e["retrievals"] for e in episodes) / n,
+        "format_error_rate": sum(e["malformed"] for e in episodes) / n,
+        "kl": sum(e["kl"] for e in episodes) / n,
+    }
+
+
+def load_questions(data: str | None, datasets: Sequence[str], split: str) -> list[QAExample]:
+    """Training questions: one QA file, or the repository's data sets (PopQA: the subjects the corpus holds)."""
+    if data is not None:
+        return load_qa(data)
+    examples: list[QAExample] = []
+    for name in datasets:
+        rows = load_qa(dataset_path(name, split))
+        examples += [e for e in rows if name != "popqa" or e.extra.get("subject_in_local_corpus", True)]
+    if not examples:
+        raise ValueError("no training questions")
+    return examples
+
+
+def dev_questions(config: PPOConfig) -> list[QAExample]:
+    if config.dev_data is None and config.dev_dataset is None:
+        return []
+    examples = load_qa(config.dev_data or dataset_path(config.dev_dataset, "dev"))
+    return sample(examples, config.dev_limit, seed=config.seed)
+
+
+def iteration_examples(examples: Sequence[QAExample], iteration: int, count: int, seed: int) -> list[QAExample]:
+    """The questions of one iteration: consecutive slices of a permutation reshuffled every pass over the data."""
+    chosen = []
+    for position in range(iteration * count, (iteration + 1) * count):
+        epoch, offset = divmod(position, len(examples))
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 31 + epoch)).tolist()
+        chosen.append(examples[order[offset]])
+    return chosen
+
+
+def read_metrics(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(per-iteration rollout records, dev evaluations) from a run's metrics.jsonl."""
+    rows = [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [r for r in rows if "dev" not in r], [r for r in rows if "dev" in r]
+
+
+def plot_curves(output_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Reward and retrieval rate per iteration (rollouts, and the dev evaluations) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train_rows, dev_rows = read_metrics(output_dir)
+    path = Path(path or Path(output_dir) / "curves.png")
+    fig, (ax_reward, ax_retrieval) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in ((ax_reward, "reward", "reward"), (ax_retrieval, "retrieval_rate", "retrieval rate")):
+        ax.plot([r["iteration"] for r in train_rows], [r[key] for r in train_rows], ".-", label="rollouts (sampled)")
+        ax.plot([r["iteration"] for r in dev_rows], [r["dev"][key] for r in dev_rows], "o-", label="dev (greedy)")
+        ax.set_xlabel("PPO iteration")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    ax_reward.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
