@@ -21,3 +21,5 @@ def test_notebook_runs_top_to_bottom_with_the_tiny_model(name, tmp_path, monkeyp
     outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", []))
     assert "before SFT" in outputs and "after SFT" in outputs and "loss" in outputs
     assert (tmp_path / "run" / "sft" / "final" / "adapter_config.json").exists()
+    assert "after PPO" in outputs and "dev after 2 iterations" in outputs
+    assert (tmp_path / "run" / "ppo" / "curves.png").exists() and (tmp_path / "run" / "ppo" / "final" / "value_head.pt").exists()

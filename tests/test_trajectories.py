@@ -34,6 +34,15 @@ def test_sampling_varies_the_text_and_a_seed_repeats_it(policy, retriever):
     assert answers[0] == answers[1] and answers[0] != answers[2]
 
 
+def test_a_seeded_rollout_repeats_whatever_the_batching(policy, retriever):
+    graph = create_smartrag_graph(policy, retriever)
+    one_by_one, together = (collect(graph, EXAMPLES * 3, seed=5, batch_size=b, progress=False) for b in (1, 6))
+    def choices(episodes):  # every sampled decision and token (log-probs differ in the last float bits)
+        return [[(step["node"], step["text"], step["token_ids"]) for step in e["trace"]] for e in episodes]
+
+    assert choices(one_by_one) == choices(together)
+
+
 def test_episodes_round_trip_as_jsonl(searching_policy, retriever, tmp_path):
     episodes = collect(create_smartrag_graph(searching_policy, retriever), EXAMPLES, progress=False)
     save_episodes(episodes, tmp_path / "episodes.jsonl")

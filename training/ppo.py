@@ -287,8 +287,8 @@ def train(config: PPOConfig) -> Path:
         rewards = [torch.tensor(s.scores, device=device) - kl_control.coef * kl
                    for s, kl in zip(segments, kl_tokens, strict=True)]
         advantages, returns = episode_advantages(segments, rewards, old_values, len(episodes), config.gamma, config.lam)
-        if config.whiten_advantages and segments:
-            flat = torch.cat(advantages)
+        if config.whiten_advantages:  # over every process's tokens (each joins the reduce, even with none)
+            flat = torch.cat(advantages) if advantages else torch.zeros(0, device=device)
             total = accelerator.reduce(torch.stack([flat.sum(), (flat**2).sum(), torch.tensor(float(len(flat)), device=device)]))
             mean = total[0] / total[2]
             var = total[1] / total[2] - mean**2
