@@ -77,6 +77,22 @@ class Decision:
     answer_logprobs: list[float]
 
 
+def left_pad(sequences: Sequence[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists as one left-padded batch (every row ends at the last column) and its attention mask."""
+    width = max(len(seq) for seq in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[row, width - len(seq) :] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions of a left-padded batch: each row counts from 0 at its first real token."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def embedded_model_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted from its GGUF once.
 
@@ -222,13 +238,7 @@ class SmartRAGPolicy:
             yield
 
     def _left_pad(self, sequences: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(seq) for seq in sequences)
-        input_ids = torch.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            attention_mask[row, width - len(seq) :] = 1
-        return input_ids.to(self.model.device), attention_mask.to(self.model.device)
+        return left_pad(sequences, self.tokenizer.pad_token_id, self.model.device)
 
     # -- coalesced calls --------------------------------------------------------------------------
 
@@ -314,7 +324,7 @@ class SmartRAGPolicy:
         """
         stashed = list(stashed or [None] * len(sequences))
         input_ids, attention_mask = self._left_pad(sequences)
-        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        positions = position_ids(attention_mask)
         width = attention_mask.shape[1]
         budget = self.prefill_chunk_tokens
         if not any(stashed) and (budget is None or input_ids.numel() <= budget):
@@ -331,7 +341,7 @@ class SmartRAGPolicy:
         for rows in chunks:
             ids, mask = self._left_pad([sequences[i] for i in rows])
             out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                 use_cache=True, logits_to_keep=1,
             )
             for j, row in enumerate(rows):

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cli import build_retriever
+from langchain_smartrag.policy import left_pad, position_ids
 from langchain_smartrag.scoring import ALPHA
 
 from .checkpoints import prepare_output_dir, restore, save_checkpoint
@@ -119,15 +120,11 @@ class ActorCritic(torch.nn.Module):
                 train_body: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         causal = self.model.get_base_model()
         hidden = causal.get_decoder()(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask)
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)
         ).last_hidden_state[:, -width - 1 : -1]
         logits = causal.get_output_embeddings()(hidden).float()
         values = self.value_head(hidden if train_body else hidden.detach()).squeeze(-1).float()
         return logits, values
-
-
-def positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
@@ -149,16 +146,6 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
         model = PeftModel.from_pretrained(base.model, adapter, is_trainable=True)
         model.load_adapter(adapter, adapter_name=REFERENCE)
     return SmartRAGPolicy(model.eval(), base.tokenizer, autocast=config.bf16)
-
-
-def left_pad(sequences: Sequence[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, sequences))
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        input_ids[row, width - len(seq) :] = torch.tensor(seq)
-        attention_mask[row, width - len(seq) :] = 1
-    return input_ids.to(device), attention_mask.to(device)
 
 
 def right_align(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
@@ -370,7 +357,7 @@ def train(config: PPOConfig) -> Path:
 
 def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int) -> torch.Tensor:
     """The KL reference's logits for the last `width` tokens: the frozen starting adapter, else the bare base."""
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": positions(attention_mask),
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids(attention_mask),
               "logits_to_keep": width + 1}
     if REFERENCE in model.peft_config:
         return model(**kwargs, adapter_names=[REFERENCE] * len(input_ids)).logits[:, :-1].float()
