@@ -56,7 +56,11 @@ class PPOConfig:
     lora_alpha: int = 32
     # data and environment
     datasets: list[str] = field(default_factory=lambda: ["popqa", "ambignq", "hotpotqa"])
+    """Train splits of the repository's data sets; each gets the same share of every iteration's episodes."""
     split: str = "train"
+    covered_only: bool = True
+    """Only questions whose evidence the bundled corpus holds: with a local corpus, the others would teach the
+    policy that searching never pays, for questions that look just like the ones where it does."""
     data: str | None = None
     """A QA JSONL(.gz) to train on instead of `datasets`."""
     dev_dataset: str | None = "hotpotqa"
@@ -209,7 +213,7 @@ def train(config: PPOConfig) -> Path:
     retriever = build_retriever("local", config.corpus, config.k)
     graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold)
     rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals)
-    train_examples = load_questions(config.data, config.datasets, config.split)
+    train_sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
     dev_examples = dev_questions(config)
 
     # the learner: LoRA weights + value head, one optimizer with a param group each
@@ -251,7 +255,7 @@ def train(config: PPOConfig) -> Path:
         t0 = time.perf_counter()
         # episode g of the iteration lives on process g % world, seeded by g: the same run for any world size
         mine = range(rank, config.episodes_per_iteration, world)
-        examples = iteration_examples(train_examples, iteration, config.episodes_per_iteration, config.seed)
+        examples = iteration_examples(train_sets, iteration, config.episodes_per_iteration, config.seed)
         policy.clear_prompt_cache()  # the weights changed since the decisions' caches were kept
         episodes = collect(graph, [examples[g] for g in mine], batch_size=config.rollout_batch_size,
                            seed=[(config.seed * 100_003 + iteration) * 1_000_003 + g for g in mine],
@@ -437,17 +441,19 @@ def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def load_questions(data: str | None, datasets: Sequence[str], split: str) -> list[QAExample]:
-    """Training questions: one QA file, or the repository's data sets (PopQA: the subjects the corpus holds)."""
+def covered(example: QAExample) -> bool:
+    """Whether the bundled corpus holds the evidence (PopQA: `subject_in_local_corpus`, HotpotQA: `has_context`)."""
+    return bool(example.extra.get("subject_in_local_corpus", example.extra.get("has_context", True)))
+
+
+def load_questions(data: str | None, datasets: Sequence[str], split: str, covered_only: bool) -> list[list[QAExample]]:
+    """Training questions, one list per data set (or one for a QA file)."""
     if data is not None:
-        return load_qa(data)
-    examples: list[QAExample] = []
-    for name in datasets:
-        rows = load_qa(dataset_path(name, split))
-        examples += [e for e in rows if name != "popqa" or e.extra.get("subject_in_local_corpus", True)]
-    if not examples:
-        raise ValueError("no training questions")
-    return examples
+        return [load_qa(data)]
+    sets = [[e for e in load_qa(dataset_path(name, split)) if covered(e) or not covered_only] for name in datasets]
+    if not sets or not all(sets):
+        raise ValueError(f"no training questions in some of {list(datasets)} (covered_only={covered_only})")
+    return sets
 
 
 def dev_questions(config: PPOConfig) -> list[QAExample]:
@@ -457,13 +463,18 @@ def dev_questions(config: PPOConfig) -> list[QAExample]:
     return sample(examples, config.dev_limit, seed=config.seed)
 
 
-def iteration_examples(examples: Sequence[QAExample], iteration: int, count: int, seed: int) -> list[QAExample]:
-    """The questions of one iteration: consecutive slices of a permutation reshuffled every pass over the data."""
+def iteration_examples(sets: Sequence[Sequence[QAExample]], iteration: int, count: int, seed: int) -> list[QAExample]:
+    """One iteration's questions: the data sets take turns (each as often, whatever its size), and each is
+    read as consecutive slices of a permutation reshuffled every pass over it."""
+    orders: dict[tuple[int, int], list[int]] = {}
     chosen = []
     for position in range(iteration * count, (iteration + 1) * count):
-        epoch, offset = divmod(position, len(examples))
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 31 + epoch)).tolist()
-        chosen.append(examples[order[offset]])
+        which, index = position % len(sets), position // len(sets)
+        epoch, offset = divmod(index, len(sets[which]))
+        if (which, epoch) not in orders:
+            generator = torch.Generator().manual_seed(seed * 31 + epoch * 7919 + which)
+            orders[which, epoch] = torch.randperm(len(sets[which]), generator=generator).tolist()
+        chosen.append(sets[which][orders[which, epoch][offset]])
     return chosen
 
 
