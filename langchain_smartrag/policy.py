@@ -157,7 +157,7 @@ class SmartRAGPolicy:
         self._answer_ids = self.encode(ANSWER)
         self._token_sets: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._batcher = DynamicBatcher(self._run_batch, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
-        self._stash: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._stash: OrderedDict[tuple[int, str, str], Any] = OrderedDict()
         self._stash_size = 2 * max_batch_size  # two branches per prompt of one full batch; ~2 MB each here
 
     # -- construction ---------------------------------------------------------------------------
@@ -409,24 +409,30 @@ class SmartRAGPolicy:
         self, prompts: Sequence[str], sequences: Sequence[list[int]], cache: Any, logits: torch.Tensor, width: int
     ) -> None:
         """Keep each (prompt, action prefix) cache row, unpadded, with the logits that follow the prefix."""
+        version = self._weights_version()
         for i, (prompt, sequence) in enumerate(zip(prompts, sequences, strict=True)):
             for b, (prefix, ids) in enumerate(((SEARCH, self._search_ids), (ANSWER, self._answer_ids))):
                 row, span = 2 * i + b, slice(width - len(sequence), width + len(ids))
                 layers = [(layer.keys[row : row + 1, :, span], layer.values[row : row + 1, :, span]) for layer in cache.layers]
-                self._stash[(prompt, prefix)] = (layers, logits[row, len(ids) - 1])
+                self._stash[(version, prompt, prefix)] = (layers, logits[row, len(ids) - 1])
         while len(self._stash) > self._stash_size:
             self._stash.popitem(last=False)
 
     def clear_prompt_cache(self) -> None:
-        """Forget the decisions' kept caches: call it after changing the model's weights (training)."""
+        """Free the decisions' kept caches (they are never reused across a weight change in any case)."""
         with self._lock:
             self._stash.clear()
 
-    def _take_stashed(self, prompt: str, prefix: str) -> Any:
-        """The decision's cache for `prompt + prefix`, if kept; the other branch is dropped with it."""
-        entry = self._stash.pop((prompt, prefix), None)
+    def _weights_version(self) -> int:
+        """Grows whenever a parameter changes in place (an optimizer step, `load_state_dict`): kept caches are
+        keyed by it, so a cache computed before a weight update is never served after it."""
+        return sum(p._version for p in self.model.parameters())
+
+    def _take_stashed(self, prompt: str, prefix: str, version: int) -> Any:
+        """The decision's cache for `prompt + prefix` under these weights, if kept; the other branch goes with it."""
+        entry = self._stash.pop((version, prompt, prefix), None)
         if entry is not None:
-            self._stash.pop((prompt, ANSWER if prefix == SEARCH else SEARCH), None)
+            self._stash.pop((version, prompt, ANSWER if prefix == SEARCH else SEARCH), None)
         return entry
 
     def _token_classes(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -491,7 +497,8 @@ class SmartRAGPolicy:
             torch.Generator(device).manual_seed(seed) if seed is not None else None for seed in seeds or [None] * batch
         ]
         with self._inference():
-            stashed = [self._take_stashed(prompt, prefix) for prompt, prefix in zip(prompts, prefixes)]
+            version = self._weights_version()
+            stashed = [self._take_stashed(prompt, prefix, version) for prompt, prefix in zip(prompts, prefixes)]
             next_logits, cache, attention_mask, positions = self._prefill(sequences, stashed)
             active = torch.arange(batch, device=device)  # the batch row of each cache row
             for step in range(max_new_tokens):

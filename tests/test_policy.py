@@ -74,9 +74,8 @@ def test_a_huge_question_is_cut_from_the_middle_with_a_warning(policy):
 
 
 def test_documents_that_do_not_fit_are_dropped_last_first(tiny_tokenizer):
-    from training.tiny import tiny_model
-
     from langchain_smartrag.protocol import render_prompt
+    from training.tiny import tiny_model
 
     policy = SmartRAGPolicy(tiny_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=8, autocast=False)
     documents = [Document(page_content=f"document number {i} " * 10, metadata={"title": f"D{i}"}) for i in range(6)]
@@ -145,3 +144,18 @@ def test_generation_after_a_decision_reuses_its_prompt_pass(tiny_tokenizer):
     assert [g.token_ids for g in reused] == [g.token_ids for g in expected]
     assert [g.logprobs for g in reused] == [pytest.approx(g.logprobs, abs=1e-4) for g in expected]
     assert deciding._stash == {}  # each entry is used once, its sibling branch dropped with it
+
+
+def test_a_weight_update_between_decision_and_generation_is_never_served_stale(tiny_tokenizer):
+    from training.tiny import tiny_model
+
+    model = tiny_model(tiny_tokenizer)
+    policy = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False)
+    prompts = [policy.prompt(q) for q in QUESTIONS]
+    policy.search_probability_batch(prompts)  # keeps the prompts' caches for the next generation
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)  # what an optimizer step does: an in-place change
+    after_update = policy.generate_batch(prompts, ANSWER)
+    fresh = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False).generate_batch(prompts, ANSWER)
+    assert [g.logprobs for g in after_update] == [pytest.approx(g.logprobs, abs=1e-4) for g in fresh]

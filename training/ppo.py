@@ -240,7 +240,6 @@ def train(config: PPOConfig) -> Path:
 
     def evaluate_dev(iteration: int) -> None:
         if main and dev_examples:
-            policy.clear_prompt_cache()
             results = evaluate(graph, dev_examples, mode="smartrag", threshold=config.threshold,
                                batch_size=config.rollout_batch_size, progress=False, alpha=config.alpha)
             write({"iteration": iteration, "dev": {k: results[k] for k in ("n", "em", "f1", "reward", "retrieval_rate",
@@ -256,7 +255,6 @@ def train(config: PPOConfig) -> Path:
         # episode g of the iteration lives on process g % world, seeded by g: the same run for any world size
         mine = range(rank, config.episodes_per_iteration, world)
         examples = iteration_examples(train_sets, iteration, config.episodes_per_iteration, config.seed)
-        policy.clear_prompt_cache()  # the weights changed since the decisions' caches were kept
         episodes = collect(graph, [examples[g] for g in mine], batch_size=config.rollout_batch_size,
                            seed=[(config.seed * 100_003 + iteration) * 1_000_003 + g for g in mine],
                            context=rollout_context, alpha=config.alpha, progress=False)
