@@ -271,6 +271,8 @@ def test_cli_trains_from_an_sft_adapter_held_near_it_by_the_kl_penalty(world, tm
     rollouts = [r for r in rows if "dev" not in r]
     assert rollouts[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # iteration 1 samples from the reference itself
     assert rollouts[0]["value_warmup"] and not rollouts[1]["value_warmup"]
+    played = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    assert [e["iteration"] for e in played] == [1] * 8 + [2] * 8 and all(e["question"] and "reward" in e for e in played)
     assert SmartRAGPolicy.from_pretrained(tmp_path / "run" / "final", autocast=False).search_probability(["q?"])[0] >= 0
     assert ppo_module.plot_curves(tmp_path / "run", tmp_path / "ppo_curves.png").stat().st_size > 0
 

@@ -42,6 +42,7 @@ from .segments import Segment, rollout_segments
 from .trajectories import collect
 
 VALUE_HEAD_FILE = "value_head.pt"
+ROLLOUT_FIELDS = ("id", "question", "golds", "queries", "answer", "well_formed", "retrievals", "em", "f1", "reward")
 REFERENCE = "reference"
 
 
@@ -324,9 +325,12 @@ def train(config: PPOConfig) -> Path:
 
         # 4. log, adapt the KL coefficient, checkpoint, evaluate ----------------------------------------
         episode_kl = [float(sum(kl_tokens[i].sum() for i in rows)) for rows in by_episode]
-        rollout = summarize_rollout(gather_object(
-            [{"reward": e["reward"], "em": e["em"], "f1": e["f1"], "retrievals": e["retrievals"],
-              "malformed": not e["well_formed"], "kl": kl} for e, kl in zip(episodes, episode_kl, strict=True)]))
+        played = gather_object([{**{k: e[k] for k in ROLLOUT_FIELDS}, "iteration": iteration + 1, "kl": kl}
+                                for e, kl in zip(episodes, episode_kl, strict=True)])
+        rollout = summarize_rollout(played)
+        if main:  # what the policy did, question by question (for reading, not for resuming)
+            with (output_dir / "rollouts.jsonl").open("a") as file:
+                file.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in played)
         record = {
             "iteration": iteration + 1, **rollout, "kl_coef": kl_control.coef, "value_warmup": warmup,
             **{k: sum(v) / len(v) if v else None for k, v in stats.items()},
@@ -434,7 +438,7 @@ def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "em": sum(e["em"] for e in episodes) / n,
         "f1": sum(e["f1"] for e in episodes) / n,
         "retrieval_rate": sum(e["retrievals"] for e in episodes) / n,
-        "format_error_rate": sum(e["malformed"] for e in episodes) / n,
+        "format_error_rate": sum(not e["well_formed"] for e in episodes) / n,
         "kl": sum(e["kl"] for e in episodes) / n,
     }
 
