@@ -57,6 +57,8 @@ class SmartRAGContext:
     rewrite_query: bool | None = None
     sample: bool | None = None
     """Training rollouts: draw the decision from P(search) and sample text (top-k 50) instead of greedy."""
+    temperature: float | None = None
+    """With `sample`: the text's sampling temperature (default 1)."""
     record: bool | None = None
     """Append every policy call to the state's `trace`."""
 
@@ -127,7 +129,8 @@ def create_smartrag_graph(
     """
     if max_retrievals < 0:
         raise ValueError("max_retrievals must be >= 0")
-    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query, sample=False, record=False)
+    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query, sample=False, record=False,
+                               temperature=1.0)
 
     def settings() -> SmartRAGContext:
         context = get_runtime(SmartRAGContext).context
@@ -179,7 +182,7 @@ def create_smartrag_graph(
         sampling: dict[str, Any] = {}
         if ctx.sample:
             seed = None if state.get("seed") is None else _draws(state, node).getrandbits(63)
-            sampling = {"sample": True, "seeds": [seed]}
+            sampling = {"sample": True, "seeds": [seed], "temperature": ctx.temperature or 1.0}
         return ctx, ctx.policy.prompt(state["question"], state.get("documents", [])), sampling
 
     def recorded(ctx: SmartRAGContext, node: str, prompt: str, prefix: str, generation: Generation) -> dict[str, Any]:

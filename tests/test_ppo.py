@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cli import main
 from langchain_smartrag.scoring import answer_reward
 from training import QAExample, evaluate, load_qa
@@ -138,6 +138,23 @@ def test_the_training_forward_reproduces_the_rollouts_logprobs_on_the_completion
         assert mask[row].tolist() == [0.0] * (width - n) + [1.0] * n
         assert logprobs[row, width - n :].tolist() == pytest.approx(expected, abs=1e-4)
     assert values.shape == mask.shape
+
+
+def test_at_a_temperature_the_update_scores_text_as_it_was_sampled(tiny_model_dir, retriever):
+    policy = trainable_policy(PPOConfig(base_model=str(tiny_model_dir), bf16=False, lora_r=4))
+    graph = create_smartrag_graph(policy, retriever, threshold=0.0)
+    episodes = collect(graph, EXAMPLES, progress=False, context=SmartRAGContext(temperature=0.5))
+    answers = [s for s in rollout_segments(episodes, policy.encode) if s.prompt_ids[-len(policy.encode(ANSWER)):] ==
+               policy.encode(ANSWER)]  # the forced answers after a search: every token sampled at 0.5
+    assert answers
+    input_ids, attention_mask, width, targets, _ = batch_inputs(answers, range(len(answers)), 0, torch.device("cpu"))
+    with torch.no_grad():
+        logits, _ = ActorCritic(policy.model, torch.nn.Linear(policy.model.config.hidden_size, 1), 0.5)(
+            input_ids, attention_mask, width)
+    logprobs = token_logprobs(logits, targets)
+    for row, (segment, episode) in enumerate(zip(answers, [e for e in episodes if e["retrievals"]], strict=True)):
+        n = len(segment.completion_ids)
+        assert logprobs[row, width - n :].tolist() == pytest.approx(episode["trace"][-1]["logprobs"], abs=1e-4)
 
 
 def test_data_sets_take_equal_turns_and_only_covered_questions_train():

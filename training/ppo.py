@@ -78,6 +78,10 @@ class PPOConfig:
     max_retrievals: int = 1
     """Retrieval quota per episode (the paper: 1)."""
     # rollouts
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
+    model may need < 1 to ever answer right (SmolLM2-135M after SFT, 32 train questions: EM 0.16 greedy,
+    0.09 at 0.5, 0.03 at 0.7, 0.00 at 1.0)."""
     iterations: int = 20
     episodes_per_iteration: int = 64
     rollout_batch_size: int = 32
@@ -114,12 +118,12 @@ class ActorCritic(torch.nn.Module):
     """The policy LM and its value head as one module (so data-parallel training syncs both).
 
     `forward` returns, for the last `width` tokens of each left-padded row, the logits that predicted
-    them and the value of the state before each one.
+    them (divided by the sampling temperature) and the value of the state before each one.
     """
 
-    def __init__(self, model: Any, value_head: torch.nn.Linear) -> None:
+    def __init__(self, model: Any, value_head: torch.nn.Linear, temperature: float = 1.0) -> None:
         super().__init__()
-        self.model, self.value_head = model, value_head
+        self.model, self.value_head, self.temperature = model, value_head, temperature
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int,
                 train_body: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +131,7 @@ class ActorCritic(torch.nn.Module):
         hidden = causal.get_decoder()(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)
         ).last_hidden_state[:, -width - 1 : -1]
-        logits = causal.get_output_embeddings()(hidden).float()
+        logits = causal.get_output_embeddings()(hidden).float() / self.temperature
         values = self.value_head(hidden if train_body else hidden.detach()).squeeze(-1).float()
         return logits, values
 
@@ -213,7 +217,7 @@ def train(config: PPOConfig) -> Path:
     pad_id = policy.tokenizer.pad_token_id
     retriever = build_retriever("local", config.corpus, config.k)
     graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold)
-    rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals)
+    rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
     train_sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
     dev_examples = dev_questions(config)
 
@@ -221,7 +225,7 @@ def train(config: PPOConfig) -> Path:
     value_head = torch.nn.Linear(policy.model.config.hidden_size, 1).to(device)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
-    actor_critic = ActorCritic(policy.model, value_head)
+    actor_critic = ActorCritic(policy.model, value_head, config.temperature)
     optimizer = torch.optim.AdamW([
         {"params": [p for p in policy.model.parameters() if p.requires_grad], "lr": config.learning_rate},
         {"params": list(value_head.parameters()), "lr": config.value_learning_rate},
@@ -269,7 +273,7 @@ def train(config: PPOConfig) -> Path:
             for rows in micro_batches(segments, range(len(segments)), config.micro_batch_tokens):
                 input_ids, attention_mask, width, targets, mask = batch_inputs(segments, rows, pad_id, device)
                 logits, values = actor_critic(input_ids, attention_mask, width)
-                reference = reference_logits(policy.model, input_ids, attention_mask, width)
+                reference = reference_logits(policy.model, input_ids, attention_mask, width) / config.temperature
                 for i, lp, v, ref in zip(rows, split_rows(token_logprobs(logits, targets), mask), split_rows(values, mask),
                                          split_rows(token_logprobs(reference, targets), mask), strict=True):
                     old_logprobs[i], old_values[i], ref_logprobs[i] = lp, v, ref
