@@ -22,6 +22,7 @@ from training.ppo import (
     covered,
     iteration_examples,
     load_questions,
+    minibatch_loss,
     token_logprobs,
     train,
     trainable_policy,
@@ -163,6 +164,23 @@ def test_data_sets_take_equal_turns_and_only_covered_questions_train():
     first, again = (iteration_examples(sets, 3, 10, seed=0) for _ in range(2))
     assert first == again and [e.id.split("-")[0] for e in first] == ["popqa", "hotpotqa"] * 5
     assert not {e.id for e in first} & {e.id for e in iteration_examples(sets, 4, 10, seed=0)}
+
+
+@pytest.mark.parametrize("critic", ["shared", "head"])
+def test_a_head_critic_never_moves_the_policy_a_shared_one_does(critic, tiny_model_dir, retriever):
+    config = PPOConfig(base_model=str(tiny_model_dir), bf16=False, lora_r=4, critic=critic)
+    policy = trainable_policy(config)
+    segments = rollout_segments(collect(create_smartrag_graph(policy, retriever), EXAMPLES, progress=False), policy.encode)
+    learner = ActorCritic(policy.model, torch.nn.Linear(policy.model.config.hidden_size, 1))
+    rows = range(len(segments))
+    zeros, ones = ([torch.full((len(s.completion_ids),), v) for s in segments] for v in (0.0, 1.0))
+    # zero advantages: only the value loss (values 0, returns 1) has a gradient
+    loss, _, _ = minibatch_loss(learner, segments, rows, 0, torch.device("cpu"), False, zeros, zeros, zeros, ones, config,
+                                warmup=False)
+    loss.backward()
+    lora_grads = [p.grad for name, p in policy.model.named_parameters() if "lora_B" in name and p.requires_grad]
+    moved = any(g is not None and g.abs().sum() > 0 for g in lora_grads)
+    assert moved == (critic == "shared") and learner.value_head.weight.grad.abs().sum() > 0
 
 
 # -- a small world where the right decision depends on the question ----------------------------------

@@ -95,6 +95,9 @@ class PPOConfig:
     clip_range: float = 0.2
     value_clip_range: float = 0.2
     vf_coef: float = 0.1
+    critic: str = "shared"
+    """"shared": the value loss also trains the policy's LoRA weights (one body); "head": only the value head
+    learns, on the policy's hidden states, so the critic never moves the policy."""
     max_grad_norm: float = 1.0
     gamma: float = 1.0
     lam: float = 1.0
@@ -203,6 +206,8 @@ def train(config: PPOConfig) -> Path:
 
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    if config.critic not in ("shared", "head"):
+        raise ValueError(f"critic must be 'shared' or 'head', not {config.critic!r}")
     if config.episodes_per_iteration % world:
         raise ValueError(f"episodes_per_iteration={config.episodes_per_iteration} must divide among {world} processes")
     output_dir = Path(config.output_dir)
@@ -417,7 +422,7 @@ def minibatch_loss(
     """One pass's summed loss, its summed stats (policy loss, value loss, clipped, entropy, approx KL), its tokens."""
     input_ids, attention_mask, width, targets, mask = batch_inputs(segments, rows, pad_id, device)
     with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
-        logits, values = learner(input_ids, attention_mask, width, train_body=not warmup)
+        logits, values = learner(input_ids, attention_mask, width, train_body=not warmup and config.critic == "shared")
     logprobs = token_logprobs(logits, targets)
     old = right_align([old_logprobs[i] for i in rows], width)
     pg_sum, clipped = policy_loss(logprobs, old, right_align([advantages[i] for i in rows], width), mask,
