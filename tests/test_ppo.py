@@ -105,6 +105,15 @@ def test_a_search_episode_is_two_segments_whose_rewards_add_up_to_the_episode_re
     assert total == pytest.approx(answer_reward(episode["answer"], episode["golds"], well_formed=episode["well_formed"]) - 0.3)
 
 
+def test_with_a_quota_of_two_each_search_is_a_segment_that_pays_its_cost(searching_policy, retriever):
+    graph = create_smartrag_graph(searching_policy, retriever, max_retrievals=2)
+    (episode, _) = collect(graph, EXAMPLES, progress=False)
+    segments = episode_segments(episode, 0, searching_policy.encode, alpha=0.2)
+    assert [s["node"] for s in episode["trace"]] == ["decide", "rewrite", "decide", "rewrite", "answer"]
+    assert [s.scores[-1] for s in segments[:2]] == pytest.approx([-0.2, -0.2]) and len(segments) == 3
+    assert sum(sum(s.scores) for s in segments) == pytest.approx(episode["reward"])
+
+
 def test_an_answer_episode_is_one_segment_that_carries_its_reward(answering_policy, retriever):
     episodes = collect(create_smartrag_graph(answering_policy, retriever), EXAMPLES, progress=False)
     segments = rollout_segments(episodes, answering_policy.encode)

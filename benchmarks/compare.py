@@ -1,0 +1,59 @@
+"""Trained policies side by side on dev data: EM, F1, retrieval rate and reward in smartrag mode.
+
+    python benchmarks/compare.py SFT=runs/sft-embedded/final PPO=runs/ppo-embedded/final [--n 128] [--out DIR]
+
+Each NAME=DIR is a peft adapter (or model) directory. Data sets: the PopQA dev questions whose subject the
+bundled corpus holds, and HotpotQA dev (every question has its paragraphs in the corpus); the same seeded
+sample of `--n` questions for every policy, BM25 k=4 over the bundled corpus, threshold 0.5, greedy.
+One results JSON per (data set, policy) under `--out` (an existing file is reused: reruns resume);
+prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+from baselines import VARIANTS, slug
+
+from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from training import dataset_path, evaluate, load_qa, sample
+
+DATA_SETS = ("PopQA (subject in corpus)", "HotpotQA")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("policies", nargs="+", metavar="NAME=DIR")
+    parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--out", default="benchmarks/results/compare")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    retriever = BM25Retriever.bundled(k=4)
+    rows = ["| data set | n | policy | EM | F1 | retrieval rate | reward | hit |", "|---|---|---|---|---|---|---|---|"]
+    for spec in args.policies:
+        name, directory = spec.split("=", 1)
+        policy = None
+        for variant in DATA_SETS:
+            path = out / f"{slug(variant)}--{slug(name)}.json"
+            if not path.exists():
+                policy = policy or SmartRAGPolicy.from_pretrained(directory)
+                data, keep = VARIANTS[variant]
+                examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], args.n, seed=0)
+                results = evaluate(create_smartrag_graph(policy, retriever), examples, threshold=args.threshold,
+                                   config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": directory})
+                path.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+            r = json.loads(path.read_text())
+            hit = "-" if r["hit"] is None else f"{r['hit']:.2f}"
+            rows.append(f"| {variant} | {r['n']} | {name} | {100 * r['em']:.1f} | {100 * r['f1']:.1f} | "
+                        f"{r['retrieval_rate']:.2f} | {r['reward']:.3f} | {hit} |")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
