@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cli import main
 from langchain_smartrag.scoring import answer_reward
-from training import QAExample, evaluate, load_qa
+from training import QAExample, checkpoints, evaluate, load_qa
 from training import ppo as ppo_module
 from training.ppo import (
     ActorCritic,
@@ -268,17 +268,17 @@ def test_ppo_learns_to_search_only_when_the_answer_needs_it(world, tmp_path):
 def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
     settings = {"iterations": 3, "episodes_per_iteration": 16, "rollout_batch_size": 8, "minibatch_episodes": 8}
     straight = train(world_config(world, tmp_path / "a", **settings))
-    real_save = ppo_module.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die(output_dir, step, *args):
         real_save(output_dir, step, *args)
         if step == 2:
             raise KeyboardInterrupt  # killed right after its second checkpoint
 
-    monkeypatch.setattr(ppo_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(world_config(world, tmp_path / "b", **settings))
-    monkeypatch.setattr(ppo_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = train(world_config(world, tmp_path / "b", resume=True, **settings))
     for name in ("adapter_model.safetensors",):
         a, b = load_file(straight / name), load_file(resumed / name)

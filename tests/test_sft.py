@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy, parse_action
-from training import QAExample
-from training import sft as sft_module
+from training import QAExample, checkpoints
 from training.sft import SFTConfig, completion_example, train
 from training.warmup import build_warmup, write_warmup
 
@@ -58,17 +57,17 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sft_data, ti
     settings = dict(lora=True, lora_r=4, lora_dropout=0.1, max_steps=6, save_every=3, learning_rate=1e-2)
     straight = SmartRAGPolicy.from_pretrained(train(config(tmp_path / "a", sft_data, tiny_model_dir, **settings)))
 
-    real_save = sft_module.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die(output_dir, step, *args):
         real_save(output_dir, step, *args)
         if step == 3:
             raise KeyboardInterrupt  # the process is killed right after its first checkpoint
 
-    monkeypatch.setattr(sft_module, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "b", sft_data, tiny_model_dir, **settings))
-    monkeypatch.setattr(sft_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = SmartRAGPolicy.from_pretrained(train(config(tmp_path / "b", sft_data, tiny_model_dir, resume=True, **settings)))
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name

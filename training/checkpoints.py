@@ -61,6 +61,19 @@ def save_checkpoint(
         shutil.rmtree(old)
 
 
+def checkpoint_all(
+    accelerator: Any, output_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    state: dict[str, Any], keep: int,
+) -> None:
+    """Call from every process: their RNG states are gathered, the main process writes, all wait for it."""
+    from accelerate.utils import gather_object
+
+    rng_states = gather_object([torch.get_rng_state()])
+    if accelerator.is_main_process:
+        save_checkpoint(output_dir, step, model, optimizer, state, rng_states, keep)
+    accelerator.wait_for_everyone()
+
+
 def restore(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
     """Load a checkpoint into the live model and optimizer, set the RNGs; returns the saved state (with "step").
 

@@ -34,7 +34,7 @@ from langchain_smartrag.cli import build_retriever
 from langchain_smartrag.policy import left_pad, position_ids
 from langchain_smartrag.scoring import ALPHA
 
-from .checkpoints import prepare_output_dir, restore, save_checkpoint
+from .checkpoints import checkpoint_all, prepare_output_dir, restore
 from .data import QAExample, dataset_path, load_qa, sample
 from .evaluate import evaluate
 from .ppo_math import AdaptiveKL, gae, policy_loss, value_loss, whiten
@@ -353,11 +353,8 @@ def train(config: PPOConfig) -> Path:
         if (iteration + 1) % config.eval_every == 0 or iteration + 1 == config.iterations:
             evaluate_dev(iteration + 1)
         if (iteration + 1) % config.save_every == 0 or iteration + 1 == config.iterations:
-            rng = gather_object([torch.get_rng_state()])
-            if main:
-                save_checkpoint(output_dir, iteration + 1, actor_critic, optimizer,
-                                {"kl_coef": kl_control.coef, "config": dataclasses.asdict(config)}, rng, config.keep_checkpoints)
-            accelerator.wait_for_everyone()
+            checkpoint_all(accelerator, output_dir, iteration + 1, actor_critic, optimizer,
+                           {"kl_coef": kl_control.coef, "config": dataclasses.asdict(config)}, config.keep_checkpoints)
     bar.close()
     final = output_dir / "final"
     if main:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.jsonl import read_jsonl
 
-from .checkpoints import prepare_output_dir, restore, save_checkpoint
+from .checkpoints import checkpoint_all, prepare_output_dir, restore
 
 
 @dataclass
@@ -175,12 +175,8 @@ def train(config: SFTConfig) -> Path:
             log.write(json.dumps(record) + "\n")
             log.flush()
         if done % config.save_every == 0 or done == total_steps:
-            rng = gather_object([torch.get_rng_state()])
-            if main:
-                save_checkpoint(output_dir, done, accelerator.unwrap_model(model), optimizer,
-                                {"scheduler": scheduler.state_dict(), "config": dataclasses.asdict(config)},
-                                rng, config.keep_checkpoints)
-            accelerator.wait_for_everyone()
+            checkpoint_all(accelerator, output_dir, done, accelerator.unwrap_model(model), optimizer,
+                           {"scheduler": scheduler.state_dict(), "config": dataclasses.asdict(config)}, config.keep_checkpoints)
     bar.close()
     final = output_dir / "final"
     if main:
