@@ -269,6 +269,9 @@ def train(config: PPOConfig) -> Path:
                            seed=[(config.seed * 100_003 + iteration) * 1_000_003 + g for g in mine],
                            context=rollout_context, alpha=config.alpha, progress=False)
         segments = rollout_segments(episodes, policy.encode, config.alpha)
+        by_episode: list[list[int]] = [[] for _ in episodes]  # each episode's segments, in order
+        for i, segment in enumerate(segments):
+            by_episode[segment.episode].append(i)
         t1 = time.perf_counter()
 
         # 2. score: old log-probs and values, reference log-probs, rewards, advantages ------------------
@@ -285,7 +288,7 @@ def train(config: PPOConfig) -> Path:
         kl_tokens = [old - ref for old, ref in zip(old_logprobs, ref_logprobs, strict=True)]
         rewards = [torch.tensor(s.scores, device=device) - kl_control.coef * kl
                    for s, kl in zip(segments, kl_tokens, strict=True)]
-        advantages, returns = episode_advantages(segments, rewards, old_values, len(episodes), config.gamma, config.lam)
+        advantages, returns = episode_advantages(by_episode, rewards, old_values, config.gamma, config.lam)
         if config.whiten_advantages:  # over every process's tokens (each joins the reduce, even with none)
             flat = torch.cat(advantages) if advantages else torch.zeros(0, device=device)
             total = accelerator.reduce(torch.stack([flat.sum(), (flat**2).sum(), torch.tensor(float(len(flat)), device=device)]))
@@ -296,9 +299,6 @@ def train(config: PPOConfig) -> Path:
 
         # 3. update: epochs x minibatches of episodes; each minibatch is one optimizer step -------------
         warmup = iteration < config.value_warmup_iterations
-        by_episode: list[list[int]] = [[] for _ in episodes]
-        for i, s in enumerate(segments):
-            by_episode[s.episode].append(i)
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl")}
         update_tokens = 0
         for epoch in range(config.ppo_epochs):
@@ -378,15 +378,12 @@ def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.
 
 
 def episode_advantages(
-    segments: Sequence[Segment], rewards: Sequence[torch.Tensor], values: Sequence[torch.Tensor], episodes: int,
+    by_episode: Sequence[Sequence[int]], rewards: Sequence[torch.Tensor], values: Sequence[torch.Tensor],
     gamma: float, lam: float,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """GAE over each episode's completion tokens, its segments in order; returned per segment."""
-    if not segments:
+    """GAE over each episode's completion tokens, its segments (indices in `by_episode`) in order; per segment."""
+    if not rewards:
         return [], []
-    by_episode: list[list[int]] = [[] for _ in range(episodes)]
-    for i, s in enumerate(segments):
-        by_episode[s.episode].append(i)
     episode_rows = [rows for rows in by_episode if rows]
     lengths = [[len(rewards[i]) for i in rows] for rows in episode_rows]
     width = max(sum(row) for row in lengths)
@@ -401,7 +398,7 @@ def episode_advantages(
 
     mask = left_aligned([torch.ones_like(r) for r in rewards])
     advantages, returns = gae(left_aligned(rewards), left_aligned(values), mask, gamma, lam)
-    out_advantages: list[torch.Tensor] = [torch.empty(0)] * len(segments)
+    out_advantages: list[torch.Tensor] = [torch.empty(0)] * len(rewards)
     out_returns = list(out_advantages)
     for e, rows in enumerate(episode_rows):
         offset = 0
