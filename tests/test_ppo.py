@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cli import main
+from langchain_smartrag.policy import left_pad, position_ids
 from langchain_smartrag.scoring import answer_reward
 from training import QAExample, checkpoints, evaluate, load_qa
 from training import ppo as ppo_module
@@ -23,6 +24,7 @@ from training.ppo import (
     iteration_examples,
     load_questions,
     minibatch_loss,
+    reference_logits,
     token_logprobs,
     train,
     trainable_policy,
@@ -319,6 +321,26 @@ def test_cli_trains_from_an_sft_adapter_held_near_it_by_the_kl_penalty(world, tm
     assert [e["iteration"] for e in played] == [1] * 8 + [2] * 8 and all(e["question"] and "reward" in e for e in played)
     assert SmartRAGPolicy.from_pretrained(tmp_path / "run" / "final", autocast=False).search_probability(["q?"])[0] >= 0
     assert ppo_module.plot_curves(tmp_path / "run", tmp_path / "ppo_curves.png").stat().st_size > 0
+
+
+def test_the_reference_pass_leaves_only_the_policy_adapter_trainable(world, tmp_path):
+    adapter = sft_train(SFTConfig(data=str(world / "warmup.jsonl"), output_dir=str(tmp_path / "sft"),
+                                  base_model=str(world / "sft" / "final"), lora_r=4, max_steps=2, bf16=False))
+    policy = trainable_policy(PPOConfig(init=str(adapter), bf16=False))
+    trainable = {name for name, p in policy.model.named_parameters() if p.requires_grad}
+    with torch.no_grad():  # move the policy away from its start, as training does
+        for name, p in policy.model.named_parameters():
+            if name in trainable:
+                p.add_(0.5)
+    ids, mask = left_pad([policy.encode(policy.prompt(q)) for q in KNOWN], policy.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        reference = reference_logits(policy.model, ids, mask, width=3)
+    start = SmartRAGPolicy.from_pretrained(adapter, autocast=False).model
+    with torch.no_grad():
+        expected = start(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), logits_to_keep=4).logits[:, :-1]
+    assert torch.allclose(reference, expected, atol=1e-4)  # the frozen start, not the moved policy
+    assert {name for name, p in policy.model.named_parameters() if p.requires_grad} == trainable
+    assert all(".default." in name for name in trainable)
 
 
 def test_accelerate_launch_with_two_cpu_processes_matches_one_process(world, tmp_path):

@@ -368,13 +368,19 @@ def train(config: PPOConfig) -> Path:
 
 
 def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int) -> torch.Tensor:
-    """The KL reference's logits for the last `width` tokens: the frozen starting adapter, else the bare base."""
+    """The KL reference's logits for the last `width` tokens: the frozen starting adapter, else the bare base.
+
+    The reference adapter is switched in for the pass (peft's per-row `adapter_names` measured 4x slower here)."""
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids(attention_mask),
               "logits_to_keep": width + 1}
-    if REFERENCE in model.peft_config:
-        return model(**kwargs, adapter_names=[REFERENCE] * len(input_ids)).logits[:, :-1].float()
-    with model.disable_adapter():
+    if REFERENCE not in model.peft_config:
+        with model.disable_adapter():
+            return model(**kwargs).logits[:, :-1].float()
+    model.base_model.set_adapter(REFERENCE)
+    try:
         return model(**kwargs).logits[:, :-1].float()
+    finally:  # switching back also makes "default" the trainable adapter again, and the reference frozen
+        model.base_model.set_adapter("default")
 
 
 def episode_advantages(
