@@ -14,7 +14,7 @@ import logging
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,17 @@ def left_pad(sequences: Sequence[list[int]], pad_id: int, device: Any) -> tuple[
         input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
         attention_mask[row, width - len(seq) :] = 1
     return input_ids.to(device), attention_mask.to(device)
+
+
+def length_chunks(lengths: Sequence[int], rows: Iterable[int], budget: int | None) -> list[list[int]]:
+    """`rows` sorted by length and grouped so each group, padded to its longest row, holds about `budget`
+    tokens (None: one group). Less padding and bounded memory for the passes of the policy and of PPO."""
+    chunks: list[list[int]] = []
+    for row in sorted(rows, key=lambda i: lengths[i]):
+        if not chunks or (len(chunks[-1]) + 1) * lengths[row] > (budget or float("inf")):
+            chunks.append([])
+        chunks[-1].append(row)
+    return chunks
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -332,13 +343,8 @@ class SmartRAGPolicy:
                 input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True, logits_to_keep=1
             )
             return out.logits[:, -1], out.cache, attention_mask, positions
-        fresh = sorted((i for i, entry in enumerate(stashed) if entry is None), key=lambda i: len(sequences[i]))
-        chunks: list[list[int]] = []
-        for row in fresh:
-            if not chunks or (len(chunks[-1]) + 1) * len(sequences[row]) > (budget or float("inf")):
-                chunks.append([])
-            chunks[-1].append(row)
-        for rows in chunks:
+        fresh = [i for i, entry in enumerate(stashed) if entry is None]
+        for rows in length_chunks([len(seq) for seq in sequences], fresh, budget):
             ids, mask = self._left_pad([sequences[i] for i in rows])
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),

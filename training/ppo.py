@@ -21,7 +21,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cli import build_retriever
-from langchain_smartrag.policy import left_pad, position_ids
+from langchain_smartrag.policy import left_pad, length_chunks, position_ids
 from langchain_smartrag.scoring import ALPHA
 
 from .checkpoints import checkpoint_all, prepare_output_dir, restore
@@ -168,17 +168,9 @@ def right_align(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
     return out
 
 
-def micro_batches(segments: Sequence[Segment], indices: Sequence[int], budget: int) -> Iterator[list[int]]:
+def micro_batches(segments: Sequence[Segment], indices: Sequence[int], budget: int) -> list[list[int]]:
     """`indices` grouped by length into passes of about `budget` tokens (less padding, bounded memory)."""
-    group: list[int] = []
-    for i in sorted(indices, key=lambda i: len(segments[i].prompt_ids) + len(segments[i].completion_ids)):
-        length = len(segments[i].prompt_ids) + len(segments[i].completion_ids)
-        if group and (len(group) + 1) * length > budget:
-            yield group
-            group = []
-        group.append(i)
-    if group:
-        yield group
+    return length_chunks([len(s.prompt_ids) + len(s.completion_ids) for s in segments], indices, budget)
 
 
 def batch_inputs(segments: Sequence[Segment], rows: Sequence[int], pad_id: int, device: torch.device):
