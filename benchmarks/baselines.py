@@ -37,13 +37,18 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def sweep(always: dict, never: dict, thresholds: list[float]) -> list[tuple[float, float, float, float]]:
-    """(threshold, retrieval rate, EM, F1) for a smartrag policy with quota 1, from the two forced runs."""
-    points = []
-    for t in thresholds:
-        chosen = [a if a["search_probabilities"][0] >= t else b for a, b in zip(always["records"], never["records"], strict=True)]
-        points.append((t, *(sum(r[key] for r in chosen) / len(chosen) for key in ("retrievals", "em", "f1"))))
-    return points
+def choose(always: dict, never: dict, threshold: float) -> list[dict]:
+    """A quota-1 smartrag policy's records at `threshold`, from its two forced runs (greedy): per question, the
+    always-retrieve record when the first P(search) >= threshold, else the no-retrieval one."""
+    return [a if a["search_probabilities"][0] >= threshold else b
+            for a, b in zip(always["records"], never["records"], strict=True)]
+
+
+def means(records: list[dict]) -> dict[str, float]:
+    """EM, F1, reward and retrieval rate over records."""
+    n = len(records)
+    return {key: sum(r[field] for r in records) / n
+            for key, field in (("em", "em"), ("f1", "f1"), ("reward", "reward"), ("retrieval_rate", "retrievals"))}
 
 
 def main() -> None:
@@ -52,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     OUT.mkdir(parents=True, exist_ok=True)
-    policy = SmartRAGPolicy.embedded()
+    policy = SmartRAGPolicy.embedded(trained=False)
     graph = create_smartrag_graph(policy, BM25Retriever.bundled(k=4))
 
     results: dict[tuple[str, str], dict] = {}
@@ -82,9 +87,9 @@ def main() -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
     checks = []
     for variant in VARIANTS:
-        points = sweep(results[variant, "always-retrieve"], results[variant, "no-retrieval"], THRESHOLDS)
-        axis.plot([p[1] for p in points], [100 * p[2] for p in points], marker="o", label=variant)
-        derived = {t: f1 for t, _, _, f1 in points}[0.5]
+        points = [means(choose(results[variant, "always-retrieve"], results[variant, "no-retrieval"], t)) for t in THRESHOLDS]
+        axis.plot([p["retrieval_rate"] for p in points], [100 * p["em"] for p in points], marker="o", label=variant)
+        derived = points[THRESHOLDS.index(0.5)]["f1"]
         checks.append(f"{variant}: derived {100 * derived:.2f} vs run {100 * results[variant, 'smartrag']['f1']:.2f}")
     axis.set_xlabel("retrieval rate (retrievals per question)")
     axis.set_ylabel("EM (%)")

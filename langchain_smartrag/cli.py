@@ -91,10 +91,17 @@ def train_warmup(args: argparse.Namespace) -> int:
     from training.warmup import build_warmup, write_warmup
 
     examples = [e for name in args.datasets for e in sample(load_qa(dataset_path(name, args.split)), args.per_dataset, args.seed)]
-    rows, report = build_warmup(SmartRAGPolicy.load(args.policy), build_retriever("local", args.corpus, args.k), examples,
+    rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), build_retriever("local", args.corpus, args.k), examples,
                                 rewrites=args.rewrites, seed=args.seed)
     write_warmup(rows, report, args.output)
     print(json.dumps(report))
+    return 0
+
+
+def train_export(args: argparse.Namespace) -> int:
+    from training.export import export_adapter
+
+    print(export_adapter(args.adapter, args.output))
     return 0
 
 
@@ -160,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("questions", nargs="+", metavar="QUESTION", help="one or more questions (answered as a batch)")
     p.add_argument("--retriever", choices=["local", "web"], default="local", help="BM25 over a local corpus, or DuckDuckGo")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
-    p.add_argument("--policy", help="model or peft adapter directory (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the embedded SmolLM2-135M-Instruct with the shipped SmartRAG adapter)")
     p.add_argument("--threshold", type=float, default=0.5, help="retrieve when P(search) >= this")
     p.add_argument("--max-retrievals", type=int, default=1, help="retrieval quota per question")
     p.add_argument("--k", type=int, default=4, help="documents per retrieval")
@@ -173,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--split", default="dev")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
     p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
-    p.add_argument("--policy", help="model or peft adapter directory (default: the embedded model)")
+    p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)")
     p.add_argument("--threshold", type=float, default=0.5, help="smartrag mode: retrieve when P(search) >= this")
     p.add_argument("--limit", type=int, help="score only the first N questions (after the seeded shuffle)")
     p.add_argument("--seed", type=int, default=0, help="shuffles the questions before --limit; seeds torch")
@@ -190,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--split", default="train")
     p.add_argument("--per-dataset", type=int, default=400, help="questions sampled from each data set")
     p.add_argument("--rewrites", type=int, default=2, help="sampled rewrites tried when the question retrieves no answer")
-    p.add_argument("--policy", help="model or adapter directory (default: the embedded model)")
+    p.add_argument("--policy", help="model or adapter directory (default: the bare embedded model, embedded-base)")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -208,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", help="YAML file of PPOConfig fields; flags override it")
     add_dataclass_flags(p, PPOConfig)
     p.set_defaults(run=train_stage)
+    p = train_commands.add_parser("export", help="a trained adapter as bf16, its base recorded portably, for shipping")
+    p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-embedded/best)")
+    p.add_argument("--output", required=True, help="where to write it (a model card there is kept)")
+    p.set_defaults(run=train_export)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

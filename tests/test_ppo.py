@@ -323,6 +323,22 @@ def test_cli_trains_from_an_sft_adapter_held_near_it_by_the_kl_penalty(world, tm
     assert ppo_module.plot_curves(tmp_path / "run", tmp_path / "ppo_curves.png").stat().st_size > 0
 
 
+def test_held_out_training_questions_choose_the_best_adapter_and_are_never_trained_on(world, tmp_path):
+    run = tmp_path / "run"
+    train(world_config(world, run, iterations=3, episodes_per_iteration=8, rollout_batch_size=8, minibatch_episodes=8,
+                       validation_per_dataset=3, eval_every=1))
+    _, evaluations = ppo_module.read_metrics(run)
+    assert [r["iteration"] for r in evaluations] == [0, 1, 2, 3]
+    assert all(r["eval_set"].startswith("validation") and r["dev"]["n"] == 3 for r in evaluations)
+    held_out = {e.id for e in ppo_module.hold_out([load_qa(world / "qa.jsonl")], 3, seed=0)[1]}
+    played = {json.loads(line)["id"] for line in (run / "rollouts.jsonl").read_text().splitlines()}
+    assert len(held_out) == 3 and played and not played & held_out
+    best = max(evaluations, key=lambda r: r["dev"]["reward"])  # the first of equals: a later one must beat it
+    assert json.loads((run / "best" / "selected.json").read_text()) == {"iteration": best["iteration"],
+                                                                        "reward": best["dev"]["reward"]}
+    assert SmartRAGPolicy.from_pretrained(run / "best", autocast=False).search_probability(["q?"])[0] >= 0
+
+
 def test_the_reference_pass_leaves_only_the_policy_adapter_trainable(world, tmp_path):
     adapter = sft_train(SFTConfig(data=str(world / "warmup.jsonl"), output_dir=str(tmp_path / "sft"),
                                   base_model=str(world / "sft" / "final"), lora_r=4, max_steps=2, bf16=False))

@@ -1,4 +1,4 @@
-"""Training and evaluation for SmartRAG policies: data, evaluation (trajectories, warm-up, SFT and PPO to come)."""
+"""Training and evaluation for SmartRAG policies: data, evaluation, trajectories, warm-up, SFT, PPO, export."""
 
 from .data import DATA_DIR, QAExample, dataset_path, load_qa, sample
 from .evaluate import MODES, evaluate, mode_context, score_episode, summarize, summary_line

@@ -51,8 +51,8 @@ class PPOConfig:
     output_dir: str = "runs/ppo"
     init: str | None = None
     """The SFT adapter to start from (and to stay near: it is the KL reference). None: a fresh LoRA."""
-    base_model: str = "embedded"
-    """The model under a fresh LoRA when `init` is None (`embedded`, a directory or a hub id)."""
+    base_model: str = "embedded-base"
+    """The model under a fresh LoRA when `init` is None (`embedded-base`, a directory or a hub id)."""
     lora_r: int = 16
     lora_alpha: int = 32
     # data and environment
@@ -67,8 +67,12 @@ class PPOConfig:
     dev_dataset: str | None = "hotpotqa"
     dev_data: str | None = None
     dev_limit: int = 100
+    validation_per_dataset: int = 0
+    """If > 0: this many questions of each training set (a seeded sample) are never trained on and replace the dev
+    sample as the in-run evaluation, so choosing `best/` by them never looks at dev."""
     eval_every: int = 5
-    """Evaluate (greedy, smartrag mode at `threshold`) before training and every this many iterations."""
+    """Evaluate (greedy, smartrag mode at `threshold`) before training and every this many iterations; the
+    adapter with the highest reward so far is kept in `best/` (the starting one included)."""
     threshold: float = 0.5
     corpus: str | None = None
     """Corpus JSONL(.gz) or saved BM25 index; None: the bundled corpus."""
@@ -216,7 +220,9 @@ def train(config: PPOConfig) -> Path:
     graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold)
     rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
     train_sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
-    dev_examples = dev_questions(config)
+    train_sets, validation = hold_out(train_sets, config.validation_per_dataset, config.seed)
+    dev_examples = validation or dev_questions(config)
+    eval_set = "validation (held-out train)" if validation else "dev"
 
     # the learner: LoRA weights + value head, one optimizer with a param group each
     value_head = torch.nn.Linear(policy.model.config.hidden_size, 1).to(device)
@@ -229,10 +235,10 @@ def train(config: PPOConfig) -> Path:
     ], weight_decay=0.0)
     learner, optimizer = accelerator.prepare(actor_critic, optimizer)
     kl_control = AdaptiveKL(config.init_kl_coef, config.target_kl, config.kl_horizon)
-    start = 0
+    start, best_reward = 0, float("-inf")
     if checkpoint is not None:
         state = restore(checkpoint, actor_critic, optimizer, rank)
-        start, kl_control.coef = int(state["step"]), state["kl_coef"]
+        start, kl_control.coef, best_reward = int(state["step"]), state["kl_coef"], state.get("best_reward", best_reward)
     log = (output_dir / "metrics.jsonl").open("a") if main else None
 
     def write(record: dict[str, Any]) -> None:
@@ -241,11 +247,15 @@ def train(config: PPOConfig) -> Path:
             log.flush()
 
     def evaluate_dev(iteration: int) -> None:
+        nonlocal best_reward
         if main and dev_examples:
             results = evaluate(graph, dev_examples, mode="smartrag", threshold=config.threshold,
                                batch_size=config.rollout_batch_size, progress=False, alpha=config.alpha)
-            write({"iteration": iteration, "dev": {k: results[k] for k in ("n", "em", "f1", "reward", "retrieval_rate",
+            write({"iteration": iteration, "eval_set": eval_set, "dev": {k: results[k] for k in ("n", "em", "f1", "reward", "retrieval_rate",
                                                                          "format_error_rate", "seconds")}})
+            if results["reward"] > best_reward:
+                best_reward = results["reward"]
+                save_policy(policy, value_head, output_dir / "best", {"iteration": iteration, "reward": best_reward})
         accelerator.wait_for_everyone()
 
     if start == 0:
@@ -346,17 +356,28 @@ def train(config: PPOConfig) -> Path:
             evaluate_dev(iteration + 1)
         if (iteration + 1) % config.save_every == 0 or iteration + 1 == config.iterations:
             checkpoint_all(accelerator, output_dir, iteration + 1, actor_critic, optimizer,
-                           {"kl_coef": kl_control.coef, "config": dataclasses.asdict(config)}, config.keep_checkpoints)
+                           {"kl_coef": kl_control.coef, "best_reward": best_reward, "config": dataclasses.asdict(config)},
+                           config.keep_checkpoints)
     bar.close()
     final = output_dir / "final"
     if main:
         log.close()
-        shutil.rmtree(final, ignore_errors=True)
-        policy.model.save_pretrained(final, selected_adapters=["default"])
-        policy.tokenizer.save_pretrained(final)
-        torch.save(value_head.state_dict(), final / VALUE_HEAD_FILE)
+        save_policy(policy, value_head, final, {"iteration": config.iterations})
     accelerator.wait_for_everyone()
     return final
+
+
+def save_policy(policy: SmartRAGPolicy, value_head: torch.nn.Module, directory: Path, info: dict[str, Any]) -> None:
+    """The policy adapter alone (not the reference), its tokenizer, the value head and `info` (`selected.json`),
+    written beside `directory` and renamed into place, so a reader never sees half of it."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.model.save_pretrained(tmp, selected_adapters=["default"])
+    policy.tokenizer.save_pretrained(tmp)
+    torch.save(value_head.state_dict(), tmp / VALUE_HEAD_FILE)
+    (tmp / "selected.json").write_text(json.dumps(info))
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
 
 
 def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int) -> torch.Tensor:
@@ -459,6 +480,20 @@ def load_questions(data: str | None, datasets: Sequence[str], split: str, covere
     return sets
 
 
+def hold_out(sets: Sequence[list[QAExample]], per_set: int, seed: int) -> tuple[list[list[QAExample]], list[QAExample]]:
+    """Take a seeded sample of `per_set` questions out of each training set: (what is left, the held-out ones)."""
+    if per_set <= 0:
+        return list(sets), []
+    left, held = [], []
+    for examples in sets:
+        if len(examples) <= per_set:
+            raise ValueError(f"validation_per_dataset={per_set} would leave nothing to train on ({len(examples)} questions)")
+        chosen = {e.id for e in sample(examples, per_set, seed=seed)}
+        left.append([e for e in examples if e.id not in chosen])
+        held.extend(e for e in examples if e.id in chosen)
+    return left, held
+
+
 def dev_questions(config: PPOConfig) -> list[QAExample]:
     if config.dev_data is None and config.dev_dataset is None:
         return []
@@ -488,7 +523,7 @@ def read_metrics(output_dir: str | Path) -> tuple[list[dict[str, Any]], list[dic
 
 
 def plot_curves(output_dir: str | Path, path: str | Path | None = None) -> Path:
-    """Reward and retrieval rate per iteration (rollouts, and the dev evaluations) as a PNG."""
+    """Reward and retrieval rate per iteration (rollouts, and the in-run evaluations) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -497,9 +532,10 @@ def plot_curves(output_dir: str | Path, path: str | Path | None = None) -> Path:
     train_rows, dev_rows = read_metrics(output_dir)
     path = Path(path or Path(output_dir) / "curves.png")
     fig, (ax_reward, ax_retrieval) = plt.subplots(1, 2, figsize=(10, 3.8))
+    label_set = dev_rows[0].get("eval_set", "dev") if dev_rows else "dev"
     for ax, key, label in ((ax_reward, "reward", "reward"), (ax_retrieval, "retrieval_rate", "retrieval rate")):
         ax.plot([r["iteration"] for r in train_rows], [r[key] for r in train_rows], ".-", label="rollouts (sampled)")
-        ax.plot([r["iteration"] for r in dev_rows], [r["dev"][key] for r in dev_rows], "o-", label="dev (greedy)")
+        ax.plot([r["iteration"] for r in dev_rows], [r["dev"][key] for r in dev_rows], "o-", label=f"{label_set}, greedy")
         ax.set_xlabel("PPO iteration")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

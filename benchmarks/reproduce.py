@@ -1,0 +1,174 @@
+"""The paper's main table at small scale: fixed strategies, SFT only, and SmartRAG (SFT + PPO), one base model.
+
+    python benchmarks/reproduce.py [--sft runs/sft-embedded/final] [--smartrag ADAPTER] [--n 300] [--out DIR]
+
+Every row is the embedded SmolLM2-135M-Instruct with BM25 (k=4) over the bundled corpus, greedy, on **dev**
+questions (never trained on; model selection used held-out train questions). The fixed strategies are the SFT
+policy with its decision overridden (no-retrieval, always-retrieve-question, always-retrieve with its own
+rewrite), so they differ from "SFT only" in the decision alone. SmartRAG is the shipped adapter by default.
+
+With a retrieval quota of one and greedy decoding, a policy's episode at threshold t is its always-retrieve
+episode when its first P(search) >= t and its no-retrieval episode otherwise. So the "SFT only" and "SmartRAG"
+rows at t = 0.5 and the threshold sweep come from each policy's two forced runs; a real smartrag-mode run of
+SmartRAG checks that (bf16 results shift a little with batch composition, so the two agree closely, not exactly).
+
+One results JSON per (data set, policy, mode) under `--out` (found files are reused: an interrupted run resumes),
+then `sweep.png` and the table between the `reproduce` markers in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import platform
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from baselines import VARIANTS, choose, means, slug
+
+from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.policy import TRAINED_ADAPTER
+from training import dataset_path, evaluate, load_qa, sample
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_SETS = {**VARIANTS, "TriviaQA (transfer)": ("triviaqa", None)}
+"""Table name: (data set, row filter). TriviaQA was never trained on, and the bundled corpus was not built for it."""
+FORCED = {"sft": ("no-retrieval", "always-retrieve", "always-retrieve-question"),
+          "smartrag": ("no-retrieval", "always-retrieve")}
+THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01]
+ROWS = [  # table row: (policy, mode), a forced run or "derived" (the policy decides at threshold 0.5)
+    ("no-retrieval", ("sft", "no-retrieval")),
+    ("always-retrieve-question", ("sft", "always-retrieve-question")),
+    ("always-retrieve (rewritten)", ("sft", "always-retrieve")),
+    ("SFT only", ("sft", "derived")),
+    ("SmartRAG (SFT + PPO)", ("smartrag", "derived")),
+]
+
+
+def fingerprint(adapter: Path) -> str:
+    """The first 12 hex digits of the adapter weights' sha256: which adapter a result came from."""
+    return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
+
+
+def run_all(adapters: dict[str, Path], n: int, out: Path, check: bool) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every (data set, policy, mode) run, loading each policy once and only if one of its runs is missing."""
+    retriever = BM25Retriever.bundled(k=4)
+    policies: dict[str, SmartRAGPolicy] = {}
+    jobs = [(variant, name, mode) for variant in DATA_SETS for name, modes in FORCED.items() for mode in modes]
+    jobs += [(variant, "smartrag", "smartrag") for variant in DATA_SETS] if check else []
+    results = {}
+    for variant, name, mode in jobs:
+        path = out / f"{slug(variant)}--{name}--{mode}.json"
+        if not path.exists():
+            if name not in policies:
+                policies[name] = SmartRAGPolicy.from_pretrained(adapters[name], merge=True)
+            data, keep = DATA_SETS[variant]
+            examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], n, seed=0)
+            run = evaluate(create_smartrag_graph(policies[name], retriever), examples, mode=mode,
+                           config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": name,
+                                   "adapter": str(adapters[name]), "adapter_sha256": fingerprint(adapters[name])})
+            path.write_text(json.dumps(run, indent=1, ensure_ascii=False))
+        results[variant, name, mode] = json.loads(path.read_text())
+        print(f"{variant:28s} {name:9s} {mode:25s} reward {results[variant, name, mode]['reward']:.3f}", flush=True)
+    return results
+
+
+def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+    lines = ["| data set | n | row | EM | F1 | retrieval rate | reward |", "|---|---|---|---|---|---|---|"]
+    for variant in DATA_SETS:
+        cells = []
+        for row, (name, mode) in ROWS:
+            if mode == "derived":
+                chosen = choose(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], 0.5)
+                cells.append((row, len(chosen), means(chosen)))
+            else:
+                r = results[variant, name, mode]
+                cells.append((row, r["n"], r))
+        best = max(c[2]["reward"] for c in cells)
+        for row, n, m in cells:
+            reward = f"**{m['reward']:.3f}**" if m["reward"] == best else f"{m['reward']:.3f}"
+            lines.append(f"| {variant} | {n} | {row} | {100 * m['em']:.1f} | {100 * m['f1']:.1f} | "
+                         f"{m['retrieval_rate']:.2f} | {reward} |")
+    return lines
+
+
+def checks(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+    """Derived vs real SmartRAG at 0.5, where the real run exists."""
+    out = []
+    for variant in DATA_SETS:
+        real = results.get((variant, "smartrag", "smartrag"))
+        if real is not None:
+            derived = means(choose(results[variant, "smartrag", "always-retrieve"], results[variant, "smartrag", "no-retrieval"], 0.5))
+            out.append(f"{variant}: reward {derived['reward']:.3f} derived vs {real['reward']:.3f} real, retrieval rate "
+                       f"{derived['retrieval_rate']:.2f} vs {real['retrieval_rate']:.2f}")
+    return out
+
+
+def plot_sweep(results: dict[tuple[str, str, str], dict[str, Any]], path: Path) -> None:
+    """Per data set: reward against retrieval rate as the threshold moves, for SFT only and SmartRAG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(DATA_SETS), figsize=(3.4 * len(DATA_SETS), 3.4), sharey=False)
+    for axis, variant in zip(axes, DATA_SETS, strict=True):
+        for name, style in (("sft", "s--"), ("smartrag", "o-")):
+            points = [means(choose(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], t))
+                      for t in THRESHOLDS]
+            axis.plot([p["retrieval_rate"] for p in points], [p["reward"] for p in points], style,
+                      label="SFT only" if name == "sft" else "SmartRAG", markersize=4)
+            at_half = points[THRESHOLDS.index(0.5)]
+            axis.plot([at_half["retrieval_rate"]], [at_half["reward"]], "k*", markersize=9)
+        axis.set_title(variant, fontsize=9)
+        axis.set_xlabel("retrieval rate")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("reward (EM + F1 - 0.2 x retrievals)")
+    axes[0].legend(fontsize=8)
+    figure.suptitle("Threshold sweep 0 -> 1 (star: 0.5), dev, SmolLM2-135M + BM25", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sft", default="runs/sft-embedded/final", help="the SFT adapter (benchmarks/train_embedded.sh)")
+    parser.add_argument("--smartrag", default=str(TRAINED_ADAPTER), help="the SmartRAG adapter (default: the shipped one)")
+    parser.add_argument("--n", type=int, default=300, help="questions per data set (a seeded sample of dev)")
+    parser.add_argument("--out", default="benchmarks/results/reproduce")
+    parser.add_argument("--no-check", action="store_true", help="skip the real smartrag-mode runs")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    adapters = {"sft": Path(args.sft), "smartrag": Path(args.smartrag)}
+    for name, adapter in adapters.items():
+        if not (adapter / "adapter_model.safetensors").exists():
+            raise SystemExit(f"--{name} {adapter}: no adapter there (train it with benchmarks/train_embedded.sh)")
+    out = ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_all(adapters, args.n, out, check=not args.no_check)
+    plot_sweep(results, out / "sweep.png")
+    text = "\n".join([
+        f"Embedded SmolLM2-135M-Instruct + LoRA; BM25 (bm25s) over the bundled corpus, k=4; **dev** questions, a seeded "
+        f"sample of {args.n} per data set (PopQA's subject-in-corpus subset has only "
+        f"{results['PopQA (subject in corpus)', 'sft', 'no-retrieval']['n']}); greedy; retrieval quota 1; threshold "
+        f"0.5; reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale; best per data set in "
+        f"bold). SFT adapter {fingerprint(adapters['sft'])}, SmartRAG adapter {fingerprint(adapters['smartrag'])} "
+        f"(sha256 prefixes). {datetime.date.today().isoformat()}, {platform.machine()} CPU, "
+        f"`python benchmarks/reproduce.py --n {args.n}`.", "", *table(results), "",
+        f"![threshold sweep]({(out / 'sweep.png').relative_to(ROOT)})", "",
+        "Derived vs real smartrag-mode runs of SmartRAG: " + ("; ".join(checks(results)) or "not run") + ".",
+    ])
+    readme = (ROOT / "README.md").read_text()
+    readme, found = re.subn(r"(<!-- reproduce:start -->\n).*?(\n<!-- reproduce:end -->)",
+                            lambda m: m.group(1) + text + m.group(2), readme, flags=re.S)
+    if found:
+        (ROOT / "README.md").write_text(readme)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
