@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
-from training import MODES, dataset_path, evaluate, load_qa, sample
+from training import MODES, at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "baselines"
@@ -35,20 +35,6 @@ THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def choose(always: dict, never: dict, threshold: float) -> list[dict]:
-    """A quota-1 smartrag policy's records at `threshold`, from its two forced runs (greedy): per question, the
-    always-retrieve record when the first P(search) >= threshold, else the no-retrieval one."""
-    return [a if a["search_probabilities"][0] >= threshold else b
-            for a, b in zip(always["records"], never["records"], strict=True)]
-
-
-def means(records: list[dict]) -> dict[str, float]:
-    """EM, F1, reward and retrieval rate over records."""
-    n = len(records)
-    return {key: sum(r[field] for r in records) / n
-            for key, field in (("em", "em"), ("f1", "f1"), ("reward", "reward"), ("retrieval_rate", "retrievals"))}
 
 
 def main() -> None:
@@ -87,7 +73,7 @@ def main() -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
     checks = []
     for variant in VARIANTS:
-        points = [means(choose(results[variant, "always-retrieve"], results[variant, "no-retrieval"], t)) for t in THRESHOLDS]
+        points = [means(at_threshold(results[variant, "always-retrieve"], results[variant, "no-retrieval"], t)) for t in THRESHOLDS]
         axis.plot([p["retrieval_rate"] for p in points], [100 * p["em"] for p in points], marker="o", label=variant)
         derived = points[THRESHOLDS.index(0.5)]["f1"]
         checks.append(f"{variant}: derived {100 * derived:.2f} vs run {100 * results[variant, 'smartrag']['f1']:.2f}")

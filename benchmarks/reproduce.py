@@ -28,11 +28,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from baselines import VARIANTS, choose, means, slug
+from baselines import VARIANTS, slug
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.policy import TRAINED_ADAPTER
-from training import dataset_path, evaluate, load_qa, sample
+from training import at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_SETS = {**VARIANTS, "TriviaQA (transfer)": ("triviaqa", None)}
@@ -55,11 +55,13 @@ def fingerprint(adapter: Path) -> str:
 
 
 def run_all(adapters: dict[str, Path], n: int, out: Path, check: bool) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Every (data set, policy, mode) run, loading each policy once and only if one of its runs is missing."""
+    """Every (data set, policy, mode) run of the policies in `adapters`, loading each policy once and only if
+    one of its runs is missing."""
     retriever = BM25Retriever.bundled(k=4)
     policies: dict[str, SmartRAGPolicy] = {}
     jobs = [(variant, name, mode) for variant in DATA_SETS for name, modes in FORCED.items() for mode in modes]
     jobs += [(variant, "smartrag", "smartrag") for variant in DATA_SETS] if check else []
+    jobs = [job for job in jobs if job[1] in adapters]
     results = {}
     for variant, name, mode in jobs:
         path = out / f"{slug(variant)}--{name}--{mode}.json"
@@ -83,7 +85,7 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
         cells = []
         for row, (name, mode) in ROWS:
             if mode == "derived":
-                chosen = choose(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], 0.5)
+                chosen = at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], 0.5)
                 cells.append((row, len(chosen), means(chosen)))
             else:
                 r = results[variant, name, mode]
@@ -102,7 +104,7 @@ def checks(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
     for variant in DATA_SETS:
         real = results.get((variant, "smartrag", "smartrag"))
         if real is not None:
-            derived = means(choose(results[variant, "smartrag", "always-retrieve"], results[variant, "smartrag", "no-retrieval"], 0.5))
+            derived = means(at_threshold(results[variant, "smartrag", "always-retrieve"], results[variant, "smartrag", "no-retrieval"], 0.5))
             out.append(f"{variant}: reward {derived['reward']:.3f} derived vs {real['reward']:.3f} real, retrieval rate "
                        f"{derived['retrieval_rate']:.2f} vs {real['retrieval_rate']:.2f}")
     return out
@@ -118,7 +120,7 @@ def plot_sweep(results: dict[tuple[str, str, str], dict[str, Any]], path: Path) 
     figure, axes = plt.subplots(1, len(DATA_SETS), figsize=(3.4 * len(DATA_SETS), 3.4), sharey=False)
     for axis, variant in zip(axes, DATA_SETS, strict=True):
         for name, style in (("sft", "s--"), ("smartrag", "o-")):
-            points = [means(choose(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], t))
+            points = [means(at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], t))
                       for t in THRESHOLDS]
             axis.plot([p["retrieval_rate"] for p in points], [p["reward"] for p in points], style,
                       label="SFT only" if name == "sft" else "SmartRAG", markersize=4)
@@ -141,15 +143,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="questions per data set (a seeded sample of dev)")
     parser.add_argument("--out", default="benchmarks/results/reproduce")
     parser.add_argument("--no-check", action="store_true", help="skip the real smartrag-mode runs")
+    parser.add_argument("--only", choices=sorted(FORCED), help="run one policy's evaluations only (no table)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     adapters = {"sft": Path(args.sft), "smartrag": Path(args.smartrag)}
+    adapters = {args.only: adapters[args.only]} if args.only else adapters
     for name, adapter in adapters.items():
         if not (adapter / "adapter_model.safetensors").exists():
             raise SystemExit(f"--{name} {adapter}: no adapter there (train it with benchmarks/train_embedded.sh)")
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     results = run_all(adapters, args.n, out, check=not args.no_check)
+    if args.only:
+        return
     plot_sweep(results, out / "sweep.png")
     text = "\n".join([
         f"Embedded SmolLM2-135M-Instruct + LoRA; BM25 (bm25s) over the bundled corpus, k=4; **dev** questions, a seeded "

@@ -7,7 +7,7 @@ from langchain_core.documents import Document
 
 from langchain_smartrag import create_smartrag_graph
 from langchain_smartrag.cli import main
-from training import QAExample, evaluate, load_qa, sample, score_episode
+from training import QAExample, at_threshold, evaluate, load_qa, means, sample, score_episode
 
 EXAMPLES = [
     QAExample("q1", "Who wrote Hamlet?", ["William Shakespeare", "Shakespeare"]),
@@ -43,6 +43,20 @@ def test_smartrag_follows_the_policy_and_the_threshold(searching_policy, answeri
     assert run(searching_policy, retriever, "smartrag")["retrieval_rate"] == 1.0
     assert run(answering_policy, retriever, "smartrag")["retrieval_rate"] == 0.0
     assert run(searching_policy, retriever, "smartrag", threshold=1.01)["retrieval_rate"] == 0.0
+
+
+def test_a_threshold_sweep_is_read_off_the_two_forced_runs(policy, retriever):
+    """Quota 1, greedy: at any threshold, each smartrag episode is the always-retrieve or the no-retrieval one."""
+    always, never = run(policy, retriever, "always-retrieve"), run(policy, retriever, "no-retrieval")
+    p_search = sorted(r["search_probabilities"][0] for r in always["records"])
+    threshold = (p_search[0] + p_search[1]) / 2  # two questions retrieve, one answers directly
+    real = run(policy, retriever, "smartrag", threshold=threshold)
+    derived = at_threshold(always, never, threshold)
+    assert [r["retrievals"] for r in derived] == [r["retrievals"] for r in real["records"]] and 0 < sum(
+        r["retrievals"] for r in derived) < 3
+    assert [(r["answer"], r["queries"], r["reward"]) for r in derived] == [
+        (r["answer"], r["queries"], r["reward"]) for r in real["records"]]
+    assert means(derived) == pytest.approx({k: real[k] for k in ("em", "f1", "reward", "retrieval_rate")})
 
 
 def test_free_format_check_parses_the_unforced_first_turn(searching_policy, retriever):

@@ -122,6 +122,23 @@ def evaluate(
     return summarize(records, time.perf_counter() - start, config)
 
 
+def at_threshold(always: dict[str, Any], never: dict[str, Any], threshold: float) -> list[dict[str, Any]]:
+    """A smartrag run's records at `threshold`, from the same policy's always-retrieve and no-retrieval runs.
+
+    With a quota of one retrieval and greedy decoding, the smartrag episode IS the always-retrieve one when the
+    first P(search) >= threshold and the no-retrieval one otherwise: a whole threshold sweep costs two runs.
+    """
+    return [a if a["search_probabilities"][0] >= threshold else b
+            for a, b in zip(always["records"], never["records"], strict=True)]
+
+
+def means(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """EM, F1, reward and retrieval rate over records."""
+    n = len(records)
+    return {key: sum(r[field] for r in records) / n
+            for key, field in (("em", "em"), ("f1", "f1"), ("reward", "reward"), ("retrieval_rate", "retrievals"))}
+
+
 def summary_line(results: dict[str, Any]) -> str:
     """The one-line summary `smartrag eval` prints."""
     hit = "-" if results["hit"] is None else f"{results['hit']:.3f}"
