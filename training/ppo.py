@@ -158,7 +158,7 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
         if not (adapter / "adapter_config.json").exists():
             raise ValueError(f"init={config.init}: not a peft adapter directory (no adapter_config.json)")
         base_path = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-        base = SmartRAGPolicy.load(base_path, autocast=config.bf16)
+        base = SmartRAGPolicy.from_pretrained(base_path, autocast=config.bf16)  # "embedded": the bare model
         model = PeftModel.from_pretrained(base.model, adapter, is_trainable=True)
         model.load_adapter(adapter, adapter_name=REFERENCE)
     return SmartRAGPolicy(model.eval(), base.tokenizer, autocast=config.bf16)
