@@ -2,7 +2,7 @@
 
 import pytest
 
-from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph, parse_action
 
 
 @pytest.mark.slow
@@ -23,3 +23,17 @@ def test_batched_answers_equal_one_at_a_time_when_rows_finish_early():
     batched = policy.generate_batch(prompts, "[Answer]", max_new_tokens=24)
     assert len({len(g.token_ids) for g in batched}) > 2  # rows did finish at different steps
     assert [g.token_ids for g in batched] == [policy.generate_batch([p], "[Answer]", max_new_tokens=24)[0].token_ids for p in prompts]
+
+
+@pytest.mark.slow
+def test_the_shipped_adapter_is_the_default_and_writes_the_protocol_unprompted():
+    """`embedded()` is the SmartRAG-trained policy; `embedded(trained=False)` the bare chat model."""
+    trained, bare = SmartRAGPolicy.embedded(), SmartRAGPolicy.embedded(trained=False)
+    questions = ["What is John Mayne's occupation?", "Who wrote Hamlet?", "In what country is Oberhausen?",
+                 "Which magazine was started first, Arthur's Magazine or First for Women?"]
+    prompts = [trained.prompt(q) for q in questions]
+    assert prompts == [bare.prompt(q) for q in questions]  # same tokenizer and template: only the weights differ
+    p_trained, p_bare = trained.search_probability_batch(prompts), bare.search_probability_batch(prompts)
+    assert max(abs(a - b) for a, b in zip(p_trained, p_bare, strict=True)) > 0.05
+    free = [parse_action(g.text).kind for g in trained.generate_batch(prompts)]  # no action prefix forced
+    assert set(free) <= {"search", "answer"}, free
