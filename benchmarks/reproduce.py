@@ -54,13 +54,14 @@ def fingerprint(adapter: Path) -> str:
     return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
 
 
-def run_all(adapters: dict[str, Path], n: int, out: Path, check: bool) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Every (data set, policy, mode) run of the policies in `adapters`, loading each policy once and only if
-    one of its runs is missing."""
+def run_all(adapters: dict[str, Path], variants: list[str], n: int, out: Path, check: bool
+            ) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every (data set, policy, mode) run of the policies in `adapters` on `variants`, loading each policy once
+    and only if one of its runs is missing."""
     retriever = BM25Retriever.bundled(k=4)
     policies: dict[str, SmartRAGPolicy] = {}
-    jobs = [(variant, name, mode) for variant in DATA_SETS for name, modes in FORCED.items() for mode in modes]
-    jobs += [(variant, "smartrag", "smartrag") for variant in DATA_SETS] if check else []
+    jobs = [(variant, name, mode) for variant in variants for name, modes in FORCED.items() for mode in modes]
+    jobs += [(variant, "smartrag", "smartrag") for variant in variants] if check else []
     jobs = [job for job in jobs if job[1] in adapters]
     results = {}
     for variant, name, mode in jobs:
@@ -95,6 +96,43 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
             reward = f"**{m['reward']:.3f}**" if m["reward"] == best else f"{m['reward']:.3f}"
             lines.append(f"| {variant} | {n} | {row} | {100 * m['em']:.1f} | {100 * m['f1']:.1f} | "
                          f"{m['retrieval_rate']:.2f} | {reward} |")
+    return lines
+
+
+def auc(scores: list[float], labels: list[bool]) -> float | None:
+    """P(score of a positive > score of a negative), ties half: how well P(search) ranks where a search pays."""
+    positives = [s for s, y in zip(scores, labels, strict=True) if y]
+    negatives = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+DECISION_NOTE = (
+    "Does the decision know *when* to search? Per data set and policy: the mean P(search), its AUC for \"the search "
+    "episode scored higher than the no-search one\" (questions where the two tie are left out; 0.5 = chance), and "
+    "the reward of an oracle that takes the better of the two episodes per question: the most any decision could "
+    "get out of these weights."
+)
+
+
+def decision_table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+    """Per data set and policy, does P(search) know *when* a search pays? (`DECISION_NOTE`)."""
+    lines = ["| data set | policy | mean P(search) | AUC: P(search) vs \"search paid\" | questions where search paid / hurt | "
+             "reward at 0.5 | oracle decision's reward |", "|---|---|---|---|---|---|---|"]
+    for variant in DATA_SETS:
+        for name, label in (("sft", "SFT only"), ("smartrag", "SmartRAG")):
+            always, never = results[variant, name, "always-retrieve"]["records"], results[variant, name, "no-retrieval"]["records"]
+            pairs = [(a["search_probabilities"][0], a["reward"] > b["reward"]) for a, b in zip(always, never, strict=True)
+                     if a["reward"] != b["reward"]]
+            score = auc([p for p, _ in pairs], [y for _, y in pairs])
+            paid = sum(y for _, y in pairs)
+            oracle = sum(max(a["reward"], b["reward"]) for a, b in zip(always, never, strict=True)) / len(always)
+            at_half = means(at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], 0.5))
+            mean_p = sum(a["search_probabilities"][0] for a in always) / len(always)
+            lines.append(f"| {variant} | {label} | {mean_p:.2f} | {'-' if score is None else f'{score:.2f}'} | "
+                         f"{paid} / {len(pairs) - paid} | {at_half['reward']:.3f} | {oracle:.3f} |")
     return lines
 
 
@@ -144,6 +182,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/reproduce")
     parser.add_argument("--no-check", action="store_true", help="skip the real smartrag-mode runs")
     parser.add_argument("--only", choices=sorted(FORCED), help="run one policy's evaluations only (no table)")
+    parser.add_argument("--datasets", nargs="+", choices=[slug(v) for v in DATA_SETS],
+                        help="run these data sets only (no table); several processes can share the work this way")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     adapters = {"sft": Path(args.sft), "smartrag": Path(args.smartrag)}
@@ -153,8 +193,9 @@ def main() -> None:
             raise SystemExit(f"--{name} {adapter}: no adapter there (train it with benchmarks/train_embedded.sh)")
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
-    results = run_all(adapters, args.n, out, check=not args.no_check)
-    if args.only:
+    variants = [v for v in DATA_SETS if args.datasets is None or slug(v) in args.datasets]
+    results = run_all(adapters, variants, args.n, out, check=not args.no_check)
+    if args.only or args.datasets:
         return
     plot_sweep(results, out / "sweep.png")
     text = "\n".join([
@@ -166,6 +207,8 @@ def main() -> None:
         f"(sha256 prefixes). {datetime.date.today().isoformat()}, {platform.machine()} CPU, "
         f"`python benchmarks/reproduce.py --n {args.n}`.", "", *table(results), "",
         f"![threshold sweep]({(out / 'sweep.png').relative_to(ROOT)})", "",
+        DECISION_NOTE, "",
+        *decision_table(results), "",
         "Derived vs real smartrag-mode runs of SmartRAG: " + ("; ".join(checks(results)) or "not run") + ".",
     ])
     readme = (ROOT / "README.md").read_text()
