@@ -37,3 +37,15 @@ def test_the_shipped_adapter_is_the_default_and_writes_the_protocol_unprompted()
     assert max(abs(a - b) for a, b in zip(p_trained, p_bare, strict=True)) > 0.05
     free = [parse_action(g.text).kind for g in trained.generate_batch(prompts)]  # no action prefix forced
     assert set(free) <= {"search", "answer"}, free
+
+
+@pytest.mark.slow
+def test_ppo_from_the_shipped_adapter_starts_from_it_not_from_it_twice():
+    """The shipped adapter records its base as `embedded`: PPO puts it on the bare model, as serving merges it."""
+    from langchain_smartrag.policy import TRAINED_ADAPTER
+    from training.ppo import PPOConfig, trainable_policy
+
+    served = SmartRAGPolicy.embedded(autocast=False)
+    trainable = trainable_policy(PPOConfig(init=str(TRAINED_ADAPTER), bf16=False))
+    prompts = [served.prompt(q) for q in ("Who wrote Hamlet?", "What is John Mayne's occupation?")]
+    assert trainable.search_probability_batch(prompts) == pytest.approx(served.search_probability_batch(prompts), abs=1e-3)
