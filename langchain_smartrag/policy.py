@@ -200,7 +200,9 @@ class SmartRAGPolicy:
             if adapter is not None:
                 from peft import PeftModel
 
-                model = PeftModel.from_pretrained(model, adapter)
+                with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing to act on
+                    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                    model = PeftModel.from_pretrained(model, adapter)
                 model = model.merge_and_unload() if merge else model
         except Exception as error:  # corrupt or partial checkpoints raise many different types
             raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
