@@ -81,6 +81,7 @@ def run_all(adapters: dict[str, Path], variants: list[str], n: int, out: Path, c
 
 
 def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+    """The paper-shaped table (`ROWS` per data set), the best reward of each data set in bold."""
     lines = ["| data set | n | row | EM | F1 | retrieval rate | reward |", "|---|---|---|---|---|---|---|"]
     for variant in DATA_SETS:
         cells = []
