@@ -54,6 +54,11 @@ def fingerprint(adapter: Path) -> str:
     return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
 
 
+def decided(results: dict[tuple[str, str, str], dict[str, Any]], variant: str, name: str, threshold: float) -> list[dict]:
+    """`name`'s records on `variant` when it decides at `threshold`, read off its two forced runs."""
+    return at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], threshold)
+
+
 def run_all(adapters: dict[str, Path], variants: list[str], n: int, out: Path, check: bool
             ) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every (data set, policy, mode) run of the policies in `adapters` on `variants`, loading each policy once
@@ -63,6 +68,7 @@ def run_all(adapters: dict[str, Path], variants: list[str], n: int, out: Path, c
     jobs = [(variant, name, mode) for variant in variants for name, modes in FORCED.items() for mode in modes]
     jobs += [(variant, "smartrag", "smartrag") for variant in variants] if check else []
     jobs = [job for job in jobs if job[1] in adapters]
+    hashes = {name: fingerprint(adapter) for name, adapter in adapters.items()}
     results = {}
     for variant, name, mode in jobs:
         path = out / f"{slug(variant)}--{name}--{mode}.json"
@@ -73,7 +79,7 @@ def run_all(adapters: dict[str, Path], variants: list[str], n: int, out: Path, c
             examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], n, seed=0)
             run = evaluate(create_smartrag_graph(policies[name], retriever), examples, mode=mode,
                            config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": name,
-                                   "adapter": str(adapters[name]), "adapter_sha256": fingerprint(adapters[name])})
+                                   "adapter": str(adapters[name]), "adapter_sha256": hashes[name]})
             path.write_text(json.dumps(run, indent=1, ensure_ascii=False))
         results[variant, name, mode] = json.loads(path.read_text())
         print(f"{variant:28s} {name:9s} {mode:25s} reward {results[variant, name, mode]['reward']:.3f}", flush=True)
@@ -87,7 +93,7 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
         cells = []
         for row, (name, mode) in ROWS:
             if mode == "derived":
-                chosen = at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], 0.5)
+                chosen = decided(results, variant, name, 0.5)
                 cells.append((row, len(chosen), means(chosen)))
             else:
                 r = results[variant, name, mode]
@@ -130,7 +136,7 @@ def decision_table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[
             score = auc([p for p, _ in pairs], [y for _, y in pairs])
             paid = sum(y for _, y in pairs)
             oracle = sum(max(a["reward"], b["reward"]) for a, b in zip(always, never, strict=True)) / len(always)
-            at_half = means(at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], 0.5))
+            at_half = means(decided(results, variant, name, 0.5))
             mean_p = sum(a["search_probabilities"][0] for a in always) / len(always)
             lines.append(f"| {variant} | {label} | {mean_p:.2f} | {'-' if score is None else f'{score:.2f}'} | "
                          f"{paid} / {len(pairs) - paid} | {at_half['reward']:.3f} | {oracle:.3f} |")
@@ -143,7 +149,7 @@ def checks(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
     for variant in DATA_SETS:
         real = results.get((variant, "smartrag", "smartrag"))
         if real is not None:
-            derived = means(at_threshold(results[variant, "smartrag", "always-retrieve"], results[variant, "smartrag", "no-retrieval"], 0.5))
+            derived = means(decided(results, variant, "smartrag", 0.5))
             out.append(f"{variant}: reward {derived['reward']:.3f} derived vs {real['reward']:.3f} real, retrieval rate "
                        f"{derived['retrieval_rate']:.2f} vs {real['retrieval_rate']:.2f}")
     return out
@@ -159,8 +165,7 @@ def plot_sweep(results: dict[tuple[str, str, str], dict[str, Any]], path: Path) 
     figure, axes = plt.subplots(1, len(DATA_SETS), figsize=(3.4 * len(DATA_SETS), 3.4), sharey=False)
     for axis, variant in zip(axes, DATA_SETS, strict=True):
         for name, style in (("sft", "s--"), ("smartrag", "o-")):
-            points = [means(at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], t))
-                      for t in THRESHOLDS]
+            points = [means(decided(results, variant, name, t)) for t in THRESHOLDS]
             axis.plot([p["retrieval_rate"] for p in points], [p["reward"] for p in points], style,
                       label="SFT only" if name == "sft" else "SmartRAG", markersize=4)
             at_half = points[THRESHOLDS.index(0.5)]

@@ -108,6 +108,11 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def embedded_cache_path() -> Path:
+    """Where the converted embedded model lives (or will, once `embedded_model_dir` has built it)."""
+    return cache_dir() / EMBEDDED_CACHE_NAME
+
+
 def embedded_model_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted from its GGUF once.
 
@@ -133,7 +138,7 @@ def embedded_model_dir() -> Path:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
 
-    return build_once(cache_dir() / EMBEDDED_CACHE_NAME, convert)
+    return build_once(embedded_cache_path(), convert)
 
 
 class SmartRAGPolicy:

@@ -8,8 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from langchain_smartrag.cache import cache_dir
-from langchain_smartrag.policy import EMBEDDED_BASE, EMBEDDED_CACHE_NAME
+from langchain_smartrag.policy import EMBEDDED_BASE, embedded_cache_path
 
 FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -26,7 +25,7 @@ def export_adapter(source: str | Path, target: str | Path, dtype: torch.dtype = 
         raise ValueError(f"{source}: not a peft adapter directory (no adapter_config.json)")
     config = json.loads((source / "adapter_config.json").read_text())
     base = config.get("base_model_name_or_path")
-    if base and Path(base).exists() and Path(base).resolve() == (cache_dir() / EMBEDDED_CACHE_NAME).resolve():
+    if base and Path(base).exists() and Path(base).resolve() == embedded_cache_path().resolve():
         config["base_model_name_or_path"] = EMBEDDED_BASE
     config["inference_mode"] = True
     weights = {name: tensor.to(dtype).contiguous() for name, tensor in load_file(source / "adapter_model.safetensors").items()}

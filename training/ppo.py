@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.cache import build_once
 from langchain_smartrag.cli import build_retriever
 from langchain_smartrag.policy import left_pad, length_chunks, position_ids
 from langchain_smartrag.scoring import ALPHA
@@ -369,15 +370,16 @@ def train(config: PPOConfig) -> Path:
 
 def save_policy(policy: SmartRAGPolicy, value_head: torch.nn.Module, directory: Path, info: dict[str, Any]) -> None:
     """The policy adapter alone (not the reference), its tokenizer, the value head and `info` (`selected.json`),
-    written beside `directory` and renamed into place, so a reader never sees half of it."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.model.save_pretrained(tmp, selected_adapters=["default"])
-    policy.tokenizer.save_pretrained(tmp)
-    torch.save(value_head.state_dict(), tmp / VALUE_HEAD_FILE)
-    (tmp / "selected.json").write_text(json.dumps(info))
+    replacing `directory`; written aside and renamed into place, so a reader never sees half of it."""
+
+    def write(tmp: Path) -> None:
+        policy.model.save_pretrained(tmp, selected_adapters=["default"])
+        policy.tokenizer.save_pretrained(tmp)
+        torch.save(value_head.state_dict(), tmp / VALUE_HEAD_FILE)
+        (tmp / "selected.json").write_text(json.dumps(info))
+
     shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
+    build_once(directory, write)
 
 
 def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int) -> torch.Tensor:
