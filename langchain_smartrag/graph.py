@@ -59,6 +59,9 @@ class SmartRAGContext:
     """Training rollouts: draw the decision from P(search) and sample text (top-k 50) instead of greedy."""
     temperature: float | None = None
     """With `sample`: the text's sampling temperature (default 1)."""
+    sample_decision: bool | None = None
+    """With `sample`: draw the decision (default), or take it at `threshold` as when serving while the text is
+    still sampled (paired PPO rollouts force each branch with threshold 0 and above 1)."""
     record: bool | None = None
     """Append every policy call to the state's `trace`."""
 
@@ -130,7 +133,7 @@ def create_smartrag_graph(
     if max_retrievals < 0:
         raise ValueError("max_retrievals must be >= 0")
     defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query, sample=False, record=False,
-                               temperature=1.0)
+                               temperature=1.0, sample_decision=True)
 
     def settings() -> SmartRAGContext:
         context = get_runtime(SmartRAGContext).context
@@ -148,7 +151,7 @@ def create_smartrag_graph(
         return ctx, ctx.policy.prompt(question, state.get("documents", []))
 
     def route(state: SmartRAGState, ctx: SmartRAGContext, prompt: str, decision: Decision, run: _PolicyRun) -> Command:
-        if ctx.sample:
+        if ctx.sample and ctx.sample_decision:
             search = _draws(state, "decide").random() < decision.p_search
         else:
             search = decision.p_search >= ctx.threshold

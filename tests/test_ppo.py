@@ -29,7 +29,7 @@ from training.ppo import (
     train,
     trainable_policy,
 )
-from training.ppo_math import AdaptiveKL, gae, policy_loss, value_loss, whiten
+from training.ppo_math import AdaptiveKL, gae, paired_decision_advantages, policy_loss, value_loss, whiten
 from training.segments import episode_segments, rollout_segments
 from training.sft import SFTConfig
 from training.sft import train as sft_train
@@ -63,6 +63,15 @@ def test_whitening_uses_only_masked_entries():
     white = whiten(torch.tensor([[1.0, 2.0, 3.0, 100.0]]), mask)
     assert white[0, :3].mean().item() == pytest.approx(0.0, abs=1e-6)
     assert (white[0, :3] ** 2).mean().item() == pytest.approx(1.0, abs=1e-4) and white[0, 3] == 0
+
+
+def test_paired_decision_advantages_are_each_branch_against_the_pairs_mean_and_never_fade():
+    a_search, a_answer = paired_decision_advantages(torch.tensor(1.3), torch.tensor(-0.2))
+    assert (a_search.item(), a_answer.item()) == (pytest.approx(0.75), pytest.approx(-0.75))
+    for start in (-6.0, 0.0, 6.0):  # a decision with logit theta: P(search) = sigmoid(theta)
+        theta = torch.tensor(start, requires_grad=True)
+        (a_search * torch.nn.functional.logsigmoid(theta) + a_answer * torch.nn.functional.logsigmoid(-theta)).backward()
+        assert theta.grad.item() == pytest.approx(0.75)  # (Q_s - Q_n) / 2, even for a near-certain decision
 
 
 def test_the_clipped_policy_loss_takes_the_pessimistic_side():
@@ -100,6 +109,7 @@ def test_a_search_episode_is_two_segments_whose_rewards_add_up_to_the_episode_re
     assert first.prompt_ids == searching_policy.encode(decide["prompt"])
     assert first.completion_ids == searching_policy.encode(SEARCH) + rewrite["token_ids"]  # the choice, then the query
     assert first.scores == [0.0] * (len(first.completion_ids) - 1) + [-0.3]
+    assert first.decision_tokens == len(searching_policy.encode(SEARCH)) and second.decision_tokens == 0
     # the quota forced "[Answer]": it is prompt, not a choice
     assert second.prompt_ids == searching_policy.encode(answer["prompt"]) + searching_policy.encode(ANSWER)
     assert second.completion_ids == answer["token_ids"]
@@ -172,6 +182,8 @@ def test_at_a_temperature_the_update_scores_text_as_it_was_sampled(tiny_model_di
 def test_data_sets_take_equal_turns_and_only_covered_questions_train():
     sets = load_questions(None, ["popqa", "hotpotqa"], "train", covered_only=True)
     assert all(covered(e) for s in sets for e in s) and len(sets[0]) < 5000 and len(sets[1]) < 5000
+    popqa, hotpotqa = load_questions(None, ["popqa", "hotpotqa"], "train", covered_only=["hotpotqa"])
+    assert len(popqa) == 5000 and hotpotqa == sets[1]  # all of PopQA, covered HotpotQA
     first, again = (iteration_examples(sets, 3, 10, seed=0) for _ in range(2))
     assert first == again and [e.id.split("-")[0] for e in first] == ["popqa", "hotpotqa"] * 5
     assert not {e.id for e in first} & {e.id for e in iteration_examples(sets, 4, 10, seed=0)}
@@ -265,6 +277,21 @@ def test_ppo_learns_to_search_only_when_the_answer_needs_it(world, tmp_path):
     for key in ("reward", "em", "f1", "retrieval_rate", "format_error_rate", "kl", "kl_coef", "policy_loss", "value_loss",
                 "clip_fraction", "entropy", "seconds"):
         assert key in log[-1]
+
+
+def test_paired_decisions_learn_when_to_search_from_both_branches_of_each_question(world, tmp_path):
+    """Each question is played both ways and its decision learns from the difference (half the questions)."""
+    before = world_scores(world, SmartRAGPolicy.from_pretrained(world / "sft" / "final", autocast=False))
+    final = train(world_config(world, tmp_path / "run", paired_decisions=True, iterations=12))
+    after = world_scores(world, SmartRAGPolicy.from_pretrained(final, autocast=False))
+    assert after[0] > before[0] + 0.3, (before, after)
+    assert after[1] < 0.3 and after[2] > 0.6, (before, after)
+    played = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    first = played[:48]  # iteration 1: 24 questions, searched first, then the same answered first
+    assert [e["retrievals"] > 0 for e in first] == [True] * 24 + [False] * 24
+    assert [e["id"] for e in first[:24]] == [e["id"] for e in first[24:]]
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert log[0]["retrieval_rate"] == 0.5 and log[-1]["expected_reward"] > log[0]["expected_reward"]
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from langchain_smartrag import ANSWER, SEARCH, create_smartrag_graph
+from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, create_smartrag_graph
 from training import QAExample
 from training.trajectories import collect, load_episodes, save_episodes
 
@@ -25,6 +25,16 @@ def test_a_searching_episode_records_decide_rewrite_and_answer(searching_policy,
 def test_sampled_decisions_follow_p_search(answering_policy, retriever):
     episodes = collect(create_smartrag_graph(answering_policy, retriever), EXAMPLES * 5, progress=False)
     assert all(e["retrievals"] == 0 and [s["node"] for s in e["trace"]] == ["decide", "answer"] for e in episodes)
+
+
+@pytest.mark.parametrize(("threshold", "searched"), [(0.0, True), (1.01, False)])
+def test_a_decision_taken_at_the_threshold_still_samples_the_text(policy, retriever, threshold, searched):
+    """Paired PPO rollouts: the first decision forced either way, everything the policy writes sampled."""
+    graph = create_smartrag_graph(policy, retriever)
+    context = SmartRAGContext(sample_decision=False, threshold=threshold)
+    runs = [collect(graph, EXAMPLES * 3, seed=s, context=context, progress=False) for s in (0, 1)]
+    assert all((e["retrievals"] > 0) == searched for run in runs for e in run)
+    assert [e["trace"][-1]["token_ids"] for e in runs[0]] != [e["trace"][-1]["token_ids"] for e in runs[1]]
 
 
 def test_sampling_varies_the_text_and_a_seed_repeats_it(policy, retriever):

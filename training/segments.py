@@ -28,6 +28,8 @@ class Segment:
     completion_ids: list[int]
     scores: list[float]
     """The environment's reward per completion token (KL penalties are added later, by the trainer)."""
+    decision_tokens: int = 0
+    """How many of the completion's first tokens are the decision's action word (0: the quota forced it)."""
 
 
 def episode_segments(
@@ -41,6 +43,7 @@ def episode_segments(
         entry = trace[i]
         if entry["node"] == "decide":
             prompt_ids, completion, searched = encode(entry["prompt"]), list(entry["token_ids"]), entry["text"] == SEARCH
+            decision_tokens = len(completion)
             following = trace[i + 1] if i + 1 < len(trace) else None
             if following is not None and following["node"] != "decide" and following["prompt"] == entry["prompt"]:
                 completion += following["token_ids"]
@@ -48,13 +51,14 @@ def episode_segments(
         else:  # the quota forced this turn's action word: it is part of the prompt, not a choice
             prompt_ids = encode(entry["prompt"]) + encode(entry["prefix"])
             completion, searched = list(entry["token_ids"]), entry["node"] == "rewrite"
+            decision_tokens = 0
         i += 1
         if not completion:
             continue
         scores = [0.0] * len(completion)
         if searched:
             scores[-1] -= alpha
-        segments.append(Segment(index, prompt_ids, completion, scores))
+        segments.append(Segment(index, prompt_ids, completion, scores, decision_tokens))
     if segments and trace[-1]["node"] == "answer":
         segments[-1].scores[-1] += answer_reward(episode["answer"], episode["golds"], well_formed=episode["well_formed"])
     return segments
