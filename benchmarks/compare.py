@@ -1,12 +1,14 @@
 """Trained policies side by side on dev data: EM, F1, retrieval rate and reward in smartrag mode.
 
     python benchmarks/compare.py SFT=runs/sft-embedded/final PPO=runs/ppo-embedded/final [--n 128] [--out DIR]
+    python benchmarks/compare.py OLD=DIR NEW=DIR --validation training/configs/smartrag_paired.yaml --out DIR
 
 Each NAME=DIR is a peft adapter (or model) directory. Data sets: the PopQA dev questions whose subject the
 bundled corpus holds, and HotpotQA dev (every question has its paragraphs in the corpus); the same seeded
 sample of `--n` questions for every policy, BM25 k=4 over the bundled corpus, threshold 0.5, greedy.
 One results JSON per (data set, policy) under `--out` (an existing file is reused: reruns resume);
-prints a markdown table.
+prints a markdown table. With `--validation CONFIG`: instead, the train questions that PPO config holds out
+for model selection (so adapters can be chosen between without looking at dev).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from baselines import VARIANTS, slug
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
 from training import dataset_path, evaluate, load_qa, sample
+from training.ppo import PPOConfig, hold_out, load_questions
 
 DATA_SETS = ("PopQA (subject in corpus)", "HotpotQA")
 
@@ -30,7 +33,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--out", default="benchmarks/results/compare")
+    parser.add_argument("--validation", metavar="PPO_CONFIG", help="compare on this PPO config's held-out questions")
     args = parser.parse_args()
+    if args.validation:
+        import yaml
+
+        config = PPOConfig(**yaml.safe_load(Path(args.validation).read_text()))
+        sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
+        question_sets = {"validation (held-out train)": hold_out(sets, config.validation_per_dataset, config.seed)[1]}
+    else:
+        question_sets = {variant: sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)],
+                                         args.n, seed=0) for variant, (data, keep) in VARIANTS.items() if variant in DATA_SETS}
     warnings.filterwarnings("ignore")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -39,14 +52,12 @@ def main() -> None:
     for spec in args.policies:
         name, directory = spec.split("=", 1)
         policy = None
-        for variant in DATA_SETS:
+        for variant, examples in question_sets.items():
             path = out / f"{slug(variant)}--{slug(name)}.json"
             if not path.exists():
                 policy = policy or SmartRAGPolicy.from_pretrained(directory)
-                data, keep = VARIANTS[variant]
-                examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], args.n, seed=0)
                 results = evaluate(create_smartrag_graph(policy, retriever), examples, threshold=args.threshold,
-                                   config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": directory})
+                                   config={"variant": variant, "k": 4, "policy": directory})
                 path.write_text(json.dumps(results, indent=1, ensure_ascii=False))
             r = json.loads(path.read_text())
             hit = "-" if r["hit"] is None else f"{r['hit']:.2f}"

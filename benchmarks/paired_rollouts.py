@@ -1,0 +1,62 @@
+"""What a paired-decision PPO run saw and learned, read from its `rollouts.jsonl` (train questions only).
+
+    python benchmarks/paired_rollouts.py runs/smartrag-paired [--groups 3]
+
+Every question of a `paired_decisions` run was played both ways, so each gives a search-minus-answer return
+(the decision's signal) and the policy's P(search) at that time. Rows: each data set, and PopQA split by
+whether the corpus holds the subject and by question template (coverage is a template matter: 95% of
+"place of birth" subjects, 1% of "producer" ones). Columns: mean search-minus-answer reward over the run,
+then mean P(search) in consecutive groups of iterations: does the decision follow the signal, per row?
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from training import dataset_path, load_qa
+from training.ppo import covered
+
+
+def rows_of(question_id: str, popqa: dict) -> list[str]:
+    """The table rows a question counts in."""
+    name = question_id.split("-")[0]
+    if name != "popqa":
+        return [name]
+    example = popqa[question_id]
+    return ["popqa", f"popqa, corpus {'has' if covered(example) else 'lacks'} subject", f"popqa: {example.extra['prop']}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run")
+    parser.add_argument("--groups", type=int, default=3)
+    args = parser.parse_args()
+    popqa = {e.id: e for e in load_qa(dataset_path("popqa", "train"))}
+    played = [json.loads(line) for line in (Path(args.run) / "rollouts.jsonl").read_text().splitlines() if line.strip()]
+    branches: dict[tuple[int, str], dict[bool, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for episode in played:
+        branches[episode["iteration"], episode["id"]][episode["retrievals"] > 0].append(episode)
+    last = max(iteration for iteration, _ in branches)
+    size = -(-last // args.groups)
+    gain, p_search = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for (iteration, question_id), pair in branches.items():
+        if not (pair[True] and pair[False]) or not pair[True][0]["search_probabilities"]:
+            continue
+        for row in rows_of(question_id, popqa):
+            gain[row].append(pair[True][0]["reward"] - pair[False][0]["reward"])
+            p_search[row][(iteration - 1) // size].append(pair[True][0]["search_probabilities"][0])
+    spans = [f"it. {g * size + 1}-{min((g + 1) * size, last)}" for g in range(args.groups)]
+    print("| rows | questions | search - answer reward | " + " | ".join(f"P(search) {s}" for s in spans) + " |")
+    print("|---" * (3 + args.groups) + "|")
+    for row in sorted(gain, key=lambda r: (r.split(":")[0], -len(gain[r]))):
+        if len(gain[row]) < 10:
+            continue
+        cells = [f"{sum(v) / len(v):.2f}" if (v := p_search[row][g]) else "" for g in range(args.groups)]
+        print(f"| {row} | {len(gain[row])} | {sum(gain[row]) / len(gain[row]):+.2f} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
