@@ -48,7 +48,8 @@ def main() -> None:
         for row in rows_of(question_id, popqa):
             gain[row].append(pair[True][0]["reward"] - pair[False][0]["reward"])
             p_search[row][(iteration - 1) // size].append(pair[True][0]["search_probabilities"][0])
-    spans = [f"it. {g * size + 1}-{min((g + 1) * size, last)}" for g in range(args.groups)]
+    spans = [f"it. {g * size + 1}" + (f"-{end}" if (end := min((g + 1) * size, last)) > g * size + 1 else "")
+             for g in range(args.groups)]
     print("| rows | questions | search - answer reward | " + " | ".join(f"P(search) {s}" for s in spans) + " |")
     print("|---" * (3 + args.groups) + "|")
     for row in sorted(gain, key=lambda r: (r.split(":")[0], -len(gain[r]))):

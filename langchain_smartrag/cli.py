@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_dataclass_flags(p, PPOConfig)
     p.set_defaults(run=train_stage)
     p = train_commands.add_parser("export", help="a trained adapter as bf16, its base recorded portably, for shipping")
-    p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-embedded/best)")
+    p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-paired/best)")
     p.add_argument("--output", required=True, help="where to write it (a model card there is kept)")
     p.set_defaults(run=train_export)
     args = parser.parse_args(argv)

@@ -292,6 +292,7 @@ def test_paired_decisions_learn_when_to_search_from_both_branches_of_each_questi
     assert [e["id"] for e in first[:24]] == [e["id"] for e in first[24:]]
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert log[0]["retrieval_rate"] == 0.5 and log[-1]["expected_reward"] > log[0]["expected_reward"]
+    assert ppo_module.plot_curves(tmp_path / "run").stat().st_size > 0  # plots P(search), not the forced 0.5
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):

@@ -592,13 +592,19 @@ def plot_curves(output_dir: str | Path, path: str | Path | None = None) -> Path:
     path = Path(path or Path(output_dir) / "curves.png")
     fig, (ax_reward, ax_retrieval) = plt.subplots(1, 2, figsize=(10, 3.8))
     label_set = dev_rows[0].get("eval_set", "dev") if dev_rows else "dev"
+    paired = bool(train_rows) and "expected_reward" in train_rows[0]  # its rollouts search half the time by design
+    rollout_keys = {"reward": "expected_reward", "retrieval_rate": "p_search"} if paired else {}
     for ax, key, label in ((ax_reward, "reward", "reward"), (ax_retrieval, "retrieval_rate", "retrieval rate")):
-        ax.plot([r["iteration"] for r in train_rows], [r[key] for r in train_rows], ".-", label="rollouts (sampled)")
+        rollout_key = rollout_keys.get(key, key)
+        ax.plot([r["iteration"] for r in train_rows], [r[rollout_key] for r in train_rows], ".-",
+                label=f"rollouts, {'P(search)-weighted pair' if paired else 'sampled'}" if key == "reward"
+                else ("rollouts, mean P(search)" if paired else "rollouts"))
         ax.plot([r["iteration"] for r in dev_rows], [r["dev"][key] for r in dev_rows], "o-", label=f"{label_set}, greedy")
         ax.set_xlabel("PPO iteration")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     ax_reward.legend()
+    ax_retrieval.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
