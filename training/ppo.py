@@ -593,12 +593,12 @@ def plot_curves(output_dir: str | Path, path: str | Path | None = None) -> Path:
     fig, (ax_reward, ax_retrieval) = plt.subplots(1, 2, figsize=(10, 3.8))
     label_set = dev_rows[0].get("eval_set", "dev") if dev_rows else "dev"
     paired = bool(train_rows) and "expected_reward" in train_rows[0]  # its rollouts search half the time by design
-    rollout_keys = {"reward": "expected_reward", "retrieval_rate": "p_search"} if paired else {}
+    rollout_lines = {"reward": ("expected_reward", "rollouts, P(search)-weighted pair"),
+                     "retrieval_rate": ("p_search", "rollouts, mean P(search)")} if paired else \
+        {key: (key, "rollouts (sampled)") for key in ("reward", "retrieval_rate")}
     for ax, key, label in ((ax_reward, "reward", "reward"), (ax_retrieval, "retrieval_rate", "retrieval rate")):
-        rollout_key = rollout_keys.get(key, key)
-        ax.plot([r["iteration"] for r in train_rows], [r[rollout_key] for r in train_rows], ".-",
-                label=f"rollouts, {'P(search)-weighted pair' if paired else 'sampled'}" if key == "reward"
-                else ("rollouts, mean P(search)" if paired else "rollouts"))
+        rollout_key, rollout_label = rollout_lines[key]
+        ax.plot([r["iteration"] for r in train_rows], [r[rollout_key] for r in train_rows], ".-", label=rollout_label)
         ax.plot([r["iteration"] for r in dev_rows], [r["dev"][key] for r in dev_rows], "o-", label=f"{label_set}, greedy")
         ax.set_xlabel("PPO iteration")
         ax.set_ylabel(label)
