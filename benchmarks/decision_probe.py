@@ -12,23 +12,15 @@ fold): its AUC says how much of "when" is there to learn, next to the AUC of the
 from __future__ import annotations
 
 import argparse
-import json
 import random
-from pathlib import Path
 
 import torch
+from paired_rollouts import paired_episodes
+from reproduce import auc
 
 from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.policy import left_pad, position_ids
 from training import dataset_path, load_qa
-
-
-def auc(scores: list[float], labels: list[bool]) -> float:
-    """P(a random positive outscores a random negative), ties counting half."""
-    positives = [s for s, y in zip(scores, labels, strict=True) if y]
-    negatives = [s for s, y in zip(scores, labels, strict=True) if not y]
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / max(len(positives) * len(negatives), 1)
 
 
 def hidden_states(policy: SmartRAGPolicy, questions: list[str], batch: int = 16) -> torch.Tensor:
@@ -80,20 +72,16 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
     popqa = {e.id: e for e in load_qa(dataset_path("popqa", "train"))}
-    branches: dict[tuple[int, str], dict[bool, dict]] = {}
-    for line in (Path(args.run) / "rollouts.jsonl").read_text().splitlines():
-        episode = json.loads(line)
-        branches.setdefault((episode["iteration"], episode["id"]), {})[episode["retrievals"] > 0] = episode
-    pairs = [pair for pair in branches.values() if len(pair) == 2 and pair[True]["search_probabilities"]]
-    labels = [pair[True]["reward"] > pair[False]["reward"] for pair in pairs]
-    groups = [pair[True]["id"] for pair in pairs]
+    pairs = [(searched, answered) for _, searched, answered in paired_episodes(args.run)]
+    labels = [searched["reward"] > answered["reward"] for searched, answered in pairs]
+    groups = [searched["id"] for searched, _ in pairs]
     forms = [g.split("-")[0] + (":" + popqa[g].extra["prop"] if g in popqa else "") for g in groups]
     vocabulary = sorted(set(forms))
     one_hot = torch.tensor([[float(f == v) for v in vocabulary] for f in forms])
-    states = hidden_states(SmartRAGPolicy.from_pretrained(args.policy, merge=True), [p[True]["question"] for p in pairs])
+    states = hidden_states(SmartRAGPolicy.from_pretrained(args.policy, merge=True), [s["question"] for s, _ in pairs])
     print(f"{len(pairs)} paired questions from {args.run}, search paid on {sum(labels)}; {args.folds}-fold by question")
     print("| decision signal | AUC for \"search paid\" |\n|---|---|")
-    print(f"| the run's own P(search) at the time | {auc([p[True]['search_probabilities'][0] for p in pairs], labels):.2f} |")
+    print(f"| the run's own P(search) at the time | {auc([s['search_probabilities'][0] for s, _ in pairs], labels):.2f} |")
     print(f"| probe: data set + PopQA template (one-hot, {len(vocabulary)}) | {probe_auc(one_hot, labels, groups, args.folds):.2f} |")
     print(f"| probe: {args.policy} hidden state ({states.shape[1]}) | {probe_auc(states, labels, groups, args.folds):.2f} |")
 

@@ -29,25 +29,31 @@ def rows_of(question_id: str, popqa: dict) -> list[str]:
     return ["popqa", f"popqa, corpus {'has' if covered(example) else 'lacks'} subject", f"popqa: {example.extra['prop']}"]
 
 
+def paired_episodes(run: str | Path) -> list[tuple[int, dict, dict]]:
+    """A paired run's questions as (iteration, searched-first episode, answered-first episode), complete pairs only."""
+    branches: dict[tuple[int, str], dict[bool, dict]] = defaultdict(dict)
+    for line in (Path(run) / "rollouts.jsonl").read_text().splitlines():
+        if line.strip():
+            episode = json.loads(line)
+            branches[episode["iteration"], episode["id"]].setdefault(episode["retrievals"] > 0, episode)
+    return [(iteration, pair[True], pair[False]) for (iteration, _), pair in branches.items()
+            if len(pair) == 2 and pair[True]["search_probabilities"]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run")
     parser.add_argument("--groups", type=int, default=3)
     args = parser.parse_args()
     popqa = {e.id: e for e in load_qa(dataset_path("popqa", "train"))}
-    played = [json.loads(line) for line in (Path(args.run) / "rollouts.jsonl").read_text().splitlines() if line.strip()]
-    branches: dict[tuple[int, str], dict[bool, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for episode in played:
-        branches[episode["iteration"], episode["id"]][episode["retrievals"] > 0].append(episode)
-    last = max(iteration for iteration, _ in branches)
+    pairs = paired_episodes(args.run)
+    last = max(iteration for iteration, _, _ in pairs)
     size = -(-last // args.groups)
     gain, p_search = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for (iteration, question_id), pair in branches.items():
-        if not (pair[True] and pair[False]) or not pair[True][0]["search_probabilities"]:
-            continue
-        for row in rows_of(question_id, popqa):
-            gain[row].append(pair[True][0]["reward"] - pair[False][0]["reward"])
-            p_search[row][(iteration - 1) // size].append(pair[True][0]["search_probabilities"][0])
+    for iteration, searched, answered in pairs:
+        for row in rows_of(searched["id"], popqa):
+            gain[row].append(searched["reward"] - answered["reward"])
+            p_search[row][(iteration - 1) // size].append(searched["search_probabilities"][0])
     spans = [f"it. {g * size + 1}" + (f"-{end}" if (end := min((g + 1) * size, last)) > g * size + 1 else "")
              for g in range(args.groups)]
     print("| rows | questions | search - answer reward | " + " | ".join(f"P(search) {s}" for s in spans) + " |")
