@@ -141,6 +141,15 @@ def embedded_model_dir() -> Path:
     return build_once(embedded_cache_path(), convert)
 
 
+def bf16_is_fast(device: torch.device | str) -> bool:
+    """Whether bf16 autocast speeds `device` up: a CUDA GPU with bf16, or a CPU with native bf16 (oneDNN's check:
+    AVX-512 or AMX). On an AVX2-only CPU bf16 is emulated: SmolLM2-135M generated 3.8x slower than in fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class SmartRAGPolicy:
     """One Hugging Face causal LM (+ optional peft adapter) serving the decide, rewrite and answer nodes.
 
@@ -157,7 +166,7 @@ class SmartRAGPolicy:
         *,
         max_new_tokens: int = 32,
         max_question_tokens: int | None = None,
-        autocast: bool = True,
+        autocast: bool | None = None,
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         prefill_chunk_tokens: int | None = None,
@@ -170,7 +179,7 @@ class SmartRAGPolicy:
         self.max_new_tokens = max_new_tokens
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
         self.max_question_tokens = max_question_tokens or min(512, self.max_context // 4)
-        self.autocast = autocast
+        self.autocast = bf16_is_fast(model.device) if autocast is None else autocast
         self.prefill_chunk_tokens = prefill_chunk_tokens or (2048 if model.device.type == "cpu" else None)
         self._lock = threading.RLock()
         self._search_ids = self.encode(SEARCH)

@@ -7,6 +7,7 @@ import torch
 from langchain_core.documents import Document
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
+from langchain_smartrag.policy import bf16_is_fast
 
 QUESTIONS = ["Who wrote Hamlet?", "When did Apollo 11 land on the Moon, and who walked on it first?", "Paris?"]
 
@@ -110,6 +111,15 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tiny_model_dir, tmp_path):
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="could not load a policy from"):
         SmartRAGPolicy.from_pretrained(broken)
+
+
+def test_bf16_autocast_is_on_by_default_only_where_the_hardware_makes_it_faster(tiny_model_dir):
+    """On a CPU without native bf16 (AVX2 only), autocast emulates it: several times slower than fp32."""
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert bf16_is_fast("meta") is False
+    assert SmartRAGPolicy.from_pretrained(tiny_model_dir).autocast == native
+    assert SmartRAGPolicy.from_pretrained(tiny_model_dir, autocast=True).autocast is True
+    assert SmartRAGPolicy.from_pretrained(tiny_model_dir, autocast=False).autocast is False
 
 
 def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):

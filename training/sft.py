@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.jsonl import read_jsonl
+from langchain_smartrag.policy import bf16_is_fast
 
 from .checkpoints import checkpoint_all, prepare_output_dir, restore
 
@@ -130,7 +131,7 @@ def train(config: SFTConfig) -> Path:
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
     device = accelerator.device
-    use_bf16 = config.bf16 and (device.type != "cuda" or torch.cuda.is_bf16_supported())
+    use_bf16 = config.bf16 and bf16_is_fast(device)
 
     def step_examples(step: int) -> list[int]:
         """The dataset rows of optimizer step `step`: epoch e's order is a permutation seeded by seed + e."""
