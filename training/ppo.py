@@ -34,13 +34,13 @@ from tqdm import tqdm
 from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cache import build_once
 from langchain_smartrag.cli import build_retriever
-from langchain_smartrag.policy import left_pad, length_chunks, position_ids
+from langchain_smartrag.policy import bf16_is_fast, left_pad, length_chunks, position_ids
 from langchain_smartrag.scoring import ALPHA
 
 from .checkpoints import checkpoint_all, prepare_output_dir, restore
 from .data import QAExample, dataset_path, load_qa, sample
 from .evaluate import evaluate
-from .ppo_math import AdaptiveKL, gae, paired_decision_advantages, policy_loss, value_loss, whiten
+from .ppo_math import AdaptiveKL, gae, paired_decision_advantages, policy_loss, two_action_kl, value_loss, whiten
 from .segments import Segment, rollout_segments
 from .trajectories import collect
 
@@ -94,6 +94,10 @@ class PPOConfig:
     usual), and train that decision on each branch's return against the pair's mean
     (`ppo_math.paired_decision_advantages`) instead of one sampled branch and a critic's guess: an iteration's
     episodes are half as many questions, and no decision's signal depends on which action happened to be drawn."""
+    decision_centering: float = 0.0
+    """With `paired_decisions`: the part of the iteration's mean search-minus-answer gap taken out of every
+    decision's gap. 0 is the plain paired gradient; towards 1 the decisions learn from how questions differ,
+    while the share of searches they all have in common (the bias every update moves) moves more slowly."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
     model may need < 1 to ever answer right (SmolLM2-135M after SFT, 32 train questions: EM 0.16 greedy,
@@ -125,6 +129,7 @@ class PPOConfig:
     """Per-episode KL to the reference that the adaptive coefficient aims at; None keeps it fixed."""
     kl_horizon: float = 1000.0
     bf16: bool = True
+    """bf16 autocast where the hardware makes it faster (`bf16_is_fast`: AVX-512 or AMX CPUs, recent GPUs)."""
     # bookkeeping
     save_every: int = 1
     keep_checkpoints: int = 2
@@ -159,8 +164,9 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
     """The policy to train: the `init` adapter, trainable, plus a frozen copy of it as the reference."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
+    autocast = None if config.bf16 else False  # None: where the hardware makes bf16 faster
     if config.init is None:
-        base = SmartRAGPolicy.load(config.base_model, autocast=config.bf16)
+        base = SmartRAGPolicy.load(config.base_model, autocast=autocast)
         model = get_peft_model(base.model, LoraConfig(
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
             task_type="CAUSAL_LM",
@@ -170,10 +176,10 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
         if not (adapter / "adapter_config.json").exists():
             raise ValueError(f"init={config.init}: not a peft adapter directory (no adapter_config.json)")
         base_path = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
-        base = SmartRAGPolicy.from_pretrained(base_path, autocast=config.bf16)  # "embedded": the bare model
+        base = SmartRAGPolicy.from_pretrained(base_path, autocast=autocast)  # "embedded": the bare model
         model = PeftModel.from_pretrained(base.model, adapter, is_trainable=True)
         model.load_adapter(adapter, adapter_name=REFERENCE)
-    return SmartRAGPolicy(model.eval(), base.tokenizer, autocast=config.bf16)
+    return SmartRAGPolicy(model.eval(), base.tokenizer, autocast=autocast)
 
 
 def right_align(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
@@ -227,7 +233,7 @@ def train(config: PPOConfig) -> Path:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     device = accelerator.device
-    use_bf16 = config.bf16 and (device.type != "cuda" or torch.cuda.is_bf16_supported())
+    use_bf16 = config.bf16 and bf16_is_fast(device)
 
     # the environment: the serving graph over the retriever, and the questions
     policy = trainable_policy(config)
@@ -319,8 +325,12 @@ def train(config: PPOConfig) -> Path:
             var = total[1] / total[2] - mean**2
             advantages = [whiten(a, torch.ones_like(a), mean, var) for a in advantages]
             scale = torch.rsqrt(var + 1e-8)
-        if config.paired_decisions:  # scaled like the rest, never shifted: a shift would bias the decision
-            pair_decisions(episodes, segments, by_episode, rewards, advantages, scale)
+        if config.paired_decisions:  # scaled like the rest; shifted only by the chosen part of the mean gap
+            pairs = pair_returns(episodes, by_episode, rewards)
+            gaps = accelerator.reduce(torch.stack([sum((qs - qn for _, _, qs, qn in pairs), torch.tensor(0.0, device=device)),
+                                                   torch.tensor(float(len(pairs)), device=device)]))
+            baseline = config.decision_centering * gaps[0] / gaps[1].clamp(min=1)
+            pair_decisions(pairs, segments, by_episode, advantages, scale, baseline)
         t2 = time.perf_counter()
 
         # 3. update: epochs x minibatches of episodes; each minibatch is one optimizer step -------------
@@ -360,6 +370,10 @@ def train(config: PPOConfig) -> Path:
 
         # 4. log, adapt the KL coefficient, checkpoint, evaluate ----------------------------------------
         episode_kl = [float(sum(kl_tokens[i].sum() for i in rows)) for rows in by_episode]
+        if config.paired_decisions:  # forced decision tokens are not policy samples: log their exact KL instead
+            for e, kl in decision_kls(pairs, segments, by_episode, old_logprobs, ref_logprobs).items():
+                first = by_episode[e][0]
+                episode_kl[e] += kl - float(kl_tokens[first][: segments[first].decision_tokens].sum())
         played = gather_object([{**{k: e[k] for k in ROLLOUT_FIELDS}, "iteration": iteration + 1, "kl": kl}
                                 for e, kl in zip(episodes, episode_kl, strict=True)])
         rollout = summarize_rollout(played)
@@ -503,18 +517,40 @@ def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def pair_decisions(
-    episodes: Sequence[dict[str, Any]], segments: Sequence[Segment], by_episode: Sequence[Sequence[int]],
-    rewards: Sequence[torch.Tensor], advantages: list[torch.Tensor], scale: torch.Tensor,
-) -> None:
-    """Give each question's first decision, in both its episodes (searched first: [0, n); answered first:
-    [n, 2n)), the paired advantage of their returns (all shaped rewards, KL included), times `scale`."""
+def pair_returns(episodes: Sequence[dict[str, Any]], by_episode: Sequence[Sequence[int]],
+                 rewards: Sequence[torch.Tensor]) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """Paired episodes (searched first: [0, n), answered first: [n, 2n)) as (searched, answered, Q_s, Q_n): the
+    returns of both branches of each question (all shaped rewards, KL included); pairs with a failed episode left out."""
     n = len(episodes) // 2
-    for searched, answered in zip(range(n), range(n, 2 * n), strict=True):
-        if not by_episode[searched] or not by_episode[answered]:
-            continue  # a failed episode: the other keeps its ordinary advantages
-        returns = [sum(rewards[i].sum() for i in by_episode[e]) for e in (searched, answered)]
-        for e, advantage in zip((searched, answered), paired_decision_advantages(*returns), strict=True):
+    return [(s, a, *(sum(rewards[i].sum() for i in by_episode[e]) for e in (s, a)))
+            for s, a in zip(range(n), range(n, 2 * n), strict=True) if by_episode[s] and by_episode[a]]
+
+
+def decision_kls(
+    pairs: Sequence[tuple[int, int, torch.Tensor, torch.Tensor]], segments: Sequence[Segment],
+    by_episode: Sequence[Sequence[int]], logprobs: Sequence[torch.Tensor], ref_logprobs: Sequence[torch.Tensor],
+) -> dict[int, float]:
+    """Each paired episode's first decision's KL to the reference (`two_action_kl`), from the action words' log-probs
+    in its two branches; both episodes of a question get the same value."""
+    out = {}
+    for searched, answered, _, _ in pairs:
+        firsts = [by_episode[e][0] for e in (searched, answered)]
+        search, answer = ([lp[i][: segments[i].decision_tokens].sum() for lp in (logprobs, ref_logprobs)] for i in firsts)
+        kl = float(two_action_kl(search[0], answer[0], search[1], answer[1]))
+        out[searched] = out[answered] = kl
+    return out
+
+
+def pair_decisions(
+    pairs: Sequence[tuple[int, int, torch.Tensor, torch.Tensor]], segments: Sequence[Segment],
+    by_episode: Sequence[Sequence[int]], advantages: list[torch.Tensor], scale: torch.Tensor,
+    baseline: torch.Tensor | float = 0.0,
+) -> None:
+    """Give each question's first decision, in both its episodes, the paired advantage of their returns (`pair_returns`;
+    the gap less `baseline`) times `scale`. A pair with a failed episode keeps its ordinary advantages."""
+    for searched, answered, return_search, return_answer in pairs:
+        for e, advantage in zip((searched, answered),
+                                paired_decision_advantages(return_search, return_answer, baseline), strict=True):
             first = by_episode[e][0]
             advantages[first][: segments[first].decision_tokens] = advantage * scale
 

@@ -45,15 +45,28 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor | None =
     return (values - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-def paired_decision_advantages(return_search: torch.Tensor, return_answer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def paired_decision_advantages(
+    return_search: torch.Tensor, return_answer: torch.Tensor, baseline: torch.Tensor | float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The first decision's advantage on each branch of a question rolled out both ways (search / answer first).
 
     Each branch's return minus the pair's mean (RLOO / GRPO with a group of two, one per action):
     +-(Q_s - Q_n) / 2. On the decision's logit the surrogate's gradient is then (Q_s - Q_n) / 2 whatever
     P(search) is, where the exact gradient, p (1 - p) (Q_s - Q_n), fades as the decision gets sure of itself.
+    `baseline` is subtracted from the gap Q_s - Q_n first (`decision_centering`: part of the batch's mean gap).
     """
-    gap = (return_search - return_answer) / 2
+    gap = (return_search - return_answer - baseline) / 2
     return gap, -gap
+
+
+def two_action_kl(search: torch.Tensor, answer: torch.Tensor, ref_search: torch.Tensor, ref_answer: torch.Tensor
+                  ) -> torch.Tensor:
+    """KL(policy || reference) of the search-or-answer decision, from each model's log-probs of the two action
+    words: P(search) = P(S) / (P(S) + P(A)), as the graph decides. What a paired run logs for its forced decisions,
+    whose per-token log-ratios are not samples of the policy and so not a KL estimate (their sum can be negative)."""
+    log_p = torch.nn.functional.logsigmoid(torch.stack([search - answer, answer - search]))
+    log_ref = torch.nn.functional.logsigmoid(torch.stack([ref_search - ref_answer, ref_answer - ref_search]))
+    return (log_p.exp() * (log_p - log_ref)).sum(0)
 
 
 def policy_loss(
