@@ -378,7 +378,7 @@ def train(config: PPOConfig) -> Path:
                                 for e, kl in zip(episodes, episode_kl, strict=True)])
         rollout = summarize_rollout(played)
         if config.paired_decisions:
-            expected = gather_object(expected_rewards(episodes))
+            expected = gather_object(expected_rewards(episodes, pairs))
             rollout["expected_reward"] = sum(expected) / max(len(expected), 1)
         if main:  # what the policy did, question by question (for reading, not for resuming)
             with (output_dir / "rollouts.jsonl").open("a") as file:
@@ -493,12 +493,11 @@ def minibatch_loss(
     return loss, sums, int(attention_mask.sum())
 
 
-def expected_rewards(episodes: Sequence[dict[str, Any]]) -> list[float]:
-    """Paired episodes (searched first: [0, n), answered first: [n, 2n)): the reward each question's policy
-    expects when it decides itself, its two branches weighted by its P(search)."""
-    n = len(episodes) // 2
-    return [s["search_probabilities"][0] * s["reward"] + (1 - s["search_probabilities"][0]) * a["reward"]
-            for s, a in zip(episodes[:n], episodes[n:], strict=True) if s["search_probabilities"]]
+def expected_rewards(episodes: Sequence[dict[str, Any]], pairs: Sequence[tuple[int, int, Any, Any]]) -> list[float]:
+    """The reward each paired question's policy expects when it decides itself: its two branches (`pair_returns`)
+    weighted by its P(search)."""
+    return [episodes[s]["search_probabilities"][0] * episodes[s]["reward"]
+            + (1 - episodes[s]["search_probabilities"][0]) * episodes[a]["reward"] for s, a, _, _ in pairs]
 
 
 def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
