@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cli import main
 from langchain_smartrag.policy import left_pad, position_ids
 from langchain_smartrag.scoring import answer_reward
-from training import QAExample, checkpoints, evaluate, load_qa
+from training import QAExample, checkpoints, load_qa
 from training import ppo as ppo_module
 from training.ppo import (
     ActorCritic,
@@ -30,11 +30,19 @@ from training.ppo import (
     train,
     trainable_policy,
 )
-from training.ppo_math import AdaptiveKL, gae, paired_decision_advantages, policy_loss, two_action_kl, value_loss, whiten
+from training.ppo_math import (
+    AdaptiveKL,
+    gae,
+    paired_decision_advantages,
+    policy_loss,
+    two_action_kl,
+    value_loss,
+    whiten,
+)
 from training.segments import Segment, episode_segments, rollout_segments
 from training.sft import SFTConfig
 from training.sft import train as sft_train
-from training.tiny import tiny_model, tiny_tokenizer
+from training.tiny_world import KNOWN, build_world, world_config, world_scores
 from training.trajectories import collect
 
 # -- the arithmetic ---------------------------------------------------------------------------------
@@ -235,60 +243,11 @@ def test_a_head_critic_never_moves_the_policy_a_shared_one_does(critic, tiny_mod
 
 # -- a small world where the right decision depends on the question ----------------------------------
 
-KNOWN = {"What color is the apple?": "red", "What color is the sky?": "blue", "What color is the grass?": "green",
-         "What color is the snow?": "white", "What color is the coal?": "black", "What color is the sun?": "yellow"}
-"""Facts the SFT model answers closed-book: a search only costs."""
-UNKNOWN = {"What is the code of zork?": "seven", "What is the code of blip?": "three", "What is the code of quux?": "nine",
-           "What is the code of frob?": "four", "What is the code of grue?": "eight", "What is the code of snark?": "five"}
-"""Facts it does not know ("unknown" closed-book), which the corpus holds: a search pays."""
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A corpus, the questions, and a tiny model fine-tuned so it answers right but decides by a coin flip.
-
-    SFT sees both actions for every question (P(search) ~ 0.5 everywhere), the closed-book answer
-    ("unknown" for UNKNOWN) and the answer after the observation: the decision is left to PPO.
-    """
-    root = tmp_path_factory.mktemp("world")
-    corpus = [{"id": f"c{i}", "title": q.split()[-1][:-1], "text": f"The code of {q.split()[-1][:-1]} is {a}."}
-              for i, (q, a) in enumerate(UNKNOWN.items())]
-    (root / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in corpus))
-    qa = [{"id": str(i), "question": q, "answers": [a]} for i, (q, a) in enumerate({**KNOWN, **UNKNOWN}.items())]
-    (root / "qa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in qa))
-    tokenizer = tiny_tokenizer([row["text"] for row in corpus] + [*KNOWN, *UNKNOWN, *KNOWN.values(), "unknown"])
-    tiny_model(tokenizer, hidden_size=64).save_pretrained(root / "base")
-    tokenizer.save_pretrained(root / "base")
-    policy = SmartRAGPolicy.from_pretrained(root / "base", autocast=False)
-    retriever = BM25Retriever.from_jsonl(root / "corpus.jsonl", k=2)
-    rows = []
-    for question, answer in {**KNOWN, **UNKNOWN}.items():
-        prompt = policy.prompt(question)
-        closed_book = answer if question in KNOWN else "unknown"
-        rows += [{"prompt": prompt, "completion": f"{ANSWER} {closed_book}"}, {"prompt": prompt, "completion": f"{SEARCH} {question}"}]
-        if question in UNKNOWN:
-            rows.append({"prompt": policy.prompt(question, retriever.invoke(question)), "completion": f"{ANSWER} {answer}"})
-    (root / "warmup.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    sft_train(SFTConfig(data=str(root / "warmup.jsonl"), output_dir=str(root / "sft"), base_model=str(root / "base"),
-                        lora=False, learning_rate=3e-3, batch_size=len(rows), max_steps=200, warmup_steps=5, bf16=False,
-                        save_every=1000, log_every=50))
-    return root
-
-
-def world_config(world, output_dir, **overrides):
-    values = {"output_dir": str(output_dir), "base_model": str(world / "sft" / "final"), "data": str(world / "qa.jsonl"),
-                  "corpus": str(world / "corpus.jsonl"), "k": 2, "dev_dataset": None, "iterations": 20, "episodes_per_iteration": 48,
-                  "rollout_batch_size": 48, "minibatch_episodes": 16, "learning_rate": 2e-3, "lora_r": 8, "alpha": 0.5, "bf16": False,
-                  "init_kl_coef": 0.01, "progress": False}
-    return PPOConfig(**{**values, **overrides})
-
-
-def world_scores(world, policy):
-    """Greedy smartrag episodes of every world question: (mean reward, mean P(search) on KNOWN, on UNKNOWN)."""
-    graph = create_smartrag_graph(policy, BM25Retriever.from_jsonl(world / "corpus.jsonl", k=2))
-    results = evaluate(graph, load_qa(world / "qa.jsonl"), progress=False, alpha=0.5)
-    p_search = policy.search_probability_batch([policy.prompt(q) for q in [*KNOWN, *UNKNOWN]])
-    return results["reward"], sum(p_search[:6]) / 6, sum(p_search[6:]) / 6
+    """Closed-book facts and facts only the corpus holds, a tiny model that answers right but decides by a coin
+    flip (`training.tiny_world`)."""
+    return build_world(tmp_path_factory.mktemp("world"))
 
 
 def test_ppo_learns_to_search_only_when_the_answer_needs_it(world, tmp_path):
