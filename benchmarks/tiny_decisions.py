@@ -36,6 +36,14 @@ def trace(run: Path) -> list[tuple[float, float]]:
     return [tuple(sum(v) / max(len(v), 1) for v in (rows[i][False], rows[i][True])) for i in sorted(rows)]
 
 
+def number_or_yaml(text: str) -> object:
+    """A command-line value: a number where it reads as one (YAML takes "5e-4" for a string), else YAML."""
+    try:
+        return float(text)
+    except ValueError:
+        return yaml.safe_load(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--known-copies", type=int, default=5)
@@ -44,7 +52,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="other PPOConfig overrides (YAML values)")
     args = parser.parse_args()
-    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    overrides = {key: number_or_yaml(value) for key, value in (item.split("=", 1) for item in args.set)}
     with tempfile.TemporaryDirectory() as tmp:
         world = build_world(Path(tmp))
         questions = write_questions(Path(tmp) / "questions.jsonl", args.known_copies)

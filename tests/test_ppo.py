@@ -42,7 +42,7 @@ from training.ppo_math import (
 from training.segments import Segment, episode_segments, rollout_segments
 from training.sft import SFTConfig
 from training.sft import train as sft_train
-from training.tiny_world import KNOWN, build_world, world_config, world_scores
+from training.tiny_world import KNOWN, build_world, world_config, world_scores, write_questions
 from training.trajectories import collect
 
 # -- the arithmetic ---------------------------------------------------------------------------------
@@ -284,6 +284,18 @@ def test_paired_decisions_learn_when_to_search_from_both_branches_of_each_questi
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert log[0]["retrieval_rate"] == 0.5 and log[-1]["expected_reward"] > log[0]["expected_reward"]
     assert ppo_module.plot_curves(tmp_path / "run").stat().st_size > 0  # plots P(search), not the forced 0.5
+
+
+def test_centered_paired_decisions_learn_when_a_search_pays_for_few_questions(world, tmp_path):
+    """Each closed-book fact asked five times as often (a search pays for 1 question in 6, as in the real data): the
+    plain paired gradient drives P(search) to ~0 for every question by iteration 12, at 2e-3 and at 5e-4 alike
+    (`benchmarks/tiny_decisions.py`); with 90% of the mean gap taken out, the bias falls first, then the decision
+    tells the two kinds apart."""
+    questions = write_questions(tmp_path / "questions.jsonl", known_copies=5)
+    final = train(world_config(world, tmp_path / "run", data=str(questions), paired_decisions=True,
+                               decision_centering=0.9, iterations=20, seed=1))
+    _, known, unknown = world_scores(world, SmartRAGPolicy.from_pretrained(final, autocast=False))
+    assert known < 0.1 and unknown > 0.9, (known, unknown)
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):

@@ -97,7 +97,9 @@ class PPOConfig:
     decision_centering: float = 0.0
     """With `paired_decisions`: the part of the iteration's mean search-minus-answer gap taken out of every
     decision's gap. 0 is the plain paired gradient; towards 1 the decisions learn from how questions differ,
-    while the share of searches they all have in common (the bias every update moves) moves more slowly."""
+    while the share of searches they all have in common (the bias every update moves) moves more slowly. Where a
+    search pays for few questions, the plain gradient drives P(search) to ~0 for all of them (tiny world: at 0 and
+    0.5; learned at 0.9 and 1.0, `benchmarks/tiny_decisions.py`)."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
     model may need < 1 to ever answer right (SmolLM2-135M after SFT, 32 train questions: EM 0.16 greedy,
