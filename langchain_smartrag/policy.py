@@ -143,7 +143,8 @@ def embedded_model_dir() -> Path:
 
 def bf16_is_fast(device: torch.device | str) -> bool:
     """Whether bf16 autocast speeds `device` up: a CUDA GPU with bf16, or a CPU with native bf16 (oneDNN's check:
-    AVX-512 or AMX). On an AVX2-only CPU bf16 is emulated: SmolLM2-135M generated 3.6x slower than in fp32 (benchmarks/bf16_speed.py)."""
+    AVX-512 or AMX). On an AVX2-only CPU bf16 is emulated: SmolLM2-135M generated 3.6x slower than in fp32
+    (`benchmarks/bf16_speed.py`)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()

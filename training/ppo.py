@@ -329,9 +329,9 @@ def train(config: PPOConfig) -> Path:
             scale = torch.rsqrt(var + 1e-8)
         if config.paired_decisions:  # scaled like the rest; shifted only by the chosen part of the mean gap
             pairs = pair_returns(episodes, by_episode, rewards)
-            gaps = accelerator.reduce(torch.stack([sum((qs - qn for _, _, qs, qn in pairs), torch.tensor(0.0, device=device)),
-                                                   torch.tensor(float(len(pairs)), device=device)]))
-            baseline = config.decision_centering * gaps[0] / gaps[1].clamp(min=1)
+            gap_sum = sum((qs - qn for _, _, qs, qn in pairs), torch.tensor(0.0, device=device))
+            gap_sum, pair_count = accelerator.reduce(torch.stack([gap_sum, torch.tensor(float(len(pairs)), device=device)]))
+            baseline = config.decision_centering * gap_sum / pair_count.clamp(min=1)
             pair_decisions(pairs, segments, by_episode, advantages, scale, baseline)
         t2 = time.perf_counter()
 
