@@ -131,6 +131,14 @@ def _none_or(convert: Callable[[str], Any], text: str) -> Any:
     return _NONE if text.lower() == "none" else convert(text)
 
 
+def dataclass_flag_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of `cls` that `add_dataclass_flags` flags were given for (`--flag none`: None)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: None if v is _NONE else v for k, v in vars(args).items() if k in names and v is not None}
+
+
 def train_stage(args: argparse.Namespace) -> int:
     """`smartrag train sft|ppo`: the stage's config from `--config` YAML, overridden by flags; prints the output."""
     import dataclasses
@@ -151,7 +159,7 @@ def train_stage(args: argparse.Namespace) -> int:
     unknown = set(values) - names
     if unknown:
         raise SystemExit(f"smartrag train {args.stage}: unknown config fields {sorted(unknown)}")
-    values.update({k: None if v is _NONE else v for k, v in vars(args).items() if k in names and v is not None})
+    values.update(dataclass_flag_values(args, config_class))
     missing = [f.name for f in dataclasses.fields(config_class)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values]
     if missing:
