@@ -23,7 +23,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,15 @@ class PPOConfig:
     while the share of searches they all have in common (the bias every update moves) moves more slowly. Where a
     search pays for few questions, the plain gradient drives P(search) to ~0 for all of them (tiny world: at 0 and
     0.5; learned at 0.9 and 1.0, `benchmarks/tiny_decisions.py`)."""
+    text_centering: bool = False
+    """With `paired_decisions`: every token's advantage but the first decision's is centred on the mean of its branch
+    (searched first / answered first), so the query and answer after a forced `[Search]` are judged against other
+    searched episodes, not against answered ones, and only the decision carries what a search costs or earns.
+    Without it, on SmolLM2, the branch's lower return on those tokens moved P(search) 0.31 -> 0.05 in one update
+    even with `decision_centering` 0.9 (`benchmarks/search_shift.py`)."""
+    trained_tokens: str = "all"
+    """With `paired_decisions`: "all", or only the first decisions' tokens ("decisions": every other advantage is 0),
+    or all but them ("text"). To train the decision on its own, and to tell which part of an update moves it."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
     model may need < 1 to ever answer right (SmolLM2-135M after SFT, 32 train questions: EM 0.16 greedy,
@@ -228,6 +237,10 @@ def train(config: PPOConfig) -> Path:
     if config.episodes_per_iteration % (world * per_question):
         raise ValueError(f"episodes_per_iteration={config.episodes_per_iteration} must divide among {world} processes"
                          + (" in pairs" if config.paired_decisions else ""))
+    if config.trained_tokens not in ("all", "decisions", "text"):
+        raise ValueError(f"trained_tokens must be 'all', 'decisions' or 'text', not {config.trained_tokens!r}")
+    if config.trained_tokens != "all" and not config.paired_decisions:
+        raise ValueError(f"trained_tokens={config.trained_tokens!r} needs paired_decisions (its decisions are the paired ones)")
     if config.paired_decisions and config.max_retrievals < 1:
         raise ValueError("paired_decisions needs max_retrievals >= 1 (a decision to pair)")
     output_dir = Path(config.output_dir)
@@ -319,6 +332,8 @@ def train(config: PPOConfig) -> Path:
         rewards = [torch.tensor(s.scores, device=device) - kl_control.coef * kl
                    for s, kl in zip(segments, kl_tokens, strict=True)]
         advantages, returns = episode_advantages(by_episode, rewards, old_values, config.gamma, config.lam)
+        if config.paired_decisions and config.text_centering:
+            center_branch_text(segments, by_episode, advantages, accelerator.reduce)
         scale = torch.tensor(1.0, device=device)
         if config.whiten_advantages:  # over every process's tokens (each joins the reduce, even with none)
             flat = torch.cat(advantages) if advantages else torch.zeros(0, device=device)
@@ -333,6 +348,8 @@ def train(config: PPOConfig) -> Path:
             gap_sum, pair_count = accelerator.reduce(torch.stack([gap_sum, torch.tensor(float(len(pairs)), device=device)]))
             baseline = config.decision_centering * gap_sum / pair_count.clamp(min=1)
             pair_decisions(pairs, segments, by_episode, advantages, scale, baseline)
+            if config.trained_tokens != "all":
+                keep_tokens(config.trained_tokens, pairs, segments, by_episode, advantages)
         t2 = time.perf_counter()
 
         # 3. update: epochs x minibatches of episodes; each minibatch is one optimizer step -------------
@@ -542,6 +559,24 @@ def decision_kls(
     return out
 
 
+def center_branch_text(
+    segments: Sequence[Segment], by_episode: Sequence[Sequence[int]], advantages: list[torch.Tensor],
+    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+) -> None:
+    """Subtract from every token's advantage but the first decision's the mean of those tokens over its branch
+    (paired episodes [0, n) searched first, [n, 2n) answered first; `reduce` sums over processes)."""
+    n = len(by_episode) // 2
+    text = [(e >= n, i, segments[i].decision_tokens if k == 0 else 0)
+            for e, rows in enumerate(by_episode) for k, i in enumerate(rows)]
+    sums = torch.zeros((2, 2), device=advantages[0].device if advantages else None)
+    for answered, i, start in text:
+        sums[int(answered)] += torch.stack([advantages[i][start:].sum(), advantages[i].new_tensor(len(advantages[i]) - start)])
+    sums = reduce(sums)
+    means = sums[:, 0] / sums[:, 1].clamp(min=1)
+    for answered, i, start in text:
+        advantages[i][start:] -= means[int(answered)]
+
+
 def pair_decisions(
     pairs: Sequence[tuple[int, int, torch.Tensor, torch.Tensor]], segments: Sequence[Segment],
     by_episode: Sequence[Sequence[int]], advantages: list[torch.Tensor], scale: torch.Tensor,
@@ -554,6 +589,21 @@ def pair_decisions(
                                 paired_decision_advantages(return_search, return_answer, baseline), strict=True):
             first = by_episode[e][0]
             advantages[first][: segments[first].decision_tokens] = advantage * scale
+
+
+def keep_tokens(
+    which: str, pairs: Sequence[tuple[int, int, Any, Any]], segments: Sequence[Segment],
+    by_episode: Sequence[Sequence[int]], advantages: list[torch.Tensor],
+) -> None:
+    """Zero the advantage of every token but the paired first decisions' (`which` = "decisions"), or of those
+    decisions ("text"), so only the rest trains the policy."""
+    decisions = {by_episode[e][0] for searched, answered, _, _ in pairs for e in (searched, answered)}
+    for i, advantage in enumerate(advantages):
+        cut = segments[i].decision_tokens if i in decisions else 0
+        if which == "decisions":
+            advantage[cut:] = 0.0
+        else:
+            advantage[:cut] = 0.0
 
 
 def covered(example: QAExample) -> bool:
