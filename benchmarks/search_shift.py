@@ -2,17 +2,24 @@
 
     python benchmarks/search_shift.py langchain_smartrag/adapters/smartrag-smollm2-135m runs/a/final runs/b/final \
         [--per-group 64] [--split train] [--output shift.json]
+    python benchmarks/search_shift.py POLICIES... --rollouts runs/first-update/c09 --iteration 2
+
 
 The same seeded questions for every policy, in groups a search pays for differently: PopQA with its subject in the
 bundled corpus and without, AmbigNQ, HotpotQA with its evidence in the corpus. One prefill per question, no text
 generated (`SmartRAGPolicy.search_probability_batch`), in fp32 unless the hardware has fast bf16.
+With `--rollouts`, instead: each question a paired run trained on in `--iteration`, its search-minus-answer reward
+gap, and every policy's P(search) on it (did the update move each question the way its own gap says?).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
+
+from paired_rollouts import paired_episodes
 
 from langchain_smartrag import SmartRAGPolicy
 from training import dataset_path, load_qa, sample
@@ -43,6 +50,26 @@ def mean_p_search(policy: SmartRAGPolicy, groups: dict[str, list[str]], batch: i
     return out
 
 
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def per_question(policies: list[str], run: str, iteration: int) -> list[dict]:
+    """The run's paired questions of `iteration` with their gap and each policy's P(search)."""
+    pairs = [(s, a) for i, s, a in paired_episodes(run) if i == iteration]
+    rows = [{"id": s["id"], "question": s["question"], "gap": s["reward"] - a["reward"]} for s, a in pairs]
+    for source in policies:
+        policy = SmartRAGPolicy.load(source)
+        for row, p in zip(rows, policy.search_probability_batch([policy.prompt(r["question"]) for r in rows]), strict=True):
+            row[source] = p
+    print(f"| gap | {' | '.join(policies)} | logit change, last vs first | question |\n|---|" + "---|" * (len(policies) + 2))
+    for row in sorted(rows, key=lambda r: r["gap"]):
+        change = logit(row[policies[-1]]) - logit(row[policies[0]])  # how far the last policy moved from the first
+        print(f"| {row['gap']:+.2f} | " + " | ".join(f"{row[p]:.3f}" for p in policies)
+              + f" | {change:+.2f} | {row['question'][:60]} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("policies", nargs="+", help="adapter directories, `embedded` or `embedded-base`")
@@ -50,7 +77,15 @@ def main() -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output")
+    parser.add_argument("--rollouts", help="a paired run: its questions of --iteration instead of the groups")
+    parser.add_argument("--iteration", type=int, default=2)
     args = parser.parse_args()
+    if args.rollouts:
+        rows = per_question(args.policies, args.rollouts, args.iteration)
+        if args.output:
+            with open(args.output, "w") as file:
+                json.dump({"rollouts": args.rollouts, "iteration": args.iteration, "rows": rows}, file, indent=1)
+        return
     groups = questions(args.split, args.per_group, args.seed)
     rows = []
     print("| policy | " + " | ".join(GROUPS) + " |\n|---|" + "---|" * len(GROUPS))

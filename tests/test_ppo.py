@@ -109,20 +109,6 @@ def test_forced_decisions_are_charged_their_exact_kl_not_their_log_ratios():
     assert kls == {0: pytest.approx(expected), 1: pytest.approx(expected)}
 
 
-def test_text_centering_judges_each_branchs_text_against_its_own_branch_and_leaves_the_decision_alone():
-    """A searched-first episode (decision + query, then the answer) and an answered-first one (decision + answer): the
-    searched branch's lower return leaves its text tokens (mean 0 per branch); the first decisions keep theirs."""
-    segments = [Segment(0, [1], [5, 6, 7], [0.0] * 3, decision_tokens=1), Segment(0, [1], [8, 9], [0.0] * 2),
-                Segment(1, [1], [5, 6], [0.0] * 2, decision_tokens=1)]
-    advantages = [torch.tensor([9.0, -1.0, -2.0]), torch.tensor([-3.0, -4.0]), torch.tensor([7.0, 1.0])]
-    ppo_module.center_branch_text(segments, [[0, 1], [2]], advantages)
-    assert [a.tolist() for a in advantages] == [[9.0, 1.5, 0.5], [-0.5, -1.5], [7.0, 0.0]]
-    # under several processes the branch means are over all of them: another one's searched text summed -6 over 2 tokens
-    advantages = [torch.tensor([9.0, -1.0, -2.0]), torch.tensor([-3.0, -4.0]), torch.tensor([7.0, 1.0])]
-    ppo_module.center_branch_text(segments, [[0, 1], [2]], advantages, reduce=lambda t: t + torch.tensor([[-6.0, 2.0], [0, 0]]))
-    assert advantages[0][1].item() == pytest.approx(-1.0 + 16 / 6)
-
-
 @pytest.mark.parametrize(("which", "expected"), [("decisions", [[9.0, 0.0, 0.0], [0.0, 0.0], [7.0, 0.0]]),
                                                 ("text", [[0.0, -1.0, -2.0], [-3.0, -4.0], [0.0, 1.0]])])
 def test_trained_tokens_keeps_only_the_paired_decisions_or_only_the_rest(which, expected):

@@ -23,7 +23,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,15 +100,10 @@ class PPOConfig:
     while the share of searches they all have in common (the bias every update moves) moves more slowly. Where a
     search pays for few questions, the plain gradient drives P(search) to ~0 for all of them (tiny world: at 0 and
     0.5; learned at 0.9 and 1.0, `benchmarks/tiny_decisions.py`)."""
-    text_centering: bool = False
-    """With `paired_decisions`: every token's advantage but the first decision's is centred on the mean of its branch
-    (searched first / answered first), so the query and answer after a forced `[Search]` are judged against other
-    searched episodes, not against answered ones, and only the decision carries what a search costs or earns.
-    Without it, on SmolLM2, the branch's lower return on those tokens moved P(search) 0.31 -> 0.05 in one update
-    even with `decision_centering` 0.9 (`benchmarks/search_shift.py`)."""
     trained_tokens: str = "all"
     """With `paired_decisions`: "all", or only the first decisions' tokens ("decisions": every other advantage is 0),
-    or all but them ("text"). To train the decision on its own, and to tell which part of an update moves it."""
+    or all but them ("text"). Tells which part of an update moves the decision (`benchmarks/first_update.sh`); not
+    for whole runs: with no advantage of their own the answers drift (tiny world, 12 iterations: reward 1.0 -> 0-0.4)."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
     model may need < 1 to ever answer right (SmolLM2-135M after SFT, 32 train questions: EM 0.16 greedy,
@@ -332,8 +327,6 @@ def train(config: PPOConfig) -> Path:
         rewards = [torch.tensor(s.scores, device=device) - kl_control.coef * kl
                    for s, kl in zip(segments, kl_tokens, strict=True)]
         advantages, returns = episode_advantages(by_episode, rewards, old_values, config.gamma, config.lam)
-        if config.paired_decisions and config.text_centering:
-            center_branch_text(segments, by_episode, advantages, accelerator.reduce)
         scale = torch.tensor(1.0, device=device)
         if config.whiten_advantages:  # over every process's tokens (each joins the reduce, even with none)
             flat = torch.cat(advantages) if advantages else torch.zeros(0, device=device)
@@ -557,24 +550,6 @@ def decision_kls(
         kl = float(two_action_kl(search[0], answer[0], search[1], answer[1]))
         out[searched] = out[answered] = kl
     return out
-
-
-def center_branch_text(
-    segments: Sequence[Segment], by_episode: Sequence[Sequence[int]], advantages: list[torch.Tensor],
-    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
-) -> None:
-    """Subtract from every token's advantage but the first decision's the mean of those tokens over its branch
-    (paired episodes [0, n) searched first, [n, 2n) answered first; `reduce` sums over processes)."""
-    n = len(by_episode) // 2
-    text = [(e >= n, i, segments[i].decision_tokens if k == 0 else 0)
-            for e, rows in enumerate(by_episode) for k, i in enumerate(rows)]
-    sums = torch.zeros((2, 2), device=advantages[0].device if advantages else None)
-    for answered, i, start in text:
-        sums[int(answered)] += torch.stack([advantages[i][start:].sum(), advantages[i].new_tensor(len(advantages[i]) - start)])
-    sums = reduce(sums)
-    means = sums[:, 0] / sums[:, 1].clamp(min=1)
-    for answered, i, start in text:
-        advantages[i][start:] -= means[int(answered)]
 
 
 def pair_decisions(
