@@ -332,6 +332,15 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monke
     assert [r["reward"] for r in rows[0]] == [r["reward"] for r in rows[1]]
 
 
+def test_a_resumed_run_trains_at_its_configs_learning_rate_not_the_checkpoints(world, tmp_path):
+    """The optimizer's saved state carries the old rate; a run resumed to try another must not silently keep it."""
+    settings = {"episodes_per_iteration": 4, "rollout_batch_size": 4, "minibatch_episodes": 4}
+    train(world_config(world, tmp_path / "run", iterations=1, learning_rate=2e-3, **settings))
+    train(world_config(world, tmp_path / "run", iterations=2, learning_rate=1e-4, resume=True, **settings))
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["learning_rate"] for r in log if "dev" not in r] == [2e-3, 1e-4]
+
+
 def test_missing_init_and_checkpoints_fail_clearly(world, tmp_path):
     with pytest.raises(ValueError, match="not a peft adapter directory"):
         train(world_config(world, tmp_path / "x", init=str(tmp_path)))

@@ -271,6 +271,8 @@ def train(config: PPOConfig) -> Path:
     if checkpoint is not None:
         state = restore(checkpoint, actor_critic, optimizer, rank)
         start, kl_control.coef, best_reward = int(state["step"]), state["kl_coef"], state.get("best_reward", best_reward)
+        for group, rate in zip(optimizer.param_groups, (config.learning_rate, config.value_learning_rate), strict=True):
+            group["lr"] = rate  # the config's, not the checkpoint's: a resumed run may change them
     log = (output_dir / "metrics.jsonl").open("a") if main else None
 
     def write(record: dict[str, Any]) -> None:
@@ -397,6 +399,7 @@ def train(config: PPOConfig) -> Path:
                 file.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in played)
         record = {
             "iteration": iteration + 1, **rollout, "kl_coef": kl_control.coef, "value_warmup": warmup,
+            "learning_rate": optimizer.param_groups[0]["lr"],
             **{k: sum(v) / len(v) if v else None for k, v in stats.items()},
             "update_tokens_per_second": sum(gather_object([update_tokens])) / max(t3 - t2, 1e-9),
             "seconds": {"rollout": t1 - t0, "score": t2 - t1, "update": t3 - t2},
