@@ -4,7 +4,6 @@
         [--per-group 64] [--split train] [--output shift.json]
     python benchmarks/search_shift.py POLICIES... --rollouts runs/first-update/c09 --iteration 2
 
-
 The same seeded questions for every policy, in groups a search pays for differently: PopQA with its subject in the
 bundled corpus and without, AmbigNQ, HotpotQA with its evidence in the corpus. One prefill per question, no text
 generated (`SmartRAGPolicy.search_probability_batch`), in fp32 unless the hardware has fast bf16.

@@ -573,8 +573,8 @@ def keep_tokens(
     which: str, pairs: Sequence[tuple[int, int, Any, Any]], segments: Sequence[Segment],
     by_episode: Sequence[Sequence[int]], advantages: list[torch.Tensor],
 ) -> None:
-    """Zero the advantage of every token but the paired first decisions' (`which` = "decisions"), or of those
-    decisions ("text"), so only the rest trains the policy."""
+    """Keep only the paired first decisions' advantages (`which` = "decisions") or only every other token's ("text");
+    the others become 0, so those tokens do not train the policy."""
     decisions = {by_episode[e][0] for searched, answered, _, _ in pairs for e in (searched, answered)}
     for i, advantage in enumerate(advantages):
         cut = segments[i].decision_tokens if i in decisions else 0
