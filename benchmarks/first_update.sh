@@ -20,5 +20,6 @@ variant c09-head --decision-centering 0.9 --critic head
 variant c09-decisions --decision-centering 0.9 --trained-tokens decisions
 variant c09-text --decision-centering 0.9 --trained-tokens text
 variant c10 --decision-centering 1.0
-python benchmarks/search_shift.py $shipped "$out"/{c09,c09-head,c09-decisions,c09-text,c10}/final \
+variant c09-lr5e-6 --decision-centering 0.9 --learning-rate 5e-6
+python benchmarks/search_shift.py $shipped "$out"/{c09,c09-head,c09-decisions,c09-text,c10,c09-lr5e-6}/final \
   --output "$out/shift.json"
