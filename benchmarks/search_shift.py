@@ -40,13 +40,14 @@ def questions(split: str, per_group: int, seed: int) -> dict[str, list[str]]:
     return out
 
 
-def mean_p_search(policy: SmartRAGPolicy, groups: dict[str, list[str]], batch: int = 32) -> dict[str, float]:
-    out = {}
-    for name, texts in groups.items():
-        prompts = [policy.prompt(q) for q in texts]
-        p = [x for first in range(0, len(prompts), batch) for x in policy.search_probability_batch(prompts[first : first + batch])]
-        out[name] = sum(p) / len(p)
-    return out
+def p_search(policy: SmartRAGPolicy, texts: list[str], batch: int = 32) -> list[float]:
+    """P(search) at each question's decision prompt, `batch` prompts a pass."""
+    prompts = [policy.prompt(q) for q in texts]
+    return [p for first in range(0, len(prompts), batch) for p in policy.search_probability_batch(prompts[first : first + batch])]
+
+
+def mean_p_search(policy: SmartRAGPolicy, groups: dict[str, list[str]]) -> dict[str, float]:
+    return {name: sum(p_search(policy, texts)) / len(texts) for name, texts in groups.items()}
 
 
 def logit(p: float) -> float:
@@ -58,8 +59,7 @@ def per_question(policies: list[str], run: str, iteration: int) -> list[dict]:
     pairs = [(s, a) for i, s, a in paired_episodes(run) if i == iteration]
     rows = [{"id": s["id"], "question": s["question"], "gap": s["reward"] - a["reward"]} for s, a in pairs]
     for source in policies:
-        policy = SmartRAGPolicy.load(source)
-        for row, p in zip(rows, policy.search_probability_batch([policy.prompt(r["question"]) for r in rows]), strict=True):
+        for row, p in zip(rows, p_search(SmartRAGPolicy.load(source), [r["question"] for r in rows]), strict=True):
             row[source] = p
     print(f"| gap | {' | '.join(policies)} | logit change, last vs first | question |\n|---|" + "---|" * (len(policies) + 2))
     for row in sorted(rows, key=lambda r: r["gap"]):
