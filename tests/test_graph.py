@@ -82,13 +82,19 @@ def test_a_failing_retriever_is_recorded_and_the_answer_still_comes(searching_po
     assert "answer" in out and "well_formed" in out
 
 
+def same_run(a: dict, b: dict) -> bool:
+    """Equal states; P(search) to 1e-6, as a padded batch's float sums may differ from a lone prompt's in the 7th digit."""
+    key = "search_probabilities"
+    return {**a, key: None} == {**b, key: None} and a[key] == pytest.approx(b[key], abs=1e-6)
+
+
 def test_batch_stream_and_ainvoke_agree_with_invoke(policy, retriever):
     graph = create_smartrag_graph(policy, retriever)
     questions = [{"question": q} for q in ("Who wrote Hamlet?", "Capital of France?", "   ")]
     expected = [graph.invoke(q) for q in questions[:2]]
     batched = graph.batch(questions, return_exceptions=True)
-    assert batched[:2] == expected and isinstance(batched[2], ValueError)
-    assert asyncio.run(graph.ainvoke(questions[0])) == expected[0]
+    assert all(same_run(b, e) for b, e in zip(batched[:2], expected)) and isinstance(batched[2], ValueError)
+    assert same_run(asyncio.run(graph.ainvoke(questions[0])), expected[0])
     updates = [next(iter(chunk)) for chunk in graph.stream(questions[0], stream_mode="updates")]
     assert updates[0] == "decide" and updates[-1] == "answer"
 
