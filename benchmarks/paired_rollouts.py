@@ -7,14 +7,18 @@ Every question of a `paired_decisions` run was played both ways, so each gives a
 whether the corpus holds the subject and by question template (coverage is a template matter: 95% of
 "place of birth" subjects, 1% of "producer" ones). Columns: mean search-minus-answer reward over the run,
 then mean P(search) in consecutive groups of iterations: does the decision follow the signal, per row?
+For runs that log each decision's P(search) after its iteration's update (`p_search_after`), a second table: per
+iteration, how far the update moved the logit of the decisions a search paid for, and of the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
+from statistics import correlation, mean
 
 from training import dataset_path, load_qa
 from training.ppo import covered
@@ -40,6 +44,29 @@ def paired_episodes(run: str | Path) -> list[tuple[int, dict, dict]]:
             if len(pair) == 2 and pair[True]["search_probabilities"]]
 
 
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def update_shifts(pairs: list[tuple[int, dict, dict]]) -> None:
+    """Per iteration: the mean change of the decision's logit in its update, where the search paid and where it did not,
+    and the correlation of each question's change with its own search-minus-answer gap."""
+    print("| iteration | questions | search paid | logit change, search paid | logit change, the others | corr(gap, change) |")
+    print("|---" * 6 + "|")
+    for iteration in sorted({i for i, _, _ in pairs}):
+        rows = [(s["reward"] - a["reward"], logit(s["p_search_after"]) - logit(s["search_probabilities"][0]))
+                for i, s, a in pairs if i == iteration and s.get("p_search_after") is not None]
+        if len(rows) < 2:
+            continue
+        paid = [change for gap, change in rows if gap > 0]
+        others = [change for gap, change in rows if gap <= 0]
+        gaps, changes = zip(*rows, strict=True)
+        r = correlation(gaps, changes) if len(set(gaps)) > 1 and len(set(changes)) > 1 else float("nan")
+        print(f"| {iteration} | {len(rows)} | {len(paid)} | {mean(paid) if paid else float('nan'):+.2f} | "
+              f"{mean(others) if others else float('nan'):+.2f} | {r:+.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run")
@@ -63,6 +90,9 @@ def main() -> None:
             continue
         cells = [f"{sum(v) / len(v):.2f}" if (v := p_search[row][g]) else "" for g in range(args.groups)]
         print(f"| {row} | {len(gain[row])} | {sum(gain[row]) / len(gain[row]):+.2f} | " + " | ".join(cells) + " |")
+    if any(s.get("p_search_after") is not None for _, s, _ in pairs):
+        print()
+        update_shifts(pairs)
 
 
 if __name__ == "__main__":

@@ -308,6 +308,22 @@ def test_centered_paired_decisions_learn_when_a_search_pays_for_few_questions(wo
     assert known < 0.1 and unknown > 0.9, (known, unknown)
 
 
+def test_each_rollout_records_its_decisions_p_search_after_the_update(world, tmp_path):
+    """What an update did to each decision, question by question: P(search) on the same prompt before and after
+    (the value warm-up iteration leaves it as it was)."""
+    final = train(world_config(world, tmp_path / "run", paired_decisions=True, iterations=2, episodes_per_iteration=16,
+                               rollout_batch_size=16, minibatch_episodes=8))
+    policy = SmartRAGPolicy.from_pretrained(final, autocast=False)
+    played = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    warmup, update = played[:16], played[16:]
+    assert max(abs(e["p_search_after"] - e["search_probabilities"][0]) for e in warmup) < 1e-5
+    assert max(abs(e["p_search_after"] - e["search_probabilities"][0]) for e in update) > 0.01
+    after = policy.search_probability_batch([policy.prompt(e["question"]) for e in update])
+    assert [e["p_search_after"] for e in update] == pytest.approx(after, abs=1e-5)
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1]["p_search_after"] == pytest.approx(sum(after) / len(after))
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
     settings = {"iterations": 3, "episodes_per_iteration": 16, "rollout_batch_size": 8, "minibatch_episodes": 8}
     straight = train(world_config(world, tmp_path / "a", **settings))

@@ -381,6 +381,7 @@ def train(config: PPOConfig) -> Path:
                 for key, value in zip(stats, (sums / step_tokens).tolist(), strict=True):
                     stats[key].append(value)
         t3 = time.perf_counter()
+        p_after = search_after(policy, episodes)
 
         # 4. log, adapt the KL coefficient, checkpoint, evaluate ----------------------------------------
         episode_kl = [float(sum(kl_tokens[i].sum() for i in rows)) for rows in by_episode]
@@ -388,8 +389,8 @@ def train(config: PPOConfig) -> Path:
             for e, kl in decision_kls(pairs, segments, by_episode, old_logprobs, ref_logprobs).items():
                 first = by_episode[e][0]
                 episode_kl[e] += kl - float(kl_tokens[first][: segments[first].decision_tokens].sum())
-        played = gather_object([{**{k: e[k] for k in ROLLOUT_FIELDS}, "iteration": iteration + 1, "kl": kl}
-                                for e, kl in zip(episodes, episode_kl, strict=True)])
+        played = gather_object([{**{k: e[k] for k in ROLLOUT_FIELDS}, "iteration": iteration + 1, "kl": kl, "p_search_after": p}
+                                for e, kl, p in zip(episodes, episode_kl, p_after, strict=True)])
         rollout = summarize_rollout(played)
         if config.paired_decisions:
             expected = gather_object(expected_rewards(episodes, pairs))
@@ -515,10 +516,21 @@ def expected_rewards(episodes: Sequence[dict[str, Any]], pairs: Sequence[tuple[i
             + (1 - episodes[s]["search_probabilities"][0]) * episodes[a]["reward"] for s, a, _, _ in pairs]
 
 
+def search_after(policy: SmartRAGPolicy, episodes: Sequence[dict[str, Any]]) -> list[float | None]:
+    """Each episode's first-decision P(search) under the current weights, on the prompt it decided on (None without
+    one): what an update did to each decision, question by question. One pass over the distinct prompts."""
+    prompts = [e["trace"][0]["prompt"] if e.get("trace") else None for e in episodes]
+    distinct = list(dict.fromkeys(p for p in prompts if p is not None))
+    after = dict(zip(distinct, policy.search_probability_batch(distinct), strict=True))
+    return [after.get(p) for p in prompts]
+
+
 def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Iteration means over every process's episodes (`p_search`: the first decision's P(search))."""
+    """Iteration means over every process's episodes (`p_search`: the first decision's P(search); `p_search_after`:
+    the same decisions' after the iteration's update)."""
     n = max(len(episodes), 1)
     first = [e["search_probabilities"][0] for e in episodes if e["search_probabilities"]]
+    after = [e["p_search_after"] for e in episodes if e.get("p_search_after") is not None]
     return {
         "episodes": len(episodes),
         "reward": sum(e["reward"] for e in episodes) / n,
@@ -528,6 +540,7 @@ def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "format_error_rate": sum(not e["well_formed"] for e in episodes) / n,
         "kl": sum(e["kl"] for e in episodes) / n,
         "p_search": sum(first) / max(len(first), 1),
+        "p_search_after": sum(after) / len(after) if after else None,
     }
 
 
