@@ -324,6 +324,16 @@ def test_each_rollout_records_its_decisions_p_search_after_the_update(world, tmp
     assert log[-1]["p_search_after"] == pytest.approx(sum(after) / len(after))
 
 
+def test_the_policys_learning_rate_ramps_up_over_warmup_steps_resumed_or_not(world, tmp_path):
+    """6 policy steps an iteration (2 epochs x 3 minibatches) after one value warm-up iteration: over 12 warm-up steps
+    the first policy update ends at half the rate and the next at the full rate, also when the run resumes between."""
+    settings = {"warmup_steps": 12, "episodes_per_iteration": 48, "minibatch_episodes": 16}
+    train(world_config(world, tmp_path / "run", iterations=2, **settings))
+    train(world_config(world, tmp_path / "run", iterations=3, resume=True, **settings))
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["learning_rate"] for r in log] == pytest.approx([2e-3, 1e-3, 2e-3])  # iteration 1: the value warm-up
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
     settings = {"iterations": 3, "episodes_per_iteration": 16, "rollout_batch_size": 8, "minibatch_episodes": 8}
     straight = train(world_config(world, tmp_path / "a", **settings))

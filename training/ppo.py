@@ -117,6 +117,9 @@ class PPOConfig:
     micro_batch_tokens: int = 4096
     """Segments per forward pass are grouped by length up to about this many tokens (memory, speed)."""
     learning_rate: float = 2e-5
+    warmup_steps: int = 0
+    """Policy optimizer steps, from the first policy update, over which its learning rate ramps linearly up to
+    `learning_rate` (the value head's stays put)."""
     value_learning_rate: float = 1e-3
     clip_range: float = 0.2
     value_clip_range: float = 0.2
@@ -229,6 +232,7 @@ def train(config: PPOConfig) -> Path:
     if config.critic not in ("shared", "head"):
         raise ValueError(f"critic must be 'shared' or 'head', not {config.critic!r}")
     per_question = 2 if config.paired_decisions else 1
+    steps_per_epoch = -(-config.episodes_per_iteration // config.minibatch_episodes)
     if config.episodes_per_iteration % (world * per_question):
         raise ValueError(f"episodes_per_iteration={config.episodes_per_iteration} must divide among {world} processes"
                          + (" in pairs" if config.paired_decisions else ""))
@@ -351,10 +355,14 @@ def train(config: PPOConfig) -> Path:
         warmup = iteration < config.value_warmup_iterations
         stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl")}
         update_tokens = 0
+        step = (iteration - config.value_warmup_iterations) * config.ppo_epochs * steps_per_epoch  # policy steps so far
         for epoch in range(config.ppo_epochs):
             order = torch.randperm(config.episodes_per_iteration, generator=torch.Generator().manual_seed(
                 (config.seed * 100_003 + iteration) * 101 + epoch)).tolist()
             for first in range(0, len(order), config.minibatch_episodes):
+                if not warmup:
+                    optimizer.param_groups[0]["lr"] = policy_learning_rate(config, step)
+                    step += 1
                 # a minibatch is a slice of the global episode order; each process trains its own episodes of it
                 step_episodes = [g // world for g in order[first : first + config.minibatch_episodes] if g % world == rank]
                 rows_in_step = [i for e in step_episodes for i in by_episode[e]]
@@ -422,6 +430,12 @@ def train(config: PPOConfig) -> Path:
         save_policy(policy, value_head, final, {"iteration": config.iterations})
     accelerator.wait_for_everyone()
     return final
+
+
+def policy_learning_rate(config: PPOConfig, step: int) -> float:
+    """The policy's rate at its optimizer step `step` (0 is the first policy update's first): `learning_rate` after
+    a linear ramp over `warmup_steps`."""
+    return config.learning_rate * min(1.0, (step + 1) / max(config.warmup_steps, 1))
 
 
 def save_policy(policy: SmartRAGPolicy, value_head: torch.nn.Module, directory: Path, info: dict[str, Any]) -> None:
