@@ -119,7 +119,10 @@ class PPOConfig:
     learning_rate: float = 2e-5
     warmup_steps: int = 0
     """Policy optimizer steps, from the first policy update, over which its learning rate ramps linearly up to
-    `learning_rate` (the value head's stays put)."""
+    `learning_rate` (the value head's stays put). Adam's first steps are about `learning_rate` per weight whatever
+    the gradient's size: on the embedded model the first update at 5e-5 took P(search) 0.31 -> 0.05 (approx. KL
+    0.078), while the same rate after 5 updates at 1e-5 moved it 0.219 -> 0.222 (KL 0.003), each question with its
+    own gap (README, "Adam's cold start")."""
     value_learning_rate: float = 1e-3
     clip_range: float = 0.2
     value_clip_range: float = 0.2
