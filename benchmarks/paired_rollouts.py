@@ -45,6 +45,7 @@ def paired_episodes(run: str | Path) -> list[tuple[int, dict, dict]]:
 
 
 def logit(p: float) -> float:
+    """log(p / (1 - p)), with p kept within [1e-6, 1 - 1e-6] so a saturated decision gives a finite number."""
     p = min(max(p, 1e-6), 1 - 1e-6)
     return math.log(p / (1 - p))
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
-from paired_rollouts import paired_episodes
+from paired_rollouts import logit, paired_episodes
 
 from langchain_smartrag import SmartRAGPolicy
 from training import dataset_path, load_qa, sample
@@ -48,10 +47,6 @@ def p_search(policy: SmartRAGPolicy, texts: list[str], batch: int = 32) -> list[
 
 def mean_p_search(policy: SmartRAGPolicy, groups: dict[str, list[str]]) -> dict[str, float]:
     return {name: sum(p_search(policy, texts)) / len(texts) for name, texts in groups.items()}
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1 - p))
 
 
 def per_question(policies: list[str], run: str, iteration: int) -> list[dict]:
