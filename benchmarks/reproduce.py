@@ -12,7 +12,8 @@ episode when its first P(search) >= t and its no-retrieval episode otherwise. So
 rows at t = 0.5 and the threshold sweep come from each policy's two forced runs; a real smartrag-mode run of
 SmartRAG checks that (bf16 results shift a little with batch composition, so the two agree closely, not exactly).
 
-One results JSON per (data set, policy, mode) under `--out` (found files are reused: an interrupted run resumes),
+One results JSON per (data set, policy, mode) under `--out` (a found file is reused if the same adapter wrote it:
+an interrupted run resumes, a new adapter's runs replace the old one's),
 then `sweep.png` and the table between the `reproduce` markers in README.md.
 """
 
@@ -72,7 +73,7 @@ def run_all(adapters: dict[str, Path], variants: list[str], n: int, out: Path, c
     results = {}
     for variant, name, mode in jobs:
         path = out / f"{slug(variant)}--{name}--{mode}.json"
-        if not path.exists():
+        if not path.exists() or json.loads(path.read_text())["config"].get("adapter_sha256") != hashes[name]:
             if name not in policies:
                 policies[name] = SmartRAGPolicy.from_pretrained(adapters[name], merge=True)
             data, keep = DATA_SETS[variant]
