@@ -115,7 +115,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif kind.startswith("list["):
-            parser.add_argument(flag, nargs="+", default=None, metavar=f.name.upper())
+            element = {"list[int]": int, "list[float]": float}.get(kind.removesuffix(" | None"), str)
+            parser.add_argument(flag, nargs="+", type=element, default=None, metavar=f.name.upper())
         else:
             convert = {"int": int, "float": float}.get(kind.removesuffix(" | None"), str)
             if kind.endswith("| None"):  # `--flag none` sets None

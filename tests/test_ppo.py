@@ -234,6 +234,21 @@ def test_data_sets_take_equal_turns_and_only_covered_questions_train():
     assert not {e.id for e in first} & {e.id for e in iteration_examples(sets, 4, 10, seed=0)}
 
 
+def test_dataset_weights_set_each_sets_share_of_the_questions(tmp_path):
+    from langchain_smartrag.cli import main
+
+    sets = load_questions(None, ["popqa", "hotpotqa"], "train", covered_only=True)
+    assert iteration_examples(sets, 3, 10, 0, weights=[1, 1]) == iteration_examples(sets, 3, 10, 0)
+    drawn = [iteration_examples(sets, iteration, 12, 0, weights=[2, 1]) for iteration in range(3)]
+    assert all([e.id.split("-")[0] for e in d] == ["popqa", "popqa", "hotpotqa"] * 4 for d in drawn)
+    ids = [e.id for d in drawn for e in d]
+    assert len(set(ids)) == len(ids)  # still consecutive slices of each set's permutation: no repeats
+    for weights in (["1"], ["2", "0"]):  # through the CLI: `--dataset-weights` reads whole numbers
+        with pytest.raises(ValueError, match="dataset_weights"):
+            main(["train", "ppo", "--output-dir", str(tmp_path / "run"), "--datasets", "popqa", "hotpotqa",
+                  "--dataset-weights", *weights])
+
+
 @pytest.mark.parametrize("critic", ["shared", "head"])
 def test_a_head_critic_never_moves_the_policy_a_shared_one_does(critic, tiny_model_dir, retriever):
     config = PPOConfig(base_model=str(tiny_model_dir), bf16=False, lora_r=4, critic=critic)

@@ -64,6 +64,10 @@ class PPOConfig:
     # data and environment
     datasets: list[str] = field(default_factory=lambda: ["popqa", "ambignq", "hotpotqa"])
     """Train splits of the repository's data sets; each gets the same share of every iteration's episodes."""
+    dataset_weights: list[int] | None = None
+    """Questions each data set contributes per turn instead (e.g. [4, 1, 1]: four of every six are the first
+    set's), where one set holds more to learn: PopQA's templates tell when its corpus pays, and a share of a
+    third met the two templates that pay most 8 times in 12 iterations."""
     split: str = "train"
     covered_only: bool | list[str] = True
     """Only questions whose evidence the bundled corpus holds (a list: only in those data sets). All of PopQA
@@ -252,13 +256,17 @@ def train(config: PPOConfig) -> Path:
     device = accelerator.device
     use_bf16 = config.bf16 and bf16_is_fast(device)
 
-    # the environment: the serving graph over the retriever, and the questions
+    # the environment: the questions, and the serving graph over the retriever
+    train_sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
+    if config.dataset_weights is not None and (len(config.dataset_weights) != len(train_sets)
+                                               or min(config.dataset_weights) < 1):
+        raise ValueError(f"dataset_weights={config.dataset_weights}: give each of the {len(train_sets)} training "
+                         "sets a whole number of questions per turn, at least 1")
     policy = trainable_policy(config)
     pad_id = policy.tokenizer.pad_token_id
     retriever = build_retriever("local", config.corpus, config.k)
     graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold)
     rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
-    train_sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
     train_sets, validation = hold_out(train_sets, config.validation_per_dataset, config.seed)
     dev_examples = validation or dev_questions(config)
     eval_set = "validation (held-out train)" if validation else "dev"
@@ -308,7 +316,7 @@ def train(config: PPOConfig) -> Path:
         # question g of the iteration lives on process g % world, seeded by g: the same run for any world size
         questions = config.episodes_per_iteration // per_question
         mine = range(rank, questions, world)
-        examples = iteration_examples(train_sets, iteration, questions, config.seed)
+        examples = iteration_examples(train_sets, iteration, questions, config.seed, config.dataset_weights)
         contexts = [replace(rollout_context, sample_decision=False, threshold=t) for t in (0.0, NEVER)] \
             if config.paired_decisions else [rollout_context]  # paired: episodes [0, n) searched first, [n, 2n) not
         episodes = [episode for context in contexts for episode in collect(
@@ -655,13 +663,18 @@ def dev_questions(config: PPOConfig) -> list[QAExample]:
     return sample(examples, config.dev_limit, seed=config.seed)
 
 
-def iteration_examples(sets: Sequence[Sequence[QAExample]], iteration: int, count: int, seed: int) -> list[QAExample]:
-    """One iteration's questions: the data sets take turns (each as often, whatever its size), and each is
-    read as consecutive slices of a permutation reshuffled every pass over it."""
+def iteration_examples(sets: Sequence[Sequence[QAExample]], iteration: int, count: int, seed: int,
+                       weights: Sequence[int] | None = None) -> list[QAExample]:
+    """One iteration's questions: the data sets take turns, set i giving `weights[i]` questions a turn (default 1,
+    whatever its size), and each is read as consecutive slices of a permutation reshuffled every pass over it."""
+    weights = weights or [1] * len(sets)
+    turn = [which for which, weight in enumerate(weights) for _ in range(weight)]
     orders: dict[tuple[int, int], list[int]] = {}
     chosen = []
     for position in range(iteration * count, (iteration + 1) * count):
-        which, index = position % len(sets), position // len(sets)
+        cycle, slot = divmod(position, len(turn))
+        which = turn[slot]
+        index = cycle * weights[which] + turn[:slot].count(which)
         epoch, offset = divmod(index, len(sets[which]))
         if (which, epoch) not in orders:
             generator = torch.Generator().manual_seed(seed * 31 + epoch * 7919 + which)
