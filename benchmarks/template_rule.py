@@ -44,6 +44,11 @@ def coverage_by_template(split: str) -> dict[str, float]:
     return {prop: covered / n for prop, (covered, n) in counts.items()}
 
 
+def mostly_covered_templates(min_coverage: float = 0.5) -> set[str]:
+    """The PopQA templates whose subjects the corpus holds for at least `min_coverage` of train questions."""
+    return {prop for prop, share in coverage_by_template("train").items() if share >= min_coverage}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default="benchmarks/results/reproduce")
@@ -52,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     results = ROOT / args.results
     coverage = coverage_by_template("train")
-    searched = sorted(p for p, share in coverage.items() if share >= args.min_coverage)
+    searched = sorted(mostly_covered_templates(args.min_coverage))
     dev = {e.id: e for e in load_qa(dataset_path("popqa", "dev"))}
     print(f"Template rule: search for {', '.join(searched)} (train coverage "
           + ", ".join(f"{coverage[p]:.0%}" for p in searched) + "); every other template answers closed-book.\n")
