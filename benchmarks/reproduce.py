@@ -12,8 +12,9 @@ episode when its first P(search) >= t and its no-retrieval episode otherwise. So
 rows at t = 0.5 and the threshold sweep come from each policy's two forced runs; a real smartrag-mode run of
 SmartRAG checks that (bf16 results shift a little with batch composition, so the two agree closely, not exactly).
 
-One results JSON per (data set, policy, mode) under `--out` (a found file is reused if the same adapter wrote it:
-an interrupted run resumes, a new adapter's runs replace the old one's),
+One results JSON per (data set, policy, mode) under `--out` (a found file is reused if the same adapter wrote it on
+the same questions: an interrupted run resumes, a new adapter's runs replace the old one's; an adapter no longer on
+disk, such as an SFT adapter trained on another machine, still gives its table rows from its results),
 then `sweep.png` and the table between the `reproduce` markers in README.md.
 """
 
@@ -60,30 +61,44 @@ def decided(results: dict[tuple[str, str, str], dict[str, Any]], variant: str, n
     return at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], threshold)
 
 
-def run_all(adapters: dict[str, Path], variants: list[str], n: int, out: Path, check: bool
+def recorded(out: Path, name: str) -> str:
+    """The adapter fingerprint `name`'s results under `out` were written with, where its adapter is not on disk:
+    its table rows can still be read (not rerun) as long as every result came from that one adapter."""
+    found = {json.loads(path.read_text())["config"].get("adapter_sha256") for path in out.glob(f"*--{name}--*.json")}
+    if len(found) != 1:
+        raise SystemExit(f"--{name}: no adapter there and no results of one adapter in {out} "
+                         "(train it with benchmarks/train_embedded.sh)")
+    return found.pop()
+
+
+def run_all(adapters: dict[str, Path], hashes: dict[str, str], variants: list[str], n: int, out: Path, check: bool
             ) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every (data set, policy, mode) run of the policies in `adapters` on `variants`, loading each policy once
-    and only if one of its runs is missing."""
+    and only if one of its runs is missing: a found result is kept if the same adapter (`hashes`) wrote it on
+    the same questions."""
     retriever = BM25Retriever.bundled(k=4)
     policies: dict[str, SmartRAGPolicy] = {}
     jobs = [(variant, name, mode) for variant in variants for name, modes in FORCED.items() for mode in modes]
     jobs += [(variant, "smartrag", "smartrag") for variant in variants] if check else []
     jobs = [job for job in jobs if job[1] in adapters]
-    hashes = {name: fingerprint(adapter) for name, adapter in adapters.items()}
     results = {}
     for variant, name, mode in jobs:
         path = out / f"{slug(variant)}--{name}--{mode}.json"
-        if not path.exists() or json.loads(path.read_text())["config"].get("adapter_sha256") != hashes[name]:
+        data, keep = DATA_SETS[variant]
+        examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], n, seed=0)
+        found = json.loads(path.read_text()) if path.exists() else None
+        if (found is None or found["config"].get("adapter_sha256") != hashes[name]
+                or [r["id"] for r in found["records"]] != [e.id for e in examples]):
+            if not (adapters[name] / "adapter_model.safetensors").exists():
+                raise SystemExit(f"--{name} {adapters[name]}: no adapter there, and {path.name} needs a run")
             if name not in policies:
                 policies[name] = SmartRAGPolicy.from_pretrained(adapters[name], merge=True)
-            data, keep = DATA_SETS[variant]
-            examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], n, seed=0)
-            run = evaluate(create_smartrag_graph(policies[name], retriever), examples, mode=mode,
-                           config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": name,
-                                   "adapter": str(adapters[name]), "adapter_sha256": hashes[name]})
-            path.write_text(json.dumps(run, indent=1, ensure_ascii=False))
-        results[variant, name, mode] = json.loads(path.read_text())
-        print(f"{variant:28s} {name:9s} {mode:25s} reward {results[variant, name, mode]['reward']:.3f}", flush=True)
+            found = evaluate(create_smartrag_graph(policies[name], retriever), examples, mode=mode,
+                             config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": name,
+                                     "adapter": str(adapters[name]), "adapter_sha256": hashes[name]})
+            path.write_text(json.dumps(found, indent=1, ensure_ascii=False))
+        results[variant, name, mode] = found
+        print(f"{variant:28s} {name:9s} {mode:25s} reward {found['reward']:.3f}", flush=True)
     return results
 
 
@@ -195,13 +210,12 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     adapters = {"sft": Path(args.sft), "smartrag": Path(args.smartrag)}
     adapters = {args.only: adapters[args.only]} if args.only else adapters
-    for name, adapter in adapters.items():
-        if not (adapter / "adapter_model.safetensors").exists():
-            raise SystemExit(f"--{name} {adapter}: no adapter there (train it with benchmarks/train_embedded.sh)")
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
+    hashes = {name: fingerprint(adapter) if (adapter / "adapter_model.safetensors").exists() else recorded(out, name)
+              for name, adapter in adapters.items()}
     variants = [v for v in DATA_SETS if args.datasets is None or slug(v) in args.datasets]
-    results = run_all(adapters, variants, args.n, out, check=not args.no_check)
+    results = run_all(adapters, hashes, variants, args.n, out, check=not args.no_check)
     if args.only or args.datasets:
         return
     plot_sweep(results, out / "sweep.png")
@@ -210,7 +224,7 @@ def main() -> None:
         f"sample of {args.n} per data set (PopQA's subject-in-corpus subset has only "
         f"{results['PopQA (subject in corpus)', 'sft', 'no-retrieval']['n']}); greedy; retrieval quota 1; threshold "
         f"0.5; reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale; best per data set in "
-        f"bold). SFT adapter {fingerprint(adapters['sft'])}, SmartRAG adapter {fingerprint(adapters['smartrag'])} "
+        f"bold). SFT adapter {hashes['sft']}, SmartRAG adapter {hashes['smartrag']} "
         f"(sha256 prefixes). {datetime.date.today().isoformat()}, {platform.machine()} CPU, "
         f"`python benchmarks/reproduce.py --n {args.n}`.", "", *table(results), "",
         f"![threshold sweep]({(out / 'sweep.png').relative_to(ROOT)})", "",
