@@ -71,6 +71,13 @@ def recorded(out: Path, name: str) -> str:
     return found.pop()
 
 
+def measured(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+    """When and on what the results were measured, e.g. "2026-11-25, x86_64 CPU" (a span if they differ)."""
+    dates = sorted({r["config"]["date"] for r in results.values()})
+    machines = ", ".join(sorted({r["config"]["machine"] for r in results.values()}))
+    return f"{dates[0]}{' to ' + dates[-1] if len(dates) > 1 else ''}, {machines} CPU"
+
+
 def run_all(adapters: dict[str, Path], hashes: dict[str, str], variants: list[str], n: int, out: Path, check: bool
             ) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every (data set, policy, mode) run of the policies in `adapters` on `variants`, loading each policy once
@@ -95,7 +102,8 @@ def run_all(adapters: dict[str, Path], hashes: dict[str, str], variants: list[st
                 policies[name] = SmartRAGPolicy.from_pretrained(adapters[name], merge=True)
             found = evaluate(create_smartrag_graph(policies[name], retriever), examples, mode=mode,
                              config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": name,
-                                     "adapter": str(adapters[name]), "adapter_sha256": hashes[name]})
+                                     "adapter": str(adapters[name]), "adapter_sha256": hashes[name],
+                                     "date": datetime.date.today().isoformat(), "machine": platform.machine()})
             path.write_text(json.dumps(found, indent=1, ensure_ascii=False))
         results[variant, name, mode] = found
         print(f"{variant:28s} {name:9s} {mode:25s} reward {found['reward']:.3f}", flush=True)
@@ -225,7 +233,7 @@ def main() -> None:
         f"{results['PopQA (subject in corpus)', 'sft', 'no-retrieval']['n']}); greedy; retrieval quota 1; threshold "
         f"0.5; reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale; best per data set in "
         f"bold). SFT adapter {hashes['sft']}, SmartRAG adapter {hashes['smartrag']} "
-        f"(sha256 prefixes). {datetime.date.today().isoformat()}, {platform.machine()} CPU, "
+        f"(sha256 prefixes). Measured {measured(results)}, "
         f"`python benchmarks/reproduce.py --n {args.n}`.", "", *table(results), "",
         f"![threshold sweep]({(out / 'sweep.png').relative_to(ROOT)})", "",
         DECISION_NOTE, "",
