@@ -63,9 +63,9 @@ def update_shifts(pairs: list[tuple[int, dict, dict]]) -> None:
         paid = [change for gap, change in rows if gap > 0]
         others = [change for gap, change in rows if gap <= 0]
         gaps, changes = zip(*rows, strict=True)
-        r = correlation(gaps, changes) if len(set(gaps)) > 1 and len(set(changes)) > 1 else float("nan")
-        print(f"| {iteration} | {len(rows)} | {len(paid)} | {mean(paid) if paid else float('nan'):+.2f} | "
-              f"{mean(others) if others else float('nan'):+.2f} | {r:+.2f} |")
+        r = f"{correlation(gaps, changes):+.2f}" if len(set(gaps)) > 1 and len(set(changes)) > 1 else "-"
+        print(f"| {iteration} | {len(rows)} | {len(paid)} | {f'{mean(paid):+.2f}' if paid else '-'} | "
+              f"{f'{mean(others):+.2f}' if others else '-'} | {r} |")
 
 
 def main() -> None:
