@@ -73,8 +73,8 @@ def recorded(out: Path, name: str) -> str:
 
 def measured(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
     """When and on what the results were measured, e.g. "2026-11-25, x86_64 CPU" (a span if they differ)."""
-    dates = sorted({r["config"]["date"] for r in results.values()})
-    machines = ", ".join(sorted({r["config"]["machine"] for r in results.values()}))
+    dates = sorted({r["config"].get("date", "an unrecorded date") for r in results.values()})
+    machines = ", ".join(sorted({r["config"].get("machine", "an unrecorded") for r in results.values()}))
     return f"{dates[0]}{' to ' + dates[-1] if len(dates) > 1 else ''}, {machines} CPU"
 
 

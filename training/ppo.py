@@ -63,7 +63,8 @@ class PPOConfig:
     lora_alpha: int = 32
     # data and environment
     datasets: list[str] = field(default_factory=lambda: ["popqa", "ambignq", "hotpotqa"])
-    """Train splits of the repository's data sets; each gets the same share of every iteration's episodes."""
+    """Train splits of the repository's data sets; each gets the same share of every iteration's episodes,
+    unless `dataset_weights` says otherwise."""
     dataset_weights: list[int] | None = None
     """Questions each data set contributes per turn instead (e.g. [4, 1, 1]: four of every six are the first
     set's), where one set holds more to learn: PopQA's templates tell when its corpus pays, and a share of a
