@@ -150,8 +150,8 @@ DECISION_NOTE = (
 
 def decision_table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
     """Per data set and policy, does P(search) know *when* a search pays? (`DECISION_NOTE`)."""
-    lines = ["| data set | policy | mean P(search) | AUC: P(search) vs \"search paid\" | questions where search paid / hurt | "
-             "reward at 0.5 | oracle decision's reward |", "|---|---|---|---|---|---|---|"]
+    lines = [("| data set | policy | mean P(search) | AUC: P(search) vs \"search paid\" | questions where search paid / hurt | "
+             "reward at 0.5 | oracle decision's reward |"), "|---|---|---|---|---|---|---|"]
     for variant in DATA_SETS:
         for name, label in (("sft", "SFT only"), ("smartrag", "SmartRAG")):
             always, never = results[variant, name, "always-retrieve"]["records"], results[variant, name, "no-retrieval"]["records"]
@@ -228,13 +228,13 @@ def main() -> None:
         return
     plot_sweep(results, out / "sweep.png")
     text = "\n".join([
-        f"Embedded SmolLM2-135M-Instruct + LoRA; BM25 (bm25s) over the bundled corpus, k=4; **dev** questions, a seeded "
+        (f"Embedded SmolLM2-135M-Instruct + LoRA; BM25 (bm25s) over the bundled corpus, k=4; **dev** questions, a seeded "
         f"sample of {args.n} per data set (PopQA's subject-in-corpus subset has only "
         f"{results['PopQA (subject in corpus)', 'sft', 'no-retrieval']['n']}); greedy; retrieval quota 1; threshold "
         f"0.5; reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale; best per data set in "
         f"bold). SFT adapter {hashes['sft']}, SmartRAG adapter {hashes['smartrag']} "
         f"(sha256 prefixes). Measured {measured(results)}, "
-        f"`python benchmarks/reproduce.py --n {args.n}`.", "", *table(results), "",
+        f"`python benchmarks/reproduce.py --n {args.n}`."), "", *table(results), "",
         f"![threshold sweep]({(out / 'sweep.png').relative_to(ROOT)})", "",
         DECISION_NOTE, "",
         *decision_table(results), "",
@@ -242,7 +242,7 @@ def main() -> None:
     ])
     readme = (ROOT / "README.md").read_text()
     readme, found = re.subn(r"(<!-- reproduce:start -->\n).*?(\n<!-- reproduce:end -->)",
-                            lambda m: m.group(1) + text + m.group(2), readme, flags=re.S)
+                            lambda m: m.group(1) + text + m.group(2), readme, flags=re.DOTALL)
     if found:
         (ROOT / "README.md").write_text(readme)
     print(text)
