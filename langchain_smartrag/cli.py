@@ -109,16 +109,18 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One `--flag` per dataclass field; defaults stay None so a YAML config can fill what flags leave out."""
     import dataclasses
 
+    scalars = {"int": int, "float": float}  # any other type is read as text
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, str) else f.type.__name__
+        base = kind.removesuffix(" | None")
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif kind.startswith("list["):
-            element = {"list[int]": int, "list[float]": float}.get(kind.removesuffix(" | None"), str)
-            parser.add_argument(flag, nargs="+", type=element, default=None, metavar=f.name.upper())
+        elif base.startswith("list["):
+            parser.add_argument(flag, nargs="+", type=scalars.get(base[len("list["):-1], str), default=None,
+                                metavar=f.name.upper())
         else:
-            convert = {"int": int, "float": float}.get(kind.removesuffix(" | None"), str)
+            convert = scalars.get(base, str)
             if kind.endswith("| None"):  # `--flag none` sets None
                 convert = functools.partial(_none_or, convert)
             parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper())
