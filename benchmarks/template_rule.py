@@ -44,9 +44,10 @@ def coverage_by_template(split: str) -> dict[str, float]:
     return {prop: covered / n for prop, (covered, n) in counts.items()}
 
 
-def mostly_covered_templates(min_coverage: float = 0.5) -> set[str]:
-    """The PopQA templates whose subjects the corpus holds for at least `min_coverage` of train questions."""
-    return {prop for prop, share in coverage_by_template("train").items() if share >= min_coverage}
+def mostly_covered_templates(min_coverage: float = 0.5) -> dict[str, float]:
+    """The PopQA templates whose subjects the corpus holds for at least `min_coverage` of train questions, with
+    that share."""
+    return {prop: share for prop, share in coverage_by_template("train").items() if share >= min_coverage}
 
 
 def template_gains(pairs: list[tuple[dict, dict]], dev: dict[str, QAExample]) -> dict[str, float]:
@@ -64,11 +65,10 @@ def main() -> None:
     parser.add_argument("--bar", type=float, default=0.100, help="the best baseline's reward on PopQA (all)")
     args = parser.parse_args()
     results = ROOT / args.results
-    coverage = coverage_by_template("train")
-    searched = sorted(mostly_covered_templates(args.min_coverage))
+    searched = mostly_covered_templates(args.min_coverage)
     dev = {e.id: e for e in load_qa(dataset_path("popqa", "dev"))}
-    print(f"Template rule: search for {', '.join(searched)} (train coverage "
-          + ", ".join(f"{coverage[p]:.0%}" for p in searched) + "); every other template answers closed-book.\n")
+    print(f"Template rule: search for {', '.join(sorted(searched))} (train coverage "
+          + ", ".join(f"{searched[p]:.0%}" for p in sorted(searched)) + "); every other template answers closed-book.\n")
     print("| PopQA row | n | policy | no-retrieval | always-retrieve | policy at 0.5 | template rule "
           "| best per template (bound) | corpus oracle |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -79,10 +79,11 @@ def main() -> None:
             runs = {mode: json.loads((results / f"{slug(row)}--{policy}--{mode}.json").read_text())["records"]
                     for mode in ("always-retrieve", "no-retrieval")}
             pairs = list(zip(runs["always-retrieve"], runs["no-retrieval"], strict=True))
-            never[row, policy] = means([b for _, b in pairs])["reward"]
+            no_retrieval = means([b for _, b in pairs])
+            never[row, policy] = no_retrieval["reward"]
             gains[row, policy] = template_gains(pairs, dev)
             cells = [
-                means([b for _, b in pairs]), means([a for a, _ in pairs]),
+                no_retrieval, means([a for a, _ in pairs]),
                 means([a if a["search_probabilities"][0] >= 0.5 else b for a, b in pairs]),
                 means([a if dev[a["id"]].extra["prop"] in searched else b for a, b in pairs]),
                 {"reward": never[row, policy] + sum(max(g, 0.0) for g in gains[row, policy].values())},
