@@ -8,7 +8,8 @@ bundled corpus holds, and HotpotQA dev (every question has its paragraphs in the
 sample of `--n` questions for every policy, BM25 k=4 over the bundled corpus, threshold 0.5, greedy.
 One results JSON per (data set, policy) under `--out` (an existing file is reused: reruns resume);
 prints a markdown table. With `--validation CONFIG`: instead, the train questions that PPO config holds out
-for model selection (so adapters can be chosen between without looking at dev).
+for model selection (so adapters can be chosen between without looking at dev); `--exclude WARMUP.jsonl` leaves
+out the questions an SFT run trained on.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from baselines import VARIANTS, slug
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.jsonl import read_jsonl
 from training import dataset_path, evaluate, load_qa, sample
 from training.ppo import PPOConfig, hold_out, load_questions
 
@@ -34,15 +36,18 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--out", default="benchmarks/results/compare")
     parser.add_argument("--validation", metavar="PPO_CONFIG", help="compare on this PPO config's held-out questions")
+    parser.add_argument("--exclude", help="warm-up JSONL: leave out the questions it holds (the SFT data)")
     args = parser.parse_args()
+    exclude = {row["id"] for row in read_jsonl(args.exclude)} if args.exclude else set()
     if args.validation:
         import yaml
 
         config = PPOConfig(**yaml.safe_load(Path(args.validation).read_text()))
         sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
-        question_sets = {"validation (held-out train)": hold_out(sets, config.validation_per_dataset, config.seed)[1]}
+        held = hold_out(sets, config.validation_per_dataset, config.seed)[1]
+        question_sets = {"validation (held-out train)": [e for e in held if e.id not in exclude]}
     else:
-        question_sets = {variant: sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)],
+        question_sets = {variant: sample([e for e in load_qa(dataset_path(data, "dev")) if (keep is None or keep(e)) and e.id not in exclude],
                                          args.n, seed=0) for variant, (data, keep) in VARIANTS.items() if variant in DATA_SETS}
     warnings.filterwarnings("ignore")
     out = Path(args.out)

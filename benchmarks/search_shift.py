@@ -1,7 +1,7 @@
 """How far did training move each kind of question's P(search)? Mean P(search) of several policies, per group.
 
     python benchmarks/search_shift.py langchain_smartrag/adapters/smartrag-smollm2-135m runs/a/final runs/b/final \
-        [--per-group 64] [--split train] [--output shift.json]
+        [--per-group 64] [--split train] [--exclude runs/warmup.jsonl] [--output shift.json]
     python benchmarks/search_shift.py POLICIES... --rollouts runs/first-update/c09 --iteration 2
 
 The same seeded questions for every policy, in groups a search pays for differently: PopQA with its subject in the
@@ -23,6 +23,7 @@ from paired_rollouts import logit, paired_episodes
 from template_rule import mostly_covered_templates
 
 from langchain_smartrag import SmartRAGPolicy
+from langchain_smartrag.jsonl import read_jsonl
 from training import QAExample, dataset_path, load_qa, sample
 from training.ppo import covered
 
@@ -38,10 +39,11 @@ GROUPS: dict[str, tuple[str, Callable[[QAExample], bool]]] = {  # name: (data se
 """The last two: "place of birth" and "occupation" (corpus coverage >= 50% on train) and the rest (0-26%)."""
 
 
-def questions(split: str, per_group: int, seed: int) -> dict[str, list[str]]:
+def questions(split: str, per_group: int, seed: int, exclude: frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """Each group's seeded sample, leaving out the question ids in `exclude` (e.g. what an SFT run trained on)."""
     out = {}
     for name, (dataset, keep) in GROUPS.items():
-        examples = [e for e in load_qa(dataset_path(dataset, split)) if keep(e)]
+        examples = [e for e in load_qa(dataset_path(dataset, split)) if keep(e) and e.id not in exclude]
         out[name] = [e.question for e in sample(examples, per_group, seed=seed)]
     return out
 
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output")
+    parser.add_argument("--exclude", help="warm-up JSONL: leave out the questions it holds (the SFT data)")
     parser.add_argument("--rollouts", help="a paired run: its questions of --iteration instead of the groups")
     parser.add_argument("--iteration", type=int, default=2)
     args = parser.parse_args()
@@ -87,7 +90,8 @@ def main() -> None:
             with open(args.output, "w") as file:
                 json.dump({"rollouts": args.rollouts, "iteration": args.iteration, "rows": rows}, file, indent=1)
         return
-    groups = questions(args.split, args.per_group, args.seed)
+    exclude = frozenset(row["id"] for row in read_jsonl(args.exclude)) if args.exclude else frozenset()
+    groups = questions(args.split, args.per_group, args.seed, exclude)
     rows = []
     print("| policy | " + " | ".join(GROUPS) + " |\n|---|" + "---|" * len(GROUPS))
     for source in args.policies:
@@ -97,7 +101,8 @@ def main() -> None:
         print(f"| {source} | " + " | ".join(f"{means[g]:.3f}" for g in GROUPS) + " |", flush=True)
     if args.output:
         with open(args.output, "w") as file:
-            json.dump({"split": args.split, "per_group": args.per_group, "seed": args.seed, "rows": rows}, file, indent=1)
+            json.dump({"split": args.split, "per_group": args.per_group, "seed": args.seed, "exclude": args.exclude,
+                       "rows": rows}, file, indent=1)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,10 @@ def train_warmup(args: argparse.Namespace) -> int:
     from training import dataset_path, load_qa, sample
     from training.warmup import build_warmup, write_warmup
 
-    examples = [e for name in args.datasets for e in sample(load_qa(dataset_path(name, args.split)), args.per_dataset, args.seed)]
+    counts = args.per_dataset * len(args.datasets) if len(args.per_dataset) == 1 else args.per_dataset
+    if len(counts) != len(args.datasets):
+        raise SystemExit(f"--per-dataset: one count for all or one per data set ({len(args.datasets)}), got {len(counts)}")
+    examples = [e for name, n in zip(args.datasets, counts, strict=True) for e in sample(load_qa(dataset_path(name, args.split)), n, args.seed)]
     rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), build_retriever("local", args.corpus, args.k), examples,
                                 rewrites=args.rewrites, seed=args.seed)
     write_warmup(rows, report, args.output)
@@ -206,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
     p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"])
     p.add_argument("--split", default="train")
-    p.add_argument("--per-dataset", type=int, default=400, help="questions sampled from each data set")
+    p.add_argument("--per-dataset", type=int, nargs="+", default=[400],
+                   help="questions sampled from each data set: one count for all, or one per data set")
     p.add_argument("--rewrites", type=int, default=2, help="sampled rewrites tried when the question retrieves no answer")
     p.add_argument("--policy", help="model or adapter directory (default: the bare embedded model, embedded-base)")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")

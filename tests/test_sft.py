@@ -106,10 +106,12 @@ def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(tmp_pa
     from langchain_smartrag.cli import main
 
     warmup = tmp_path / "warmup.jsonl"
-    assert main(["train", "warmup", "--datasets", "hotpotqa", "--per-dataset", "3", "--rewrites", "1",
-                 "--policy", str(tiny_model_dir), "--corpus", str(corpus_file), "--output", str(warmup)]) == 0
+    flags = ["--rewrites", "1", "--policy", str(tiny_model_dir), "--corpus", str(corpus_file), "--output", str(warmup)]
+    assert main(["train", "warmup", "--datasets", "hotpotqa", "popqa", "--per-dataset", "3", "2", *flags]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["questions"] == 3 and warmup.with_suffix(".report.json").exists()
+    assert report["questions"] == 5 and warmup.with_suffix(".report.json").exists()  # one count per data set
+    with pytest.raises(SystemExit, match="one count for all or one per data set"):
+        main(["train", "warmup", "--datasets", "hotpotqa", "popqa", "ambignq", "--per-dataset", "3", "2", *flags])
     data = tmp_path / "sft.jsonl"  # the toy corpus answers no HotpotQA question: train on hand-made rows
     data.write_text(json.dumps({"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"}) + "\n")
     (tmp_path / "sft.yaml").write_text(f"data: {data}\nbase_model: {tiny_model_dir}\nmax_steps: 50\nbf16: false\n")
