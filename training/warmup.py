@@ -3,11 +3,16 @@
 - direct:   question -> "[Answer] y" for questions the base policy already answers closed-book;
 - search:   question -> "[Search] q" for the others, q being the question itself or a rewrite sampled from
             the policy, whichever first retrieves text that holds a gold answer;
-- observed: question + observation -> "[Answer] y", y being the gold alias found in the observation.
+- observed: question + observation -> "[Answer] y", y being the gold alias found in the observation;
+- no-search (only with `no_search=True`, not the paper's): question -> "[Answer]", the decision word alone, for
+            questions that neither the policy closed-book nor any query answers. With a corpus that holds the
+            answers to part of the questions, that is the decision the reward pays for (a search costs alpha and
+            finds nothing); the paper's web search left few such questions, and its protocol labels them search.
 
-Each question gives at most one decision example (direct or search), so no two examples disagree about the
-same question; the majority decision is cut to at most `max_decision_ratio` times the minority so that the
-retrieve-or-answer choice stays a learned judgement that PPO can still move, not a per-entity lookup.
+Each question gives at most one decision example (direct, search or no-search), so no two examples disagree about
+the same question; the majority decision is cut to at most `max_decision_ratio` times the minority (no-search
+examples go before direct ones) so that the retrieve-or-answer choice stays a learned judgement that PPO can still
+move, not a per-entity lookup.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class WarmupExample:
     prompt: str
     completion: str
     id: str
+    end: bool = True
+    """Whether the completion ends the turn (SFT trains the end-of-turn token after it); False for a decision word."""
 
 
 def _alias_in(text: str, golds: Sequence[str]) -> str | None:
@@ -57,9 +64,10 @@ def build_warmup(
     max_decision_ratio: float = 2.0,
     batch_size: int = 32,
     seed: int = 0,
+    no_search: bool = False,
 ) -> tuple[list[WarmupExample], dict[str, Any]]:
     """Build warm-up examples; returns them with a report of the mix."""
-    direct, search, observed, no_hit = [], [], [], 0
+    direct, search, observed, abstain, no_hit = [], [], [], [], 0
     for first in tqdm(range(0, len(examples), batch_size), desc="warm-up", unit="batch"):
         chunk = examples[first : first + batch_size]
         prompts = [policy.prompt(e.question) for e in chunk]
@@ -89,10 +97,16 @@ def build_warmup(
                 break
             else:
                 no_hit += 1
+                if no_search and known is None:
+                    abstain.append(WarmupExample("no-search", prompt, ANSWER, e.id, end=False))
     rng = random.Random(seed)
-    minority, majority = sorted([direct, search], key=len)
+    minority, majority = sorted([direct + abstain, search], key=len)
     cap = int(max_decision_ratio * len(minority)) if minority else len(majority)
-    kept_majority = rng.sample(majority, min(cap, len(majority)))
+    if majority is search:
+        kept_majority = rng.sample(search, min(cap, len(search)))
+    else:  # the answer side: direct examples first, they also teach answers
+        kept_majority = rng.sample(direct, min(cap, len(direct)))
+        kept_majority += rng.sample(abstain, min(cap - len(kept_majority), len(abstain)))
     rows = minority + kept_majority + observed
     rng.shuffle(rows)
     report = {
@@ -107,7 +121,7 @@ def build_warmup(
 
 
 def write_warmup(rows: Sequence[WarmupExample], report: dict[str, Any], path: str | Path) -> None:
-    """JSONL of {"kind", "prompt", "completion", "id"} (what `training.sft` reads) and a report beside it."""
+    """JSONL of {"kind", "prompt", "completion", "id", "end"} (what `training.sft` reads) and a report beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r.__dict__, ensure_ascii=False) + "\n" for r in rows))
