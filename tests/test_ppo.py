@@ -314,11 +314,12 @@ def test_paired_decisions_learn_when_to_search_from_both_branches_of_each_questi
 def test_centered_paired_decisions_learn_when_a_search_pays_for_few_questions(world, tmp_path):
     """Each closed-book fact asked five times as often (a search pays for 1 question in 6, as in the real data): the
     plain paired gradient drives P(search) to ~0 for every question by iteration 12, at 2e-3 and at 5e-4 alike
-    (`benchmarks/tiny_decisions.py`); with 90% of the mean gap taken out, the bias falls first, then the decision
-    tells the two kinds apart."""
+    (`benchmarks/tiny_decisions.py`); with the whole mean gap taken out, the decision tells the two kinds apart.
+    (Seed 1 at c = 1.0 did so on both CPUs measured, AVX2 and AVX-512; runs this long diverge with the hardware's
+    rounding, and c = 0.9 at seed 1 ended at 0.99 on one and 0.76 on the other.)"""
     questions = write_questions(tmp_path / "questions.jsonl", known_copies=5)
     final = train(world_config(world, tmp_path / "run", data=str(questions), paired_decisions=True,
-                               decision_centering=0.9, iterations=20, seed=1))
+                               decision_centering=1.0, iterations=20, seed=1))
     _, known, unknown = world_scores(world, SmartRAGPolicy.from_pretrained(final, autocast=False))
     assert known < 0.1 and unknown > 0.9, (known, unknown)
 
