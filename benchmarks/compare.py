@@ -22,9 +22,9 @@ from pathlib import Path
 from baselines import VARIANTS, slug
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
-from langchain_smartrag.jsonl import read_jsonl
 from training import dataset_path, evaluate, load_qa, sample
 from training.ppo import PPOConfig, hold_out, load_questions
+from training.warmup import warmup_ids
 
 DATA_SETS = ("PopQA (subject in corpus)", "HotpotQA")
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--validation", metavar="PPO_CONFIG", help="compare on this PPO config's held-out questions")
     parser.add_argument("--exclude", help="warm-up JSONL: leave out the questions it holds (the SFT data)")
     args = parser.parse_args()
-    exclude = {row["id"] for _, row in read_jsonl(args.exclude)} if args.exclude else set()
+    exclude = warmup_ids(args.exclude) if args.exclude else frozenset()
     if args.validation:
         import yaml
 

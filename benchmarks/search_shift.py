@@ -23,9 +23,9 @@ from paired_rollouts import logit, paired_episodes
 from template_rule import mostly_covered_templates
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.jsonl import read_jsonl
 from training import QAExample, dataset_path, load_qa, sample
 from training.ppo import covered
+from training.warmup import warmup_ids
 
 PAYING = mostly_covered_templates()
 GROUPS: dict[str, tuple[str, Callable[[QAExample], bool]]] = {  # name: (data set, which of its questions)
@@ -90,7 +90,7 @@ def main() -> None:
             with open(args.output, "w") as file:
                 json.dump({"rollouts": args.rollouts, "iteration": args.iteration, "rows": rows}, file, indent=1)
         return
-    exclude = frozenset(row["id"] for _, row in read_jsonl(args.exclude)) if args.exclude else frozenset()
+    exclude = warmup_ids(args.exclude) if args.exclude else frozenset()
     groups = questions(args.split, args.per_group, args.seed, exclude)
     rows = []
     print("| policy | " + " | ".join(GROUPS) + " |\n|---|" + "---|" * len(GROUPS))

@@ -8,7 +8,7 @@ import torch
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy, parse_action
 from training import QAExample, checkpoints
 from training.sft import SFTConfig, completion_example, train
-from training.warmup import build_warmup, write_warmup
+from training.warmup import build_warmup, warmup_ids, write_warmup
 
 QUESTIONS = {"Who wrote Hamlet?": "[Answer] Shakespeare", "Capital of France?": "[Search] capital of France",
              "When did Apollo 11 land?": "[Answer] 1969", "Who wrote the first program?": "[Search] first computer program"}
@@ -105,6 +105,7 @@ def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriev
     write_warmup(rows, report, tmp_path / "w.jsonl")
     assert len((tmp_path / "w.jsonl").read_text().splitlines()) == len(rows)
     assert json.loads((tmp_path / "w.report.json").read_text())["mix"] == report["mix"]
+    assert warmup_ids(tmp_path / "w.jsonl") == {r.id for r in rows}  # what evaluations of the SFT run leave out
     assert SEARCH  # the action grammar is the protocol's
     assert "no-search" not in report["mix"]  # the paper's protocol labels no question it cannot answer
 

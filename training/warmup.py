@@ -7,7 +7,8 @@
 - no-search (only with `no_search=True`, not the paper's): question -> "[Answer]", the decision word alone, for
             questions that neither the policy closed-book nor any query answers. With a corpus that holds the
             answers to part of the questions, that is the decision the reward pays for (a search costs alpha and
-            finds nothing); the paper's web search left few such questions, and its protocol labels them search.
+            finds nothing); without it such questions give no decision example, as in the paper, whose web search
+            left few of them.
 
 Each question gives at most one decision example (direct, search or no-search), so no two examples disagree about
 the same question; the majority decision is cut to at most `max_decision_ratio` times the minority (no-search
@@ -30,6 +31,7 @@ from langchain_core.retrievers import BaseRetriever
 from tqdm import tqdm
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
+from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.protocol import parse_action
 from langchain_smartrag.scoring import has_answer, normalize_answer
 
@@ -126,3 +128,8 @@ def write_warmup(rows: Sequence[WarmupExample], report: dict[str, Any], path: st
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r.__dict__, ensure_ascii=False) + "\n" for r in rows))
     path.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
+
+
+def warmup_ids(path: str | Path) -> frozenset[str]:
+    """The question ids a warm-up file holds: what an SFT run on it trained on, to leave out of its evaluations."""
+    return frozenset(row["id"] for _, row in read_jsonl(path))
