@@ -9,7 +9,7 @@ sample of `--n` questions for every policy, BM25 k=4 over the bundled corpus, th
 One results JSON per (data set, policy) under `--out` (an existing file is reused: reruns resume);
 prints a markdown table. With `--validation CONFIG`: instead, the train questions that PPO config holds out
 for model selection (so adapters can be chosen between without looking at dev); `--exclude WARMUP.jsonl` leaves
-out the questions an SFT run trained on.
+out the questions an SFT run trained on, `--per-dataset N` holds out N per data set instead of the config's number.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/compare")
     parser.add_argument("--validation", metavar="PPO_CONFIG", help="compare on this PPO config's held-out questions")
     parser.add_argument("--exclude", help="warm-up JSONL: leave out the questions it holds (the SFT data)")
+    parser.add_argument("--per-dataset", type=int, help="with --validation: hold out this many per data set, not the "
+                        "config's (more questions, but those beyond the config's own were open to its PPO run)")
     args = parser.parse_args()
     exclude = warmup_ids(args.exclude) if args.exclude else frozenset()
     if args.validation:
         import yaml
 
         config = PPOConfig(**yaml.safe_load(Path(args.validation).read_text()))
+        config.validation_per_dataset = args.per_dataset or config.validation_per_dataset
         sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
         held = hold_out(sets, config.validation_per_dataset, config.seed)[1]
         question_sets = {"validation (held-out train)": [e for e in held if e.id not in exclude]}
