@@ -51,6 +51,11 @@ ROWS = [  # table row: (policy, mode), a forced run or "derived" (the policy dec
 ]
 
 
+def result_path(out: Path, variant: str, name: str, mode: str) -> Path:
+    """Where the results JSON of one (data set, policy, mode) run lives under `out`."""
+    return out / f"{slug(variant)}--{name}--{mode}.json"
+
+
 def fingerprint(adapter: Path) -> str:
     """The first 12 hex digits of the adapter weights' sha256: which adapter a result came from."""
     return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
@@ -90,7 +95,7 @@ def run_all(adapters: dict[str, Path], hashes: dict[str, str], variants: list[st
     jobs = [job for job in jobs if job[1] in adapters]
     results = {}
     for variant, name, mode in jobs:
-        path = out / f"{slug(variant)}--{name}--{mode}.json"
+        path = result_path(out, variant, name, mode)
         data, keep = DATA_SETS[variant]
         examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], n, seed=0)
         found = json.loads(path.read_text()) if path.exists() else None

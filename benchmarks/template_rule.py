@@ -27,7 +27,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from baselines import slug
+from reproduce import result_path
 
 from training import QAExample, dataset_path, load_qa, means
 
@@ -76,7 +76,7 @@ def main() -> None:
     gains: dict[tuple[str, str], dict[str, float]] = {}
     for row in ROWS:
         for policy in ("sft", "smartrag"):
-            runs = {mode: json.loads((results / f"{slug(row)}--{policy}--{mode}.json").read_text())["records"]
+            runs = {mode: json.loads(result_path(results, row, policy, mode).read_text())["records"]
                     for mode in ("always-retrieve", "no-retrieval")}
             pairs = list(zip(runs["always-retrieve"], runs["no-retrieval"], strict=True))
             no_retrieval = means([b for _, b in pairs])

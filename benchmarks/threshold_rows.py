@@ -13,8 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from baselines import slug
-from reproduce import DATA_SETS
+from reproduce import DATA_SETS, result_path
 
 from training import at_threshold, means
 
@@ -27,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     print("| data set | n | threshold | EM | F1 | retrieval rate | reward |\n|---|---|---|---|---|---|---|")
     for variant in DATA_SETS:
-        runs = {mode: Path(args.results) / f"{slug(variant)}--{args.name}--{mode}.json"
+        runs = {mode: result_path(Path(args.results), variant, args.name, mode)
                 for mode in ("always-retrieve", "no-retrieval")}
         if not all(path.exists() for path in runs.values()):
             continue
