@@ -35,6 +35,7 @@ from training.ppo_math import (
     gae,
     paired_decision_advantages,
     policy_loss,
+    squared_log_ratio,
     two_action_kl,
     value_loss,
     whiten,
@@ -117,6 +118,15 @@ def test_trained_tokens_keeps_only_the_paired_decisions_or_only_the_rest(which, 
     advantages = [torch.tensor([9.0, -1.0, -2.0]), torch.tensor([-3.0, -4.0]), torch.tensor([7.0, 1.0])]
     ppo_module.keep_tokens(which, [(0, 1, torch.tensor(0.0), torch.tensor(0.0))], segments, [[0, 1], [2]], advantages)
     assert [a.tolist() for a in advantages] == expected
+
+
+def test_the_squared_log_ratio_pulls_each_token_back_to_the_reference_and_ignores_the_rest():
+    logprobs = torch.tensor([[-0.5, -1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[-1.0, -1.0, -0.1]])
+    penalty = squared_log_ratio(logprobs, ref, torch.tensor([[1.0, 1.0, 0.0]]))
+    penalty.backward()
+    assert penalty.item() == pytest.approx(0.5 * 0.5**2)  # the masked third token counts for nothing
+    assert logprobs.grad.tolist() == [[pytest.approx(0.5), 0.0, 0.0]]  # descent lowers the first, leaves the agreeing one
 
 
 def test_the_clipped_policy_loss_takes_the_pessimistic_side():
@@ -258,8 +268,8 @@ def test_a_head_critic_never_moves_the_policy_a_shared_one_does(critic, tiny_mod
     rows = range(len(segments))
     zeros, ones = ([torch.full((len(s.completion_ids),), v) for s in segments] for v in (0.0, 1.0))
     # zero advantages: only the value loss (values 0, returns 1) has a gradient
-    loss, _, _ = minibatch_loss(learner, segments, rows, 0, torch.device("cpu"), False, zeros, zeros, zeros, ones, config,
-                                warmup=False)
+    loss, _, _ = minibatch_loss(learner, segments, rows, 0, torch.device("cpu"), False, zeros, zeros, zeros, zeros, ones,
+                                config, warmup=False)
     loss.backward()
     lora_grads = [p.grad for name, p in policy.model.named_parameters() if "lora_B" in name and p.requires_grad]
     moved = any(g is not None and g.abs().sum() > 0 for g in lora_grads)
@@ -340,6 +350,23 @@ def test_each_rollout_records_its_decisions_p_search_after_the_update(world, tmp
     assert log[-1]["p_search_after"] == pytest.approx(sum(after) / len(after))
 
 
+def test_a_decision_kl_holds_the_decisions_while_the_rest_of_the_episode_trains(world, tmp_path):
+    """The same 2 iterations (one value warm-up, one update) with and without `decision_kl_coef`: the anchored update
+    moves each decision's P(search) far less, while the answers' tokens still move."""
+    def run(name: str, coef: float) -> tuple[float, dict]:
+        train(world_config(world, tmp_path / name, paired_decisions=True, iterations=2, episodes_per_iteration=16,
+                           rollout_batch_size=16, minibatch_episodes=8, decision_kl_coef=coef))
+        played = [json.loads(line) for line in (tmp_path / name / "rollouts.jsonl").read_text().splitlines()][16:]
+        log = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
+        return sum(abs(e["p_search_after"] - e["search_probabilities"][0]) for e in played) / len(played), log
+
+    free, free_log = run("free", 0.0)
+    held, held_log = run("held", 10.0)
+    assert held < free / 4, (held, free)
+    assert held_log["decision_anchor"] < free_log["decision_anchor"]
+    assert held_log["approx_kl"] > 0.2 * free_log["approx_kl"] > 0, "the answers still train"
+
+
 def test_the_policys_learning_rate_ramps_up_over_warmup_steps_resumed_or_not(world, tmp_path):
     """6 policy steps an iteration (2 epochs x 3 minibatches) after one value warm-up iteration: over 12 warm-up steps
     the first policy update ends at half the rate and the next at the full rate, also when the run resumes between."""
@@ -392,6 +419,8 @@ def test_missing_init_and_checkpoints_fail_clearly(world, tmp_path):
         train(world_config(world, tmp_path / "y", paired_decisions=True, trained_tokens="answers"))
     with pytest.raises(ValueError, match="needs paired_decisions"):
         train(world_config(world, tmp_path / "y", trained_tokens="decisions"))
+    with pytest.raises(ValueError, match="decision_kl_coef must be >= 0"):
+        train(world_config(world, tmp_path / "y", decision_kl_coef=-1.0))
     train(world_config(world, tmp_path / "z", iterations=1, episodes_per_iteration=4, rollout_batch_size=4))
     (tmp_path / "z" / "checkpoint-1" / "trainable.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot resume from .*checkpoint-1"):

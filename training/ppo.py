@@ -40,7 +40,16 @@ from langchain_smartrag.scoring import ALPHA
 from .checkpoints import checkpoint_all, prepare_output_dir, restore
 from .data import QAExample, dataset_path, load_qa, sample
 from .evaluate import evaluate
-from .ppo_math import AdaptiveKL, gae, paired_decision_advantages, policy_loss, two_action_kl, value_loss, whiten
+from .ppo_math import (
+    AdaptiveKL,
+    gae,
+    paired_decision_advantages,
+    policy_loss,
+    squared_log_ratio,
+    two_action_kl,
+    value_loss,
+    whiten,
+)
 from .segments import Segment, rollout_segments
 from .trajectories import collect
 
@@ -109,6 +118,11 @@ class PPOConfig:
     """With `paired_decisions`: "all", or only the first decisions' tokens ("decisions": every other advantage is 0),
     or all but them ("text"). Tells which part of an update moves the decision (`benchmarks/first_update.sh`); not
     for whole runs: with no advantage of their own the answers drift (tiny world, 12 iterations: reward 1.0 -> 0-0.4)."""
+    decision_kl_coef: float = 0.0
+    """Weight of `squared_log_ratio` to the reference on every decision's action-word tokens, added to the policy
+    loss: holds the decision near the starting adapter's while the rest of each episode trains. The reward's KL
+    penalty holds it only through the advantages, and on the embedded model a drift that all decisions share
+    outran that in every run (docs/experiments.md)."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
     model may need < 1 to ever answer right (SmolLM2-135M after SFT, 32 train questions: EM 0.16 greedy,
@@ -127,7 +141,7 @@ class PPOConfig:
     `learning_rate` (the value head's stays put). Adam's first steps are about `learning_rate` per weight whatever
     the gradient's size: on the embedded model the first update at 5e-5 took P(search) 0.31 -> 0.05 (approx. KL
     0.078), while the same rate after 5 updates at 1e-5 moved it 0.219 -> 0.222 (KL 0.003), each question with its
-    own gap (README, "Adam's cold start")."""
+    own gap (docs/experiments.md, "Adam's cold start")."""
     value_learning_rate: float = 1e-3
     clip_range: float = 0.2
     value_clip_range: float = 0.2
@@ -248,6 +262,8 @@ def train(config: PPOConfig) -> Path:
         raise ValueError(f"trained_tokens must be 'all', 'decisions' or 'text', not {config.trained_tokens!r}")
     if config.trained_tokens != "all" and not config.paired_decisions:
         raise ValueError(f"trained_tokens={config.trained_tokens!r} needs paired_decisions (its decisions are the paired ones)")
+    if config.decision_kl_coef < 0:
+        raise ValueError(f"decision_kl_coef must be >= 0, not {config.decision_kl_coef}")
     if config.paired_decisions and config.max_retrievals < 1:
         raise ValueError("paired_decisions needs max_retrievals >= 1 (a decision to pair)")
     output_dir = Path(config.output_dir)
@@ -365,7 +381,8 @@ def train(config: PPOConfig) -> Path:
 
         # 3. update: epochs x minibatches of episodes; each minibatch is one optimizer step -------------
         warmup = iteration < config.value_warmup_iterations
-        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl")}
+        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl",
+                                                          "decision_anchor")}
         update_tokens = 0
         step = (iteration - config.value_warmup_iterations) * config.ppo_epochs * steps_per_epoch  # policy steps so far
         for epoch in range(config.ppo_epochs):
@@ -381,7 +398,7 @@ def train(config: PPOConfig) -> Path:
                 step_tokens = accelerator.reduce(torch.tensor(
                     float(sum(len(segments[i].completion_ids) for i in rows_in_step)), device=device)).clamp(min=1)
                 passes = list(micro_batches(segments, rows_in_step, config.micro_batch_tokens))
-                sums = torch.zeros(5, device=device)
+                sums = torch.zeros(len(stats), device=device)
                 if not passes:  # none of this minibatch's episodes are here: still join the gradient all-reduce
                     logits, values = learner(torch.full((1, 2), pad_id, device=device), torch.ones((1, 2), device=device), 1)
                     accelerator.backward(0.0 * (logits.sum() + values.sum()))
@@ -389,8 +406,8 @@ def train(config: PPOConfig) -> Path:
                     sync = accelerator.no_sync(learner) if n < len(passes) - 1 else contextlib.nullcontext()
                     with sync:
                         loss, pass_sums, tokens = minibatch_loss(
-                            learner, segments, rows, pad_id, device, use_bf16, old_logprobs, old_values, advantages,
-                            returns, config, warmup)
+                            learner, segments, rows, pad_id, device, use_bf16, old_logprobs, ref_logprobs, old_values,
+                            advantages, returns, config, warmup)
                         accelerator.backward(loss / step_tokens * world)  # DDP averages over processes
                     sums += pass_sums
                     update_tokens += tokens
@@ -513,10 +530,12 @@ def episode_advantages(
 
 def minibatch_loss(
     learner: torch.nn.Module, segments: Sequence[Segment], rows: Sequence[int], pad_id: int, device: torch.device,
-    use_bf16: bool, old_logprobs: Sequence[torch.Tensor], old_values: Sequence[torch.Tensor],
-    advantages: Sequence[torch.Tensor], returns: Sequence[torch.Tensor], config: PPOConfig, warmup: bool,
+    use_bf16: bool, old_logprobs: Sequence[torch.Tensor], ref_logprobs: Sequence[torch.Tensor],
+    old_values: Sequence[torch.Tensor], advantages: Sequence[torch.Tensor], returns: Sequence[torch.Tensor],
+    config: PPOConfig, warmup: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One pass's summed loss, its summed stats (policy loss, value loss, clipped, entropy, approx KL), its tokens."""
+    """One pass's summed loss, its summed stats (policy loss, value loss, clipped, entropy, approx KL, the decision
+    tokens' squared log-ratio to the reference), its tokens."""
     input_ids, attention_mask, width, targets, mask = batch_inputs(segments, rows, pad_id, device)
     with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
         logits, values = learner(input_ids, attention_mask, width, train_body=not warmup and config.critic == "shared")
@@ -526,12 +545,15 @@ def minibatch_loss(
                                   config.clip_range)
     vf_sum = value_loss(values, right_align([old_values[i] for i in rows], width),
                         right_align([returns[i] for i in rows], width), mask, config.value_clip_range)
-    loss = config.vf_coef * vf_sum if warmup else pg_sum + config.vf_coef * vf_sum
+    decisions = right_align([(torch.arange(len(segments[i].completion_ids), device=device)
+                              < segments[i].decision_tokens).float() for i in rows], width)
+    anchor_sum = squared_log_ratio(logprobs, right_align([ref_logprobs[i] for i in rows], width), decisions)
+    loss = config.vf_coef * vf_sum if warmup else pg_sum + config.vf_coef * vf_sum + config.decision_kl_coef * anchor_sum
     with torch.no_grad():
         probs = torch.softmax(logits, dim=-1)
         entropy = ((torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)) * mask).sum()
-        approx_kl = (0.5 * (logprobs - old) ** 2 * mask).sum()
-    sums = torch.stack([pg_sum.detach(), vf_sum.detach(), clipped, entropy, approx_kl])
+        approx_kl = squared_log_ratio(logprobs, old, mask)
+    sums = torch.stack([pg_sum.detach(), vf_sum.detach(), clipped, entropy, approx_kl, anchor_sum.detach()])
     return loss, sums, int(attention_mask.sum())
 
 
@@ -635,7 +657,7 @@ def load_questions(data: str | None, datasets: Sequence[str], split: str, covere
     if data is not None:
         return [load_qa(data)]
     if isinstance(covered_only, str):
-        raise ValueError(f"covered_only must be true/false or a list of data sets, not {covered_only!r}")
+        raise TypeError(f"covered_only must be true/false or a list of data sets, not {covered_only!r}")
     only = set(datasets) if covered_only is True else set(covered_only or ())
     sets = [[e for e in load_qa(dataset_path(name, split)) if covered(e) or name not in only] for name in datasets]
     if not sets or not all(sets):

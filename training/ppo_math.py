@@ -69,6 +69,13 @@ def two_action_kl(search: torch.Tensor, answer: torch.Tensor, ref_search: torch.
     return (log_p.exp() * (log_p - log_ref)).sum(0)
 
 
+def squared_log_ratio(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """0.5 (log pi - log pi_ref)^2 summed over masked tokens: Schulman's k2 estimate of KL(pi || pi_ref) where the
+    tokens were sampled, and for forced ones (a paired decision's action words) a pull of each one's log-prob
+    back to the reference's. Zero, with a zero gradient, where the two agree."""
+    return (0.5 * (logprobs - ref_logprobs) ** 2 * mask).sum()
+
+
 def policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
