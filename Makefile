@@ -9,7 +9,7 @@ DEMO_QUESTIONS := "What is John Mayne's occupation?" \
 	"Which magazine was started first, Arthur's Magazine or First for Women?" \
 	"What is the capital of France?"
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast lint clean
 
 $(BIN)/smartrag: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

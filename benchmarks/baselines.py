@@ -86,18 +86,18 @@ def main() -> None:
 
     today = datetime.date.today().isoformat()
     table = "\n".join([
-        f"Embedded SmolLM2-135M-Instruct, **untrained** for SmartRAG; BM25 (bm25s) over the bundled corpus, k=4; "
+        (f"Embedded SmolLM2-135M-Instruct, **untrained** for SmartRAG; BM25 (bm25s) over the bundled corpus, k=4; "
         f"dev questions, a seeded sample of up to {args.n} per data set (PopQA's subject-in-corpus subset has "
         f"{results['PopQA (subject in corpus)', 'smartrag']['n']} dev questions); greedy; threshold 0.5; "
         f"reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale); hit = a gold "
         f"answer in the retrieved text, over the questions that retrieved. {today}, {platform.machine()} CPU, "
-        f"`python benchmarks/baselines.py --n {args.n}`.", "", *rows, "",
+        f"`python benchmarks/baselines.py --n {args.n}`."), "", *rows, "",
         "![threshold sweep](benchmarks/results/threshold_sweep.png)", "",
         "Sweep check, F1 at threshold 0.5 derived from the forced runs vs the real smartrag run: " + "; ".join(checks) + ".",
     ])
     readme = (ROOT / "README.md").read_text()
     readme = re.sub(r"(<!-- baselines:start -->\n).*?(\n<!-- baselines:end -->)", lambda m: m.group(1) + table + m.group(2),
-                    readme, flags=re.S)
+                    readme, flags=re.DOTALL)
     (ROOT / "README.md").write_text(readme)
     print(table)
 

@@ -36,6 +36,24 @@ def hidden_states(policy: SmartRAGPolicy, questions: list[str], batch: int = 16)
     return torch.cat(rows)
 
 
+def fit_logistic(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An L2 logistic regression by L-BFGS, the rare positives weighted up to balance the classes: (weights, bias)."""
+    weights = torch.zeros(x.shape[1], requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights, bias], max_iter=200)
+    positive_weight = (1 - y).sum() / y.sum().clamp(min=1)
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = torch.nn.functional.binary_cross_entropy_with_logits(
+            x @ weights + bias, y, pos_weight=positive_weight) + 1e-2 * weights.pow(2).sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    return weights.detach(), bias.detach()
+
+
 def probe_auc(features: torch.Tensor, labels: list[bool], groups: list[str], folds: int, seed: int = 0) -> float:
     """Cross-validated AUC of an L2 logistic regression (features standardised on each training fold)."""
     names = sorted(set(groups))
@@ -47,21 +65,8 @@ def probe_auc(features: torch.Tensor, labels: list[bool], groups: list[str], fol
         test = torch.tensor([fold_of[g] == fold for g in groups])
         mean, std = features[~test].mean(0), features[~test].std(0) + 1e-6
         x = (features - mean) / std
-        weights = torch.zeros(x.shape[1], requires_grad=True)
-        bias = torch.zeros(1, requires_grad=True)
-        optimizer = torch.optim.LBFGS([weights, bias], max_iter=200)
-        positive_weight = (1 - y[~test]).sum() / y[~test].sum().clamp(min=1)  # balance the rare "search paid"
-
-        def loss() -> torch.Tensor:
-            optimizer.zero_grad()
-            logits = x[~test] @ weights + bias
-            value = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits, y[~test], pos_weight=positive_weight) + 1e-2 * weights.pow(2).sum()
-            value.backward()
-            return value
-
-        optimizer.step(loss)
-        scores[test] = (x[test] @ weights + bias).detach()
+        weights, bias = fit_logistic(x[~test], y[~test])
+        scores[test] = x[test] @ weights + bias
     return auc(scores.tolist(), labels)
 
 

@@ -253,7 +253,7 @@ def create_smartrag_graph(
             else:
                 future = _RETRIEVAL_POOL.submit(retriever.invoke, state["queries"][-1], config)
                 documents = future.result(timeout=retriever_timeout)
-        except Exception as error:  # any retriever may fail; the answer must still come
+        except Exception as error:  # noqa: BLE001 -- any retriever may fail; the answer must still come
             return retrieval_failed(error)
         return {"retrievals": 1, "documents": documents}
 
@@ -261,7 +261,7 @@ def create_smartrag_graph(
         retriever = settings().retriever
         try:
             documents = await asyncio.wait_for(retriever.ainvoke(state["queries"][-1], config), retriever_timeout)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 -- as in retrieve
             return retrieval_failed(error)
         return {"retrievals": 1, "documents": documents}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -119,7 +120,7 @@ def transport(monkeypatch):
     from ddgs.http_client import HttpClient
 
     class FakeTransport:
-        calls: list = []
+        calls: ClassVar[list] = []
         fail = False
 
     def fake_request(self, method, url, **kwargs):

@@ -3,6 +3,7 @@
 import asyncio
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
@@ -101,7 +102,7 @@ def test_batch_stream_and_ainvoke_agree_with_invoke(policy, retriever):
 
 def test_the_retriever_sees_the_graph_callbacks(searching_policy, retriever):
     class Recorder(BaseCallbackHandler):
-        queries: list = []
+        queries: ClassVar[list] = []
 
         def on_retriever_start(self, serialized, query, **kwargs):
             self.queries.append(query)
@@ -113,7 +114,7 @@ def test_the_retriever_sees_the_graph_callbacks(searching_policy, retriever):
 
 def test_readme_mermaid_is_the_graphs(policy, retriever):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    block = re.search(r"```mermaid\n(.*?)```", readme, re.S).group(1)
+    block = re.search(r"```mermaid\n(.*?)```", readme, re.DOTALL).group(1)
     assert block.strip() == create_smartrag_graph(policy, retriever).get_graph().draw_mermaid().strip()
 
 

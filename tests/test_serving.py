@@ -141,7 +141,7 @@ def test_64_concurrent_invokes_with_good_and_bad_inputs(policy, retriever):
     inputs = [bad[i // 16] if i % 4 == 0 else f"Who wrote play number {i}?" for i in range(64)]
     with ThreadPoolExecutor(64) as pool:
         futures = [pool.submit(graph.invoke, {"question": q}) for q in inputs]
-        done, pending = wait(futures, timeout=120)
+        _, pending = wait(futures, timeout=120)
     assert not pending
     for question, future in zip(inputs, futures):
         if question in bad:

@@ -127,11 +127,11 @@ def train(config: SFTConfig) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)) * max(0.0, 1 - s / max(total_steps, 1))
     )
-    step = 0
+    first_step = 0
     if checkpoint is not None:
         state = restore(checkpoint, accelerator.unwrap_model(model), optimizer, rank)
         scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
+        first_step = int(state["step"])
     device = accelerator.device
     use_bf16 = config.bf16 and bf16_is_fast(device)
 
@@ -143,9 +143,9 @@ def train(config: SFTConfig) -> Path:
 
     model.train()
     log = (output_dir / "metrics.jsonl").open("a") if main else None
-    bar = tqdm(total=total_steps, initial=step, desc="sft", dynamic_ncols=True, disable=not main)
+    bar = tqdm(total=total_steps, initial=first_step, desc="sft", dynamic_ncols=True, disable=not main)
     start, tokens_seen = time.perf_counter(), 0
-    for step in range(step, total_steps):
+    for step in range(first_step, total_steps):
         ids = step_examples(step)
         # the loss is a token-level mean over the whole step: accumulation and processes add up to one big batch
         completion_tokens = sum(sum(label != -100 for label in dataset[i]["labels"]) for i in ids)

@@ -36,7 +36,7 @@ class DuckDuckGoRetriever(BaseRetriever):
             results = DDGS(timeout=self.timeout).text(
                 query, region=self.region, safesearch=self.safesearch, max_results=k, backend=self.backend
             )
-        except Exception as error:  # ddgs raises DDGSException subclasses, primp may raise its own
+        except Exception as error:  # noqa: BLE001 -- ddgs raises DDGSException subclasses, primp may raise its own
             logger.warning("web search for %r failed: %s", query, error)
             return []
         return [
