@@ -122,11 +122,35 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         elif base.startswith("list["):
             parser.add_argument(flag, nargs="+", type=scalars.get(base[len("list["):-1], str), default=None,
                                 metavar=f.name.upper())
+        elif base.startswith("dict[str, "):
+            parser.add_argument(flag, nargs="+", action=_KeyValues, convert=scalars.get(base[len("dict[str, "):-1], str),
+                                default=None, metavar="KEY=VALUE")
         else:
             convert = scalars.get(base, str)
             if kind.endswith("| None"):  # `--flag none` sets None
                 convert = functools.partial(_none_or, convert)
             parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper())
+
+
+class _KeyValues(argparse.Action):
+    """`--flag a=1 b=2` -> {"a": 1, "b": 2}, each value converted."""
+
+    def __init__(self, *args: Any, convert: Callable[[str], Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.convert = convert
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        pairs = {}
+        for text in values:
+            key, equals, value = text.partition("=")
+            try:
+                if not key or not equals:
+                    raise ValueError(text)
+                pairs[key] = self.convert(value)
+            except ValueError:
+                parser.error(f"{option_string}: expected KEY=VALUE, got {text!r}")
+        setattr(namespace, self.dest, pairs)
 
 
 _NONE = object()

@@ -7,7 +7,7 @@ import torch
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy, parse_action
 from training import QAExample, checkpoints
-from training.sft import SFTConfig, completion_example, train
+from training.sft import SFTConfig, completion_example, copy_kinds, train
 from training.warmup import build_warmup, warmup_ids, write_warmup
 
 QUESTIONS = {"Who wrote Hamlet?": "[Answer] Shakespeare", "Capital of France?": "[Search] capital of France",
@@ -166,3 +166,25 @@ def test_accelerate_launch_with_two_cpu_processes_matches_one_process(tmp_path, 
     for name in one:
         assert torch.allclose(one[name], two[name], atol=1e-5), name
     assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 1  # only the main process logs
+
+
+def test_kind_copies_repeat_or_drop_warmup_rows_by_kind(tmp_path, tiny_model_dir, capsys):
+    from langchain_smartrag.cli import main
+
+    rows = [{"kind": kind, "prompt": f"Question: q{i}?\nResponse:\n", "completion": "[Answer] a"}
+            for i, kind in enumerate(["search", "observed", "direct"])]
+    assert [r["kind"] for r in copy_kinds(rows, {"search": 3, "observed": 0})] == ["search"] * 3 + ["direct"]
+    with pytest.raises(ValueError, match=r"lacks: \['no_search'\] \(it has: \['direct', 'observed', 'search'\]\)"):
+        copy_kinds(rows, {"no_search": 3})  # a misspelt kind fails instead of changing nothing
+    with pytest.raises(ValueError, match="counts >= 0"):
+        SFTConfig(data="w.jsonl", kind_copies={"search": -1})
+    data = tmp_path / "w.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    flags = ["train", "sft", "--data", str(data), "--base-model", str(tiny_model_dir), "--no-lora", "--no-bf16",
+             "--batch-size", "1", "--log-every", "1", "--output-dir", str(tmp_path / "run")]
+    assert main([*flags, "--kind-copies", "search=3", "observed=0"]) == 0
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 4  # one epoch of 3 + 0 + 1 rows at one row a step
+    with pytest.raises(SystemExit):
+        main([*flags, "--kind-copies", "search"])
+    assert "expected KEY=VALUE, got 'search'" in capsys.readouterr().err

