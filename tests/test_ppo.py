@@ -15,7 +15,7 @@ from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, SmartRAGPolicy, 
 from langchain_smartrag.cli import main
 from langchain_smartrag.policy import left_pad, position_ids
 from langchain_smartrag.scoring import answer_reward
-from training import QAExample, checkpoints, load_qa
+from training import QAExample, checkpoints, load_qa, sample
 from training import ppo as ppo_module
 from training.ppo import (
     ActorCritic,
@@ -462,6 +462,15 @@ def test_held_out_training_questions_choose_the_best_adapter_and_are_never_train
     assert json.loads((run / "best" / "selected.json").read_text()) == {"iteration": best["iteration"],
                                                                         "reward": best["dev"]["reward"]}
     assert SmartRAGPolicy.from_pretrained(run / "best", autocast=False).search_probability(["q?"])[0] >= 0
+
+
+def test_a_validation_seed_holds_out_questions_apart_from_a_warm_up_drawn_with_the_run_seed():
+    questions = [QAExample(f"q{i}", f"Question {i}?", ["a"]) for i in range(200)]
+    warmup = {e.id for e in sample(questions, 50, seed=0)}  # what `smartrag train warmup --seed 0` draws from
+    same = ppo_module.hold_out([questions], 10, ppo_module.validation_seed(PPOConfig(seed=0)))[1]
+    apart = ppo_module.hold_out([questions], 10, ppo_module.validation_seed(PPOConfig(seed=0, validation_seed=1)))[1]
+    assert all(e.id in warmup for e in same)  # the same shuffle: the warm-up's questions are the validation's
+    assert sum(e.id in warmup for e in apart) <= 5
 
 
 def test_the_reference_pass_leaves_only_the_policy_adapter_trainable(world, tmp_path):

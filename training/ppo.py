@@ -91,6 +91,9 @@ class PPOConfig:
     validation_per_dataset: int = 0
     """If > 0: this many questions of each training set (a seeded sample) are never trained on and replace the dev
     sample as the in-run evaluation, so choosing `best/` by them never looks at dev."""
+    validation_seed: int | None = None
+    """The held-out sample's seed (None: `seed`). `smartrag train warmup --seed S` samples the same shuffles, so a
+    warm-up drawn with this seed holds the validation questions: give the SFT's warm-up another one."""
     eval_every: int = 5
     """Evaluate (greedy, smartrag mode at `threshold`) before training and every this many iterations; the
     adapter with the highest reward so far is kept in `best/` (the starting one included)."""
@@ -286,7 +289,7 @@ def train(config: PPOConfig) -> Path:
     retriever = build_retriever("local", config.corpus, config.k)
     graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold)
     rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
-    train_sets, validation = hold_out(train_sets, config.validation_per_dataset, config.seed)
+    train_sets, validation = hold_out(train_sets, config.validation_per_dataset, validation_seed(config))
     dev_examples = validation or dev_questions(config)
     eval_set = "validation (held-out train)" if validation else "dev"
 
@@ -665,6 +668,11 @@ def load_questions(data: str | None, datasets: Sequence[str], split: str, covere
     if not sets or not all(sets):
         raise ValueError(f"no training questions in some of {list(datasets)} (covered_only={covered_only})")
     return sets
+
+
+def validation_seed(config: PPOConfig) -> int:
+    """The seed `hold_out` draws the validation questions with."""
+    return config.seed if config.validation_seed is None else config.validation_seed
 
 
 def hold_out(sets: Sequence[list[QAExample]], per_set: int, seed: int) -> tuple[list[list[QAExample]], list[QAExample]]:
