@@ -80,6 +80,15 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sft_data, ti
         assert torch.allclose(a, b, atol=1e-6), name
 
 
+def test_a_resumed_run_trains_at_its_configs_learning_rate_not_the_checkpoints(tmp_path, sft_data, tiny_model_dir):
+    """The scheduler's saved state carries the old rate; a run resumed to try another must not silently keep it."""
+    settings = {"max_steps": 4, "save_every": 2, "log_every": 1, "warmup_steps": 1}
+    train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2, save_every=2, log_every=1, learning_rate=1e-2))
+    train(config(tmp_path, sft_data, tiny_model_dir, learning_rate=1e-3, resume=True, **settings))
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rates[2] == pytest.approx(1e-3 * (1 - 3 / 4))  # linear decay over the 4 steps, at the new rate
+
+
 def test_missing_or_corrupt_checkpoints_fail_clearly(tmp_path, sft_data, tiny_model_dir):
     with pytest.raises(ValueError, match="no checkpoint to resume from"):
         train(config(tmp_path, sft_data, tiny_model_dir, resume=True))

@@ -143,14 +143,21 @@ def train(config: SFTConfig) -> Path:
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)) * max(0.0, 1 - s / max(total_steps, 1))
-    )
+
+    def schedule(step: int) -> float:
+        """Linear warm-up over `warmup_steps`, then linear decay to 0 at the last step."""
+        return min(1.0, (step + 1) / max(config.warmup_steps, 1)) * max(0.0, 1 - step / max(total_steps, 1))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     first_step = 0
     if checkpoint is not None:
         state = restore(checkpoint, accelerator.unwrap_model(model), optimizer, rank)
         scheduler.load_state_dict(state["scheduler"])
         first_step = int(state["step"])
+        # the saved states carry the old rate; a run resumed to try another must train at it
+        scheduler.base_lrs = [config.learning_rate] * len(optimizer.param_groups)
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * schedule(first_step)
     device = accelerator.device
     use_bf16 = config.bf16 and bf16_is_fast(device)
 
