@@ -81,7 +81,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sft_data, ti
 
 
 def test_a_resumed_run_trains_at_its_configs_learning_rate_not_the_checkpoints(tmp_path, sft_data, tiny_model_dir):
-    """The scheduler's saved state carries the old rate; a run resumed to try another must not silently keep it."""
+    """The optimizer's saved state carries the old rate; a run resumed to try another must not silently keep it."""
     settings = {"max_steps": 4, "save_every": 2, "log_every": 1, "warmup_steps": 1}
     train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2, save_every=2, log_every=1, learning_rate=1e-2))
     train(config(tmp_path, sft_data, tiny_model_dir, learning_rate=1e-3, resume=True, **settings))

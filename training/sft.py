@@ -1,8 +1,8 @@
 """Supervised warm-up (SFT) of a SmartRAG policy: LoRA by default, loss on completion tokens only.
 
-One config dataclass, one visible loop. Checkpoints hold the trainable weights, the optimizer, the
-scheduler, every RNG and the step, so `resume=True` continues exactly where a killed run stopped
-(the data order is a function of the seed and the epoch, the position a function of the step).
+One config dataclass, one visible loop. Checkpoints hold the trainable weights, the optimizer, every RNG
+and the step, so `resume=True` continues exactly where a killed run stopped (the data order is a function
+of the seed and the epoch, the position and the learning rate functions of the step).
 """
 
 from __future__ import annotations
@@ -144,20 +144,15 @@ def train(config: SFTConfig) -> Path:
     )
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    def schedule(step: int) -> float:
-        """Linear warm-up over `warmup_steps`, then linear decay to 0 at the last step."""
-        return min(1.0, (step + 1) / max(config.warmup_steps, 1)) * max(0.0, 1 - step / max(total_steps, 1))
+    def rate(step: int) -> float:
+        """Optimizer step `step`'s learning rate: linear warm-up over `warmup_steps`, then linear decay to 0 at the
+        last step. A function of the step alone, so a resumed run needs no saved schedule and takes the config's rate."""
+        warmup = min(1.0, (step + 1) / max(config.warmup_steps, 1))
+        return config.learning_rate * (warmup * max(0.0, 1 - step / max(total_steps, 1)))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     first_step = 0
     if checkpoint is not None:
-        state = restore(checkpoint, accelerator.unwrap_model(model), optimizer, rank)
-        scheduler.load_state_dict(state["scheduler"])
-        first_step = int(state["step"])
-        # the saved states carry the old rate; a run resumed to try another must train at it
-        scheduler.base_lrs = [config.learning_rate] * len(optimizer.param_groups)
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate * schedule(first_step)
+        first_step = int(restore(checkpoint, accelerator.unwrap_model(model), optimizer, rank)["step"])
     device = accelerator.device
     use_bf16 = config.bf16 and bf16_is_fast(device)
 
@@ -190,8 +185,9 @@ def train(config: SFTConfig) -> Path:
             loss_sum += loss.item()
             tokens_seen += int(mb["attention_mask"].sum())
         accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = rate(step)
         optimizer.step()
-        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = sum(gather_object([loss_sum]))
         bar.update(1)
@@ -199,13 +195,13 @@ def train(config: SFTConfig) -> Path:
         done = step + 1
         if main and (done % config.log_every == 0 or done == total_steps):
             elapsed = time.perf_counter() - start
-            record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
+            record = {"step": done, "loss": loss_sum, "lr": rate(done),
                       "tokens_per_second": tokens_seen * world / elapsed, "elapsed_s": elapsed}
             log.write(json.dumps(record) + "\n")
             log.flush()
         if done % config.save_every == 0 or done == total_steps:
             checkpoint_all(accelerator, output_dir, done, accelerator.unwrap_model(model), optimizer,
-                           {"scheduler": scheduler.state_dict(), "config": dataclasses.asdict(config)}, config.keep_checkpoints)
+                           {"config": dataclasses.asdict(config)}, config.keep_checkpoints)
     bar.close()
     final = output_dir / "final"
     if main:
