@@ -84,8 +84,10 @@ def main() -> None:
                 path.write_text(json.dumps(results, indent=1, ensure_ascii=False))
             r = json.loads(path.read_text())
             hit = "-" if r["hit"] is None else f"{r['hit']:.2f}"
-            records = first.setdefault(variant, r["records"])
-            gain = "-" if records is r["records"] else "{:+.3f} ({:.3f})".format(*paired_difference(records, r["records"]))
+            if variant in first:
+                gain = "{:+.3f} ({:.3f})".format(*paired_difference(first[variant], r["records"]))
+            else:
+                first[variant], gain = r["records"], "-"
             rows.append(f"| {variant} | {r['n']} | {name} | {100 * r['em']:.1f} | {100 * r['f1']:.1f} | "
                         f"{r['retrieval_rate']:.2f} | {r['reward']:.3f} | {hit} | {gain} |")
     print("\n".join(rows))
