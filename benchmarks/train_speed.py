@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from langchain_smartrag import create_smartrag_graph
-from langchain_smartrag.cli import build_retriever
+from langchain_smartrag.retrievers import build_retriever
 from training.data import dataset_path, load_qa, sample
 from training.ppo import (
     ActorCritic,

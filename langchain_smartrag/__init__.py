@@ -1,9 +1,9 @@
 """SmartRAG for LangChain: one policy LLM decides when to retrieve, rewrites the query, and answers."""
 
-from .graph import SmartRAGContext, SmartRAGState, create_smartrag_graph
+from .graph import SmartRAGContext, SmartRAGGraph, SmartRAGInput, SmartRAGOutput, SmartRAGState, create_smartrag_graph
 from .policy import Decision, Generation, SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, Action, parse_action, render_prompt
-from .retrievers import BM25Retriever, DuckDuckGoRetriever
+from .retrievers import BM25Retriever, DuckDuckGoRetriever, build_retriever
 from .scoring import episode_reward, exact_match, f1_score, normalize_answer
 
 __all__ = [
@@ -15,8 +15,12 @@ __all__ = [
     "DuckDuckGoRetriever",
     "Generation",
     "SmartRAGContext",
+    "SmartRAGGraph",
+    "SmartRAGInput",
+    "SmartRAGOutput",
     "SmartRAGPolicy",
     "SmartRAGState",
+    "build_retriever",
     "create_smartrag_graph",
     "episode_reward",
     "exact_match",

@@ -11,21 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_core.retrievers import BaseRetriever
-
 from .policy import SmartRAGPolicy
-
-
-def build_retriever(kind: str, corpus: str | None, k: int) -> BaseRetriever:
-    """`web` is DuckDuckGo; `local` is BM25 over `corpus` (a JSONL(.gz) file or a saved index) or the bundled one."""
-    from .retrievers import BM25Retriever, DuckDuckGoRetriever
-
-    if kind == "web":
-        return DuckDuckGoRetriever(k=k)
-    if corpus is None:
-        return BM25Retriever.bundled(k=k)
-    path = Path(corpus)
-    return BM25Retriever.load(path, k=k) if path.is_dir() else BM25Retriever.from_jsonl(path, k=k)
+from .retrievers import build_retriever
 
 
 def to_json(state: dict[str, Any]) -> dict[str, Any]:

@@ -70,6 +70,8 @@ class Generation:
     logprobs: list[float] | None = None
     finished: bool = True
     """False when the completion ran into `max_new_tokens` before a newline or end-of-sequence."""
+    prompt_tokens: int = 0
+    """Tokens of the prompt and forced prefix the completion continued (token usage for tracers)."""
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Decision:
     p_search: float
     search_logprobs: list[float]
     answer_logprobs: list[float]
+    prompt_tokens: int = 0
 
 
 def left_pad(sequences: Sequence[list[int]], pad_id: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,6 +181,9 @@ class SmartRAGPolicy:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_new_tokens = max_new_tokens
+        self.max_batch_size = max_batch_size
+        # what tracers report as `ls_model_name`: the model's directory or hub name
+        self.model_name = Path(str(getattr(model, "name_or_path", "") or type(model).__name__)).name
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
         self.max_question_tokens = max_question_tokens or min(512, self.max_context // 4)
         self.autocast = bf16_is_fast(model.device) if autocast is None else autocast
@@ -446,7 +452,8 @@ class SmartRAGPolicy:
                 token_logprobs.append(torch.cat([first[:, ids[0], None], rest], dim=1).cpu())
             self._stash_branches(prompts, sequences, cache, logits, attention_mask.shape[1])
         p_search = torch.sigmoid(token_logprobs[0].sum(-1) - token_logprobs[1].sum(-1))
-        return [Decision(float(p), s.tolist(), a.tolist()) for p, s, a in zip(p_search, *token_logprobs, strict=True)]
+        return [Decision(float(p), s.tolist(), a.tolist(), len(seq))
+                for p, s, a, seq in zip(p_search, *token_logprobs, sequences, strict=True)]
 
     def _stash_branches(
         self, prompts: Sequence[str], sequences: Sequence[list[int]], cache: Any, logits: torch.Tensor, width: int
@@ -579,5 +586,5 @@ class SmartRAGPolicy:
         for row in range(batch):
             ids = tokens[row, : lengths[row]].tolist()
             text = visible_text(self.tokenizer.decode(ids, skip_special_tokens=True))
-            results.append(Generation(text, ids, logprobs[row, : lengths[row]].tolist(), bool(done[row])))
+            results.append(Generation(text, ids, logprobs[row, : lengths[row]].tolist(), bool(done[row]), len(sequences[row])))
         return results

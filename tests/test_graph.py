@@ -15,7 +15,7 @@ from langchain_smartrag import SmartRAGContext, create_smartrag_graph
 
 def test_nodes_are_decide_rewrite_retrieve_answer(policy, retriever):
     nodes = set(create_smartrag_graph(policy, retriever).get_graph().nodes)
-    assert nodes == {"__start__", "decide", "rewrite", "retrieve", "answer", "__end__"}
+    assert nodes == {"__start__", "begin", "decide", "rewrite", "retrieve", "answer", "__end__"}
 
 
 def test_a_searching_policy_rewrites_retrieves_then_must_answer(searching_policy, retriever):
@@ -97,7 +97,7 @@ def test_batch_stream_and_ainvoke_agree_with_invoke(policy, retriever):
     assert all(same_run(b, e) for b, e in zip(batched[:2], expected)) and isinstance(batched[2], ValueError)
     assert same_run(asyncio.run(graph.ainvoke(questions[0])), expected[0])
     updates = [next(iter(chunk)) for chunk in graph.stream(questions[0], stream_mode="updates")]
-    assert updates[0] == "decide" and updates[-1] == "answer"
+    assert updates[:2] == ["begin", "decide"] and updates[-1] == "answer"
 
 
 def test_the_retriever_sees_the_graph_callbacks(searching_policy, retriever):

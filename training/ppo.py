@@ -33,8 +33,8 @@ from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.cache import build_once
-from langchain_smartrag.cli import build_retriever
 from langchain_smartrag.policy import bf16_is_fast, left_pad, length_chunks, position_ids
+from langchain_smartrag.retrievers import build_retriever
 from langchain_smartrag.scoring import ALPHA
 
 from .checkpoints import checkpoint_all, prepare_output_dir, restore

@@ -49,8 +49,9 @@ def collect(
     with tqdm(total=len(examples), desc="rollouts", file=sys.stderr, disable=not progress) as bar:
         for first in range(0, len(examples), batch_size):
             chunk = examples[first : first + batch_size]
-            inputs = [{"question": e.question, "seed": seeds[first + i]} for i, e in enumerate(chunk)]
-            states = graph.batch(inputs, {"max_concurrency": batch_size}, return_exceptions=True, context=context)
+            inputs = [{"question": e.question} for e in chunk]
+            configs = [{"max_concurrency": batch_size, "configurable": {"seed": seeds[first + i]}} for i in range(len(chunk))]
+            states = graph.batch(inputs, configs, return_exceptions=True, context=context)
             for example, state in zip(chunk, states, strict=True):
                 episode = score_episode(example, state, alpha)
                 if not isinstance(state, BaseException):

@@ -1,0 +1,170 @@
+"""The graph behaves like any LangGraph graph: threads, parent graphs, human in the loop, schemas, tools,
+tracing metadata, default batching, and LangGraph's own server."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from operator import add
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
+from langgraph.types import Overwrite
+from typing_extensions import TypedDict
+
+from langchain_smartrag import SmartRAGPolicy, create_smartrag_graph
+from training.tiny import tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def titles(state: dict) -> list[str]:
+    return [d.metadata["title"] for d in state["documents"]]
+
+
+def test_each_question_on_a_thread_is_its_own_episode(searching_policy, retriever):
+    graph = create_smartrag_graph(searching_policy, retriever, rewrite_query=False, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "one"}}
+    first = graph.invoke({"question": "What is the capital of France?"}, thread)
+    second = graph.invoke({"question": "Who wrote Hamlet?"}, thread)
+    assert first["queries"] == ["What is the capital of France?"] and "Paris" in titles(first)
+    assert second["queries"] == ["Who wrote Hamlet?"] and second["retrievals"] == 1
+    assert "Hamlet" in titles(second) and "Paris" not in titles(second)
+    assert len(second["search_probabilities"]) == 1
+
+
+def test_a_parent_graphs_channels_do_not_leak_into_the_episode(searching_policy, retriever, monkeypatch):
+    class Parent(TypedDict):
+        question: str
+        answer: str
+        retrievals: Annotated[int, add]
+        documents: Annotated[list[Document], add]
+
+    prompts = []
+    generate = searching_policy.generate
+    monkeypatch.setattr(searching_policy, "generate", lambda p, prefix, **kw: prompts.append(p[0]) or generate(p, prefix, **kw))
+    child = create_smartrag_graph(searching_policy, retriever, rewrite_query=False)
+    parent = StateGraph(Parent)
+    parent.add_node("smartrag", child)
+    parent.add_edge(START, "smartrag")
+    stale = Document(page_content="The answer is always 42.", metadata={"title": "Stale"})
+    out = parent.compile().invoke({"question": "Who wrote Hamlet?", "retrievals": 5, "documents": [stale]})
+    assert "always 42" not in prompts[-1] and "Hamlet" in prompts[-1]  # the answer read this episode's documents
+    assert out["retrievals"] == 5 + 1  # the child retrieved once (its quota was not spent) and the parent adds
+
+
+def test_human_in_the_loop_edits_the_query_before_retrieval(searching_policy, retriever):
+    graph = create_smartrag_graph(searching_policy, retriever, checkpointer=InMemorySaver(), interrupt_before=["retrieve"])
+    thread = {"configurable": {"thread_id": "hitl"}}
+    graph.invoke({"question": "Who wrote Hamlet?"}, thread)
+    paused = graph.get_state(thread)
+    assert paused.next == ("retrieve",) and len(paused.values["queries"]) == 1  # the policy's (gibberish) query
+    graph.update_state(thread, {"queries": Overwrite(["Hamlet tragedy author"])})
+    out = graph.invoke(None, thread)  # approve: resume from the interrupt
+    assert out["queries"] == ["Hamlet tragedy author"] and titles(out)[0] == "Hamlet" and out["answer"] is not None
+    graph.invoke({"question": "Capital of France?"}, thread)  # the next question starts clean, pauses again
+    assert graph.get_state(thread).values["retrievals"] == 0
+
+
+def test_schemas_show_callers_what_they_pass_and_read(policy, retriever):
+    graph = create_smartrag_graph(policy, retriever)
+    assert graph.get_input_jsonschema()["properties"].keys() == {"question"}
+    assert graph.get_input_jsonschema()["required"] == ["question"]
+    assert {"answer", "retrievals", "queries", "documents", "errors"} <= graph.get_output_jsonschema()["properties"].keys()
+    context = graph.get_context_jsonschema()["properties"]
+    assert {"threshold", "max_retrievals"} <= context.keys() and not {"policy", "retriever"} & context.keys()
+
+
+def test_as_tool_shows_the_model_only_the_question(policy, retriever):
+    tool = create_smartrag_graph(policy, retriever).as_tool(name="smartrag", description="Answer a factual question.")
+    assert tool.args.keys() == {"question"}
+    assert isinstance(tool.invoke({"question": "Who wrote Hamlet?"})["answer"], str)
+
+
+def test_an_input_without_a_question_names_the_key(policy, retriever):
+    with pytest.raises(ValueError, match="no 'question'"):
+        create_smartrag_graph(policy, retriever).invoke({"query": "Who wrote Hamlet?"})
+
+
+def test_policy_runs_report_model_parameters_and_token_usage(searching_policy, retriever):
+    class Recorder(BaseCallbackHandler):
+        starts: ClassVar[list] = []
+        ends: ClassVar[list] = []
+
+        def on_chat_model_start(self, serialized, messages, *, metadata=None, invocation_params=None, **kwargs):
+            self.starts.append((metadata, invocation_params))
+
+        def on_llm_end(self, response, **kwargs):
+            self.ends.append(response)
+
+    create_smartrag_graph(searching_policy, retriever).invoke({"question": "Who wrote Hamlet?"}, {"callbacks": [Recorder()]})
+    assert len(Recorder.starts) == 3  # decide, rewrite, answer
+    for metadata, params in Recorder.starts:
+        assert metadata["ls_model_name"] == searching_policy.model_name and metadata["ls_provider"] == "huggingface"
+        assert params["model"] == searching_policy.model_name
+    assert Recorder.starts[0][1]["threshold"] == 0.5 and Recorder.starts[1][1]["max_new_tokens"] == 6
+    for response in Recorder.ends:
+        usage = response.generations[0][0].message.usage_metadata
+        assert usage["input_tokens"] > 10 and usage["output_tokens"] >= 1
+        assert response.llm_output["token_usage"]["prompt_tokens"] == usage["input_tokens"]
+
+
+@pytest.mark.parametrize(("config", "largest"), [(None, 12), ({"max_concurrency": 4}, 4)])
+def test_batch_coalesces_up_to_the_policys_batch_size_by_default(tiny_tokenizer, retriever, config, largest):
+    """LangChain's default runs min(32, cores + 4) threads; the graph defaults to the policy's max_batch_size."""
+    policy = SmartRAGPolicy(tiny_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=2, autocast=False,
+                            max_batch_size=12, max_wait_ms=1000)  # the batcher waits for the 12th caller
+    sizes = []
+    decide_batch = policy.decide_batch
+    policy.decide_batch = lambda prompts: sizes.append(len(prompts)) or decide_batch(prompts)
+    graph = create_smartrag_graph(policy, retriever, threshold=2.0)
+    graph.batch([{"question": f"Question {i}?"} for i in range(12)], config)
+    assert max(sizes) == largest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_langgraph_dev_serves_the_graph_with_threads_and_schemas(tiny_model_dir, corpus_file, tmp_path):
+    """The real `langgraph dev` server (langgraph-cli[inmem]) on a loopback port, driven through langgraph-sdk."""
+    from langgraph_sdk import get_sync_client
+
+    port = free_port()
+    env = {**os.environ, "SMARTRAG_POLICY": str(tiny_model_dir), "SMARTRAG_CORPUS": str(corpus_file),
+           "LANGGRAPH_CLI_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [Path(sys.executable).parent / "langgraph", "dev", "--port", str(port), "--no-browser", "--no-reload",
+               "--allow-blocking", "--config", ROOT / "langgraph.json"]
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([str(c) for c in command], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client = get_sync_client(url=f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                assistant = client.assistants.search(graph_id="smartrag")[0]
+                break
+            except Exception:  # noqa: BLE001 -- not up yet
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
+                time.sleep(1)
+        schemas = client.assistants.get_schemas(assistant["assistant_id"])
+        assert schemas["input_schema"]["properties"].keys() == {"question"}
+        assert schemas["output_schema"] and schemas["context_schema"]
+        thread = client.threads.create()
+        runs = [client.runs.wait(thread["thread_id"], assistant["assistant_id"], input={"question": q})
+                for q in ("Who wrote Hamlet?", "What is the capital of France?")]
+        for question, run in zip(("Who wrote Hamlet?", "What is the capital of France?"), runs, strict=True):
+            assert run["question"] == question and isinstance(run["answer"], str)
+            assert len(run["search_probabilities"]) == run["retrievals"] + (run["retrievals"] < 1)
+            assert len(run["queries"]) == run["retrievals"] <= 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
