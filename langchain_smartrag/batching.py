@@ -98,7 +98,8 @@ class DynamicBatcher:
     def _run_group(self, key: Hashable, requests: list[_Request]) -> None:
         try:
             results = self._run(key, [item for request in requests for item in request.items])
-        except Exception as error:  # noqa: BLE001 -- whatever the model raised goes to the callers' futures
+        except BaseException as error:  # noqa: BLE001 -- whatever the model raised goes to the callers' futures:
+            # the worker thread must survive it, or every caller waiting on it would hang
             if len(requests) == 1:
                 requests[0].future.set_exception(error)
                 return

@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,37 @@ def ask(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts (questions, documents, a batch): 0 or less would mean all, or drop some, or fail."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type for quotas and retries, where 0 means none."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {value}")
+    return value
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the work, not after it: `path`'s folder is created and must take a new file, and `path` must be a
+    file that can be written, if it exists."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError("it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.open("a").close()
+        else:
+            tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        raise ValueError(f"--output {path}: cannot write there ({error}): choose another path") from error
+
+
 def evaluate(args: argparse.Namespace) -> int:
     import torch
 
@@ -58,6 +90,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     if (args.data is None) == (args.dataset is None):
         raise SystemExit("smartrag eval: give exactly one of --data PATH or --dataset NAME")
+    check_writable(Path(args.output))
     path = Path(args.data) if args.data else dataset_path(args.dataset, args.split)
     examples = sample(load_qa(path), args.limit, args.seed)
     torch.manual_seed(args.seed)
@@ -194,8 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
     p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the embedded SmolLM2-135M-Instruct with the shipped SmartRAG adapter)")
     p.add_argument("--threshold", type=float, default=0.5, help="retrieve when P(search) >= this")
-    p.add_argument("--max-retrievals", type=int, default=1, help="retrieval quota per question")
-    p.add_argument("--k", type=int, default=4, help="documents per retrieval")
+    p.add_argument("--max-retrievals", type=non_negative_int, default=1, help="retrieval quota per question")
+    p.add_argument("--k", type=positive_int, default=4, help="documents per retrieval")
     p.add_argument("--json", action="store_true", help="print each final state as one JSON line")
     p.set_defaults(run=ask)
 
@@ -207,10 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
     p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)")
     p.add_argument("--threshold", type=float, default=0.5, help="smartrag mode: retrieve when P(search) >= this")
-    p.add_argument("--limit", type=int, help="score only the first N questions (after the seeded shuffle)")
+    p.add_argument("--limit", type=positive_int, help="score only the first N questions (after the seeded shuffle)")
     p.add_argument("--seed", type=int, default=0, help="shuffles the questions before --limit; seeds torch")
-    p.add_argument("--k", type=int, default=4, help="documents per retrieval")
-    p.add_argument("--batch-size", type=int, default=32, help="questions per graph.batch")
+    p.add_argument("--k", type=positive_int, default=4, help="documents per retrieval")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="questions per graph.batch")
     p.add_argument("--output", required=True, help="results JSON")
     p.add_argument("--check-format", action="store_true",
                    help="also generate each first turn with no forced prefix: free_format_error_rate")
@@ -220,12 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
     p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"])
     p.add_argument("--split", default="train")
-    p.add_argument("--per-dataset", type=int, nargs="+", default=[400],
+    p.add_argument("--per-dataset", type=positive_int, nargs="+", default=[400],
                    help="questions sampled from each data set: one count for all, or one per data set")
-    p.add_argument("--rewrites", type=int, default=2, help="sampled rewrites tried when the question retrieves no answer")
+    p.add_argument("--rewrites", type=non_negative_int, default=2, help="sampled rewrites tried when the question retrieves no answer")
     p.add_argument("--policy", help="model or adapter directory (default: the bare embedded model, embedded-base)")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
-    p.add_argument("--k", type=int, default=4)
+    p.add_argument("--k", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-search-examples", action="store_true",
                    help="label the questions that nothing answers [Answer] (decision only; not the paper's protocol)")
@@ -254,7 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:  # a bad value, file or path the user gave: one line, no traceback
+        parser.exit(2, f"smartrag: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import operator
 import random
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from typing import Annotated, Any, ClassVar, NotRequired
@@ -18,7 +21,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, LLMResult
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, RunnableLambda
-from langchain_core.runnables.config import ContextThreadPoolExecutor, get_callback_manager_for_config
+from langchain_core.runnables.config import get_callback_manager_for_config
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -98,8 +101,36 @@ class SmartRAGContext:
     """Append every policy call to the state's `trace`."""
 
 
-_RETRIEVAL_POOL = ContextThreadPoolExecutor(max_workers=32, thread_name_prefix="smartrag-retrieve")
-"""Runs sync retrievals under a timeout; a retriever that hangs holds one of these threads, not the graph."""
+def _in_daemon_thread(call: Callable[[], Any]) -> Future:
+    """Run `call` in a new daemon thread (with the caller's context vars) and return its future.
+
+    A retriever that hangs past its timeout holds only its own thread: no pool shared with other graphs or
+    with the event loop, and a daemon thread never keeps the process from exiting.
+    """
+    future: Future = Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():  # a running future can no longer be cancelled under us
+            return
+        try:
+            future.set_result(context.run(call))
+        except BaseException as error:  # noqa: BLE001 -- handed to the waiting node, which records it
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="smartrag-retrieve", daemon=True).start()
+    return future
+
+
+def _documents(result: Any) -> tuple[list[Document], list[str]]:
+    """A retriever's result as Documents, with an error for anything that is not one (strings, dicts, None)."""
+    if not isinstance(result, (list, tuple)):
+        return [], [f"retrieve: the retriever returned {type(result).__name__}, not a list of Documents"]
+    documents = [d for d in result if isinstance(d, Document)]
+    if len(documents) < len(result):
+        kinds = sorted({type(d).__name__ for d in result if not isinstance(d, Document)})
+        return documents, [f"retrieve: dropped {len(result) - len(documents)} results that are not Documents ({', '.join(kinds)})"]
+    return documents, []
 
 
 class _PolicyRun:
@@ -342,25 +373,35 @@ def create_smartrag_graph(
             error = TimeoutError(f"no documents within {retriever_timeout} s")
         return {"retrievals": 1, "errors": [f"retrieve: {type(error).__name__}: {error}"]}
 
+    def retrieved(result: Any) -> dict[str, Any]:
+        documents, errors = _documents(result)
+        return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
+
     def retrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         retriever = settings().retriever
         try:
             if retriever_timeout is None:
-                documents = retriever.invoke(state["queries"][-1], config)
+                result = retriever.invoke(state["queries"][-1], config)
             else:
-                future = _RETRIEVAL_POOL.submit(retriever.invoke, state["queries"][-1], config)
-                documents = future.result(timeout=retriever_timeout)
+                future = _in_daemon_thread(lambda: retriever.invoke(state["queries"][-1], config))
+                result = future.result(timeout=retriever_timeout)
         except Exception as error:  # noqa: BLE001 -- any retriever may fail; the answer must still come
             return retrieval_failed(error)
-        return {"retrievals": 1, "documents": documents}
+        return retrieved(result)
 
     async def aretrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         retriever = settings().retriever
+        query = state["queries"][-1]
         try:
-            documents = await asyncio.wait_for(retriever.ainvoke(state["queries"][-1], config), retriever_timeout)
+            if type(retriever)._aget_relevant_documents is BaseRetriever._aget_relevant_documents:
+                # a sync-only retriever: its own daemon thread, not the event loop's shared default pool
+                call = asyncio.wrap_future(_in_daemon_thread(lambda: retriever.invoke(query, config)))
+            else:
+                call = retriever.ainvoke(query, config)
+            result = await asyncio.wait_for(call, retriever_timeout)
         except Exception as error:  # noqa: BLE001 -- as in retrieve
             return retrieval_failed(error)
-        return {"retrievals": 1, "documents": documents}
+        return retrieved(result)
 
     builder = StateGraph(SmartRAGState, context_schema=SmartRAGContext, input_schema=SmartRAGInput,
                          output_schema=SmartRAGOutput)

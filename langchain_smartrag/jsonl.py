@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,20 +13,31 @@ from typing import Any
 def read_jsonl(path: str | Path, *, allow_blank: bool = True) -> Iterable[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) from a JSON Lines file, gzip-compressed if it ends in `.gz`.
 
-    A line that is not a JSON object (or a blank line, unless `allow_blank`) raises a `ValueError`
-    that names the file and line.
+    A line that is not a JSON object, or not UTF-8, or a blank line between rows (unless `allow_blank`; blank lines
+    at the end are fine) raises a `ValueError` that names the file and line; so does a gzip file cut short, or one
+    that is not gzip at all.
     """
     path = Path(path)
-    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                if allow_blank:
+    blank = 0  # the first blank line since the last row
+    with gzip.open(path) if path.suffix == ".gz" else path.open("rb") as f:
+        try:
+            for number, raw in enumerate(f, 1):
+                line = raw.decode("utf-8")
+                if not line.strip():
+                    blank = blank or number
                     continue
-                raise ValueError(f"{path}:{number}: empty line")
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from error
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
+                if blank and not allow_blank:
+                    raise ValueError(f"{path}:{blank}: empty line")
+                blank = 0
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+                yield number, row
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}:{number}: not UTF-8 text ({error.reason}): save it as UTF-8") from error
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise ValueError(f"{path}: not a complete gzip file ({error}): compress it again, or drop the .gz from "
+                             "the name of a plain file") from error

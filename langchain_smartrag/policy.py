@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import json
 import logging
+import shutil
 import threading
 import warnings
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from transformers import DynamicCache
 
 from .batching import DynamicBatcher
 from .cache import build_once, cache_dir
-from .protocol import ANSWER, SEARCH, render_prompt
+from .protocol import ANSWER, SEARCH, render_observation, render_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +49,34 @@ def visible_text(text: str) -> str:
 
 
 class _TextStream:
-    """Turns a row's growing token list into the new visible text since the last call."""
+    """Turns a row's growing token list into the new visible text since the last call.
+
+    It outlives one model pass: a pass retried after a failure resends nothing already sent. A callback that
+    raises (anything, `SystemExit` included) is not called again and its error is kept in `error` for its
+    own caller to raise, so it never breaks the pass the other rows share.
+    """
 
     def __init__(self, tokenizer: Any, callback: Callable[[str], None]) -> None:
         self.tokenizer, self.callback, self.sent = tokenizer, callback, ""
+        self.error: BaseException | None = None
 
     def update(self, token_ids: list[int], final: bool) -> None:
         """Send the new text; hold back a trailing partial character unless this is the row's last token."""
+        if self.error is not None:
+            return
         text = visible_text(self.tokenizer.decode(token_ids, skip_special_tokens=True))
         if text.startswith(self.sent) and len(text) > len(self.sent) and (final or not text.endswith("\ufffd")):
-            self.callback(text[len(self.sent) :])
+            try:
+                self.callback(text[len(self.sent) :])
+            except BaseException as error:  # noqa: BLE001 -- the caller's own callback; raised in its thread later
+                self.error = error
             self.sent = text
+
+    @staticmethod
+    def raise_first(streams: Iterable[_TextStream | None]) -> None:
+        for stream in streams:
+            if stream is not None and stream.error is not None:
+                raise stream.error
 
 
 @dataclass
@@ -144,14 +162,40 @@ def embedded_model_dir() -> Path:
     return build_once(embedded_cache_path(), convert)
 
 
+def _local_or_hub(path: str | Path) -> str | Path:
+    """A local path as a Path; a hub id (`org/name`) or `embedded` as it is; a missing local path is an error."""
+    text = str(path)
+    if Path(text).expanduser().exists():
+        return Path(text).expanduser()
+    if isinstance(path, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text:
+        raise ValueError(f"no model or adapter directory at {text}")
+    return text
+
+
+def adapter_base(adapter: str | Path) -> str:
+    """The base model an adapter folder records, after checking the folder has a readable config and weights."""
+    if not isinstance(adapter, Path):
+        return ""  # a hub adapter: peft checks it
+    config_file = adapter / "adapter_config.json"
+    try:
+        base = json.loads(config_file.read_text())["base_model_name_or_path"]
+    except FileNotFoundError:
+        raise ValueError(f"{adapter} is not a peft adapter: it has no adapter_config.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{config_file} is corrupt ({type(error).__name__}: {error}); export the adapter again") from None
+    if not any((adapter / name).exists() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise ValueError(f"{adapter} has an adapter_config.json but no adapter_model.safetensors (an incomplete copy?)")
+    return str(base)
+
+
 def bf16_is_fast(device: torch.device | str) -> bool:
-    """Whether bf16 autocast speeds `device` up: a CUDA GPU with bf16, or a CPU with native bf16 (oneDNN's check:
-    AVX-512 or AMX). On an AVX2-only CPU bf16 is emulated: SmolLM2-135M generated 3.6x slower than in fp32
-    (`benchmarks/bf16_speed.py`)."""
+    """Whether bf16 autocast speeds `device` up: a CUDA GPU with bf16, or a CPU with AMX tiles. Without AMX,
+    bf16 on a CPU is emulated (AVX2) or converted per kernel (AVX-512 bf16) and measured slower than fp32
+    (`benchmarks/bf16_speed.py`; docs/experiments.md)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return device.type == "cpu" and bool(torch.cpu._is_amx_tile_supported())
 
 
 class SmartRAGPolicy:
@@ -210,9 +254,11 @@ class SmartRAGPolicy:
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(path) if Path(path).exists() else path
+        path = _local_or_hub(path)
         if adapter is None and isinstance(path, Path) and (path / "adapter_config.json").exists():
-            adapter, path = path, json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+            adapter, path = path, _local_or_hub(adapter_base(path))
+        if adapter is not None:
+            adapter_base(_local_or_hub(adapter))  # a clear error for a broken adapter folder before any loading
         if path == EMBEDDED_BASE:
             path = embedded_model_dir()
         try:
@@ -237,8 +283,16 @@ class SmartRAGPolicy:
             if not (TRAINED_ADAPTER / "adapter_config.json").exists():
                 raise RuntimeError(f"the trained adapter is missing from {TRAINED_ADAPTER} (a broken install?); "
                                    "SmartRAGPolicy.embedded(trained=False) loads the bare model")
-            return cls.from_pretrained(embedded_model_dir(), adapter=TRAINED_ADAPTER, merge=True, **kwargs)
-        return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
+            adapter, kwargs = TRAINED_ADAPTER, {"merge": True, **kwargs}
+        if adapter is not None:
+            adapter_base(_local_or_hub(adapter))  # a broken adapter is reported as such, not as a broken cache
+        try:
+            return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
+        except ValueError as error:  # a corrupt conversion in the cache: build it again, once
+            logger.warning("the converted embedded model in %s does not load (%s); converting it again",
+                           embedded_cache_path(), error)
+            shutil.rmtree(embedded_cache_path(), ignore_errors=True)
+            return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
 
     @classmethod
     def load(cls, source: str | Path | None = None, **kwargs: Any) -> SmartRAGPolicy:
@@ -259,13 +313,29 @@ class SmartRAGPolicy:
         do not fit after the question are dropped from the end (they are ranked, the last matter least).
         """
         question = self._fit_question(question)
-        documents = list(documents)
         budget = self.max_context - self.max_new_tokens - len(self._answer_ids)
-        text = render_prompt(question, documents, self.tokenizer)
-        while documents and len(self.encode(text)) > budget:
-            documents.pop()
-            text = render_prompt(question, documents, self.tokenizer)
-        return text
+        text = render_prompt(question, (), self.tokenizer)
+        if not documents:
+            return text
+        # Estimate how many ranked documents fit from each one's line, encoded once (linear in the documents,
+        # not quadratic), then settle the exact count on the joined prompt: a few encodes of a fitting prompt.
+        used = len(self.encode(render_prompt(question, documents[:1], self.tokenizer))) - len(
+            self.encode(render_observation(documents[:1], self.tokenizer)))
+        kept = 0
+        for document in documents:
+            used += len(self.encode(render_observation([document], self.tokenizer))) + 1
+            if used > budget:
+                break
+            kept += 1
+
+        def fits(n: int) -> bool:
+            return len(self.encode(render_prompt(question, documents[:n], self.tokenizer))) <= budget
+
+        while kept > 0 and not fits(kept):
+            kept -= 1
+        while kept < len(documents) and fits(kept + 1):
+            kept += 1
+        return render_prompt(question, documents[:kept], self.tokenizer)
 
     def _fit_question(self, question: str) -> str:
         ids = self.encode(question)
@@ -286,9 +356,9 @@ class SmartRAGPolicy:
     # -- model passes ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _inference(self) -> Iterator[None]:
-        device = self.model.device.type
-        with self._lock, torch.inference_mode(), torch.autocast(device, torch.bfloat16, enabled=self.autocast):
+    def _inference(self, autocast: bool | None = None) -> Iterator[None]:
+        enabled = self.autocast if autocast is None else autocast
+        with self._lock, torch.inference_mode(), torch.autocast(self.model.device.type, torch.bfloat16, enabled=enabled):
             yield
 
     def _left_pad(self, sequences: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -324,7 +394,9 @@ class SmartRAGPolicy:
         `on_token(row, text)` receives each row's new text as it is generated (for streaming).
         """
         key, items = self._generate_request(prompts, prefix, on_token, seeds, sampling)
-        return self._batcher(key, items)
+        results = self._batcher(key, items)
+        _TextStream.raise_first(item[2] for item in items)
+        return results
 
     async def agenerate(
         self,
@@ -336,7 +408,9 @@ class SmartRAGPolicy:
         **sampling: Any,
     ) -> list[Generation]:
         key, items = self._generate_request(prompts, prefix, on_token, seeds, sampling)
-        return await self._batcher.acall(key, items)
+        results = await self._batcher.acall(key, items)
+        _TextStream.raise_first(item[2] for item in items)
+        return results
 
     def _generate_request(
         self,
@@ -350,7 +424,8 @@ class SmartRAGPolicy:
         unknown = set(sampling) - {"max_new_tokens", "sample", "temperature", "top_k"}
         if unknown:
             raise TypeError(f"unknown sampling arguments: {sorted(unknown)}")
-        callbacks = [functools.partial(on_token, row) if on_token else None for row in range(len(prompts))]
+        callbacks = [_TextStream(self.tokenizer, functools.partial(on_token, row)) if on_token else None
+                     for row in range(len(prompts))]
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
         items = [(p, prefix, c, s) for p, c, s in zip(prompts, callbacks, seeds, strict=True)]
         return ("generate", *sorted(sampling.items())), items
@@ -427,7 +502,7 @@ class SmartRAGPolicy:
         sequences = [self.encode(p) for p in prompts]
         branches = [self._search_ids, self._answer_ids]
         width = max(len(ids) for ids in branches)
-        with self._inference():
+        with self._inference(autocast=False):  # fp32: a decision does not depend on which prompts share its batch
             last_logits, cache, attention_mask, positions = self._prefill(sequences)
             first = torch.log_softmax(last_logits.float(), dim=-1)
             # Row 2i + b continues prompt i with branch b's tokens (right-padded to `width`).
@@ -452,6 +527,8 @@ class SmartRAGPolicy:
                 token_logprobs.append(torch.cat([first[:, ids[0], None], rest], dim=1).cpu())
             self._stash_branches(prompts, sequences, cache, logits, attention_mask.shape[1])
         p_search = torch.sigmoid(token_logprobs[0].sum(-1) - token_logprobs[1].sum(-1))
+        if not torch.isfinite(p_search).all():
+            raise ValueError("the policy's decision is NaN or infinite: its weights are corrupt (reload or re-export them)")
         return [Decision(float(p), s.tolist(), a.tolist(), len(seq))
                 for p, s, a, seq in zip(p_search, *token_logprobs, sequences, strict=True)]
 
@@ -535,7 +612,8 @@ class SmartRAGPolicy:
         if isinstance(prefixes, str):
             prefixes = [prefixes] * len(prompts)
         sequences = [self.encode(p) + (self.encode(x) if x else []) for p, x in zip(prompts, prefixes, strict=True)]
-        streams = {row: _TextStream(self.tokenizer, callback) for row, callback in enumerate(on_token or []) if callback}
+        streams = {row: callback if isinstance(callback, _TextStream) else _TextStream(self.tokenizer, callback)
+                   for row, callback in enumerate(on_token or []) if callback}
         batch, device = len(prompts), self.model.device
         tokens = torch.zeros((batch, max_new_tokens), dtype=torch.long, device=device)
         logprobs = torch.zeros((batch, max_new_tokens), device=device)

@@ -6,6 +6,7 @@ policy output here, and training imports the same functions, so what is trained 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,16 +55,41 @@ def parse_action(output: str) -> Action:
     return Action(match.group(1).lower(), rest, bool(rest))  # type: ignore[arg-type]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def validate_question(question: Any) -> str:
     """Return the question if it is a non-empty string; raise a `ValueError` that says why otherwise."""
     if not isinstance(question, str):
         raise ValueError(f"question must be a string, got {type(question).__name__}")
     if not question.strip():
         raise ValueError("question is empty or whitespace only")
+    if (surrogate := _SURROGATE.search(question)) is not None:
+        raise ValueError(f"question has a lone surrogate (U+{ord(surrogate.group()):04X}) at character "
+                         f"{surrogate.start()}: it is not valid Unicode text")
     return question
 
 
-def render_observation(documents: Sequence[Document]) -> str:
+@functools.lru_cache(maxsize=16)
+def _special_strings(tokenizer: Any) -> tuple[str, ...]:
+    """The texts a tokenizer turns into special (control) tokens, longest first."""
+    specials = set(getattr(tokenizer, "all_special_tokens", None) or [])
+    specials.update(t.content for t in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values() if t.special)
+    return tuple(sorted((t for t in specials if len(t) > 1), key=len, reverse=True))
+
+
+def as_text(text: str, tokenizer: Any = None) -> str:
+    """User text (a question, a document) made safe to template: a special-token string in it, such as
+    `<|im_end|>`, gets a zero-width space after its first character so it is encoded as plain text, never as
+    a control token; lone surrogates become U+FFFD."""
+    text = _SURROGATE.sub("\ufffd", text)
+    for special in _special_strings(tokenizer) if tokenizer is not None else ():
+        if special in text:
+            text = text.replace(special, f"{special[0]}\u200b{special[1:]}")
+    return text
+
+
+def render_observation(documents: Sequence[Document], tokenizer: Any = None) -> str:
     """Retrieved documents as the observation text: numbered, titled, each cut to DOCUMENT_CHARS."""
     lines = []
     for i, doc in enumerate(documents, 1):
@@ -71,15 +97,17 @@ def render_observation(documents: Sequence[Document]) -> str:
         if len(text) > DOCUMENT_CHARS:
             text = text[:DOCUMENT_CHARS].rsplit(" ", 1)[0] + " ..."
         title = doc.metadata.get("title")
-        lines.append(f"({i}) {title}: {text}" if title else f"({i}) {text}")
+        line = f"({i}) {title}: {text}" if title else f"({i}) {text}"
+        lines.append(as_text(line, tokenizer))
     return "\n".join(lines)
 
 
-def render_user_message(question: str, documents: Sequence[Document] = ()) -> str:
-    """Turn 1 is instructions + question; turn 2 is the same text with the observation after the question."""
-    message = f"{INSTRUCTIONS}\nQuestion: {question}"
+def render_user_message(question: str, documents: Sequence[Document] = (), tokenizer: Any = None) -> str:
+    """Turn 1 is instructions + question; turn 2 is the same text with the observation after the question.
+    User text is made safe for `tokenizer` (`as_text`)."""
+    message = f"{INSTRUCTIONS}\nQuestion: {as_text(question, tokenizer)}"
     if documents:
-        message += f"\nObservation:\n{render_observation(documents)}"
+        message += f"\nObservation:\n{render_observation(documents, tokenizer)}"
     return message
 
 
@@ -88,7 +116,7 @@ def render_prompt(question: str, documents: Sequence[Document] = (), tokenizer: 
 
     The caller appends a forced action prefix (`SEARCH` or `ANSWER`) or lets the model choose.
     """
-    message = render_user_message(question, documents)
+    message = render_user_message(question, documents, tokenizer)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True

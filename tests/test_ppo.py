@@ -244,7 +244,7 @@ def test_data_sets_take_equal_turns_and_only_covered_questions_train():
     assert not {e.id for e in first} & {e.id for e in iteration_examples(sets, 4, 10, seed=0)}
 
 
-def test_dataset_weights_set_each_sets_share_of_the_questions(tmp_path):
+def test_dataset_weights_set_each_sets_share_of_the_questions(tmp_path, capsys):
     from langchain_smartrag.cli import main
 
     sets = load_questions(None, ["popqa", "hotpotqa"], "train", covered_only=True)
@@ -254,9 +254,10 @@ def test_dataset_weights_set_each_sets_share_of_the_questions(tmp_path):
     ids = [e.id for d in drawn for e in d]
     assert len(set(ids)) == len(ids)  # still consecutive slices of each set's permutation: no repeats
     for weights in (["1"], ["2", "0"]):  # through the CLI: `--dataset-weights` reads whole numbers
-        with pytest.raises(ValueError, match="dataset_weights"):
+        with pytest.raises(SystemExit) as exit_info:
             main(["train", "ppo", "--output-dir", str(tmp_path / "run"), "--datasets", "popqa", "hotpotqa",
                   "--dataset-weights", *weights])
+        assert exit_info.value.code == 2 and "smartrag: error: dataset_weights=" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("critic", ["shared", "head"])

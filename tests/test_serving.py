@@ -36,10 +36,10 @@ def test_astream_messages_matches_stream(policy, retriever):
 def test_stream_updates_shows_each_decision_as_it_happens(searching_policy, retriever):
     graph = create_smartrag_graph(searching_policy, retriever)
     updates = list(graph.stream({"question": "Who wrote Hamlet?"}, stream_mode="updates"))
-    assert [next(iter(u)) for u in updates] == ["decide", "rewrite", "retrieve", "decide", "answer"]
-    assert updates[0]["decide"]["search_probabilities"][0] > 0.99
-    assert updates[1]["rewrite"]["queries"] and updates[2]["retrieve"]["retrievals"] == 1
-    assert updates[3]["decide"] is None  # quota reached: the answer is forced, no model call
+    assert [next(iter(u)) for u in updates] == ["begin", "decide", "rewrite", "retrieve", "decide", "answer"]
+    assert updates[1]["decide"]["search_probabilities"][0] > 0.99
+    assert updates[2]["rewrite"]["queries"] and updates[3]["retrieve"]["retrievals"] == 1
+    assert updates[4]["decide"] is None  # quota reached: the answer is forced, no model call
 
 
 def test_abatch_and_ainvoke_agree_with_invoke(policy, retriever):

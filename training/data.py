@@ -23,7 +23,7 @@ class QAExample:
 
 
 def load_qa(path: str | Path) -> list[QAExample]:
-    """Read a QA file; a row with a missing or mistyped field, or an empty line, raises naming the line."""
+    """Read a QA file; a row with a missing or mistyped field, or an empty line between rows, raises naming the line."""
     examples = []
     for number, row in read_jsonl(path, allow_blank=False):
         where = f"{path}:{number}"
@@ -42,13 +42,19 @@ def load_qa(path: str | Path) -> list[QAExample]:
 
 
 def dataset_path(name: str, split: str) -> Path:
-    """The repository's own file for a data set and split, e.g. `data/hotpotqa/dev.jsonl`."""
-    for suffix in (".jsonl", ".jsonl.gz"):
-        path = DATA_DIR / name / f"{split}{suffix}"
-        if path.exists():
-            return path
+    """The repository's own file for a data set and split, e.g. `data/hotpotqa/dev.jsonl`.
+
+    Both are names, never paths: only the folders of `data/` and the files in them are found (`../x` is not).
+    """
     known = sorted(p.name for p in DATA_DIR.iterdir() if p.is_dir()) if DATA_DIR.exists() else []
-    raise ValueError(f"no {split} split for data set {name!r} in {DATA_DIR} (data sets: {', '.join(known)})")
+    if name not in known:
+        raise ValueError(f"unknown data set {name!r}: give one of {', '.join(known)} (a file of your own: give its path "
+                         "as the data instead)")
+    splits = {p.name.removesuffix(".gz").removesuffix(".jsonl"): p  # a plain dev.jsonl wins over dev.jsonl.gz
+              for pattern in ("*.jsonl.gz", "*.jsonl") for p in (DATA_DIR / name).glob(pattern)}
+    if split not in splits:
+        raise ValueError(f"no {split} split for data set {name!r} in {DATA_DIR} (splits: {', '.join(sorted(splits))})")
+    return splits[split]
 
 
 def sample(examples: list[QAExample], limit: int | None, seed: int = 0) -> list[QAExample]:

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import json
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -32,12 +31,12 @@ import torch
 from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
-from langchain_smartrag.cache import build_once
 from langchain_smartrag.policy import bf16_is_fast, left_pad, length_chunks, position_ids
 from langchain_smartrag.retrievers import build_retriever
 from langchain_smartrag.scoring import ALPHA
 
-from .checkpoints import checkpoint_all, prepare_output_dir, restore
+from .checkpoints import checkpoint_all, prepare_output_dir, replace_directory, restore, truncate_log
+from .config import require_counts
 from .data import QAExample, dataset_path, load_qa, sample
 from .evaluate import evaluate
 from .ppo_math import (
@@ -172,6 +171,11 @@ class PPOConfig:
     seed: int = 0
     resume: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        require_counts(self, ("lora_r", "dev_limit", "eval_every", "k", "iterations", "episodes_per_iteration",
+                              "rollout_batch_size", "ppo_epochs", "minibatch_episodes", "micro_batch_tokens",
+                              "save_every", "keep_checkpoints"))
 
 
 class ActorCritic(torch.nn.Module):
@@ -310,6 +314,9 @@ def train(config: PPOConfig) -> Path:
         start, kl_control.coef, best_reward = int(state["step"]), state["kl_coef"], state.get("best_reward", best_reward)
         for group, rate in zip(optimizer.param_groups, (config.learning_rate, config.value_learning_rate), strict=True):
             group["lr"] = rate  # the config's, not the checkpoint's: a resumed run may change them
+        if main:
+            for name in ("metrics.jsonl", "rollouts.jsonl"):
+                truncate_log(output_dir / name, "iteration", start)
     log = (output_dir / "metrics.jsonl").open("a") if main else None
 
     def write(record: dict[str, Any]) -> None:
@@ -474,7 +481,7 @@ def policy_learning_rate(config: PPOConfig, step: int) -> float:
 
 def save_policy(policy: SmartRAGPolicy, value_head: torch.nn.Module, directory: Path, info: dict[str, Any]) -> None:
     """The policy adapter alone (not the reference), its tokenizer, the value head and `info` (`selected.json`),
-    replacing `directory`; written aside and renamed into place, so a reader never sees half of it."""
+    replacing `directory`; written aside and swapped into place, so neither a reader nor a kill sees half of it."""
 
     def write(tmp: Path) -> None:
         policy.model.save_pretrained(tmp, selected_adapters=["default"])
@@ -482,8 +489,7 @@ def save_policy(policy: SmartRAGPolicy, value_head: torch.nn.Module, directory: 
         torch.save(value_head.state_dict(), tmp / VALUE_HEAD_FILE)
         (tmp / "selected.json").write_text(json.dumps(info))
 
-    shutil.rmtree(directory, ignore_errors=True)
-    build_once(directory, write)
+    replace_directory(directory, write)
 
 
 def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int) -> torch.Tensor:

@@ -25,7 +25,8 @@ from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.policy import bf16_is_fast
 
-from .checkpoints import checkpoint_all, prepare_output_dir, restore
+from .checkpoints import checkpoint_all, prepare_output_dir, restore, truncate_log
+from .config import require_counts
 
 
 @dataclass
@@ -62,8 +63,21 @@ class SFTConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        require_counts(self, ("lora_r", "batch_size", "grad_accum", "epochs", "max_steps", "max_length", "save_every",
+                              "keep_checkpoints", "log_every"))
         if any(not isinstance(n, int) or n < 0 for n in (self.kind_copies or {}).values()):
             raise ValueError(f"kind_copies must map kinds to counts >= 0, got {self.kind_copies}")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The warm-up rows of a file; a row without a string prompt or completion raises naming its line."""
+    rows = []
+    for number, row in read_jsonl(path):
+        for key in ("prompt", "completion"):
+            if not isinstance(row.get(key), str):
+                raise ValueError(f"{path}:{number}: a warm-up row needs a string field {key!r} (training.warmup writes them)")
+        rows.append(row)
+    return rows
 
 
 def copy_kinds(rows: list[dict[str, Any]], copies: dict[str, int] | None) -> list[dict[str, Any]]:
@@ -119,6 +133,7 @@ def train(config: SFTConfig) -> Path:
     accelerator = Accelerator()
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     output_dir = Path(config.output_dir)
+    rows = copy_kinds(read_rows(config.data), config.kind_copies)
     checkpoint = prepare_output_dir(output_dir, config.resume)
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -132,7 +147,6 @@ def train(config: SFTConfig) -> Path:
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules="all-linear", task_type="CAUSAL_LM",
         ))
-    rows = copy_kinds([row for _, row in read_jsonl(config.data)], config.kind_copies)
     dataset = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True)) for r in rows]
     if not dataset:
         raise ValueError(f"{config.data}: no training examples")
@@ -163,6 +177,8 @@ def train(config: SFTConfig) -> Path:
         return [order[i % len(order)] for i in range(offset, offset + per_step)]
 
     model.train()
+    if main and checkpoint is not None:
+        truncate_log(output_dir / "metrics.jsonl", "step", first_step)
     log = (output_dir / "metrics.jsonl").open("a") if main else None
     bar = tqdm(total=total_steps, initial=first_step, desc="sft", dynamic_ncols=True, disable=not main)
     start, tokens_seen = time.perf_counter(), 0

@@ -67,12 +67,20 @@ class BM25Retriever(BaseRetriever):
     @classmethod
     def from_documents(cls, documents: Iterable[Document], **kwargs: Any) -> BM25Retriever:
         """Index these documents (title, when in the metadata, is indexed with the text)."""
-        documents = list(documents)
+        return cls._indexed(list(documents), "", **kwargs)
+
+    @classmethod
+    def _indexed(cls, documents: list[Document], files: str, **kwargs: Any) -> BM25Retriever:
+        """`from_documents`; its errors name the corpus `files` they came from (if any)."""
+        where = f" {files}" if files else ""
         if not documents:
-            raise ValueError("cannot build a BM25 index over an empty corpus")
-        texts = [f"{doc.metadata.get('title', '')} {doc.page_content}" for doc in documents]
+            raise ValueError(f"cannot build a BM25 index over an empty corpus{where}")
+        tokens = _tokenize([f"{doc.metadata.get('title', '')} {doc.page_content}" for doc in documents])
+        if not any(tokens):
+            raise ValueError(f"no indexable words in corpus{where}: its {len(documents)} documents hold only English "
+                             "stopwords and punctuation; give it documents with content")
         index = bm25s.BM25()
-        index.index(_tokenize(texts), show_progress=False)
+        index.index(tokens, show_progress=False)
         return cls(index, documents, **kwargs)
 
     @classmethod
@@ -88,7 +96,8 @@ class BM25Retriever(BaseRetriever):
     @classmethod
     def from_jsonl(cls, *paths: str | Path, **kwargs: Any) -> BM25Retriever:
         """Index one or more corpus files of rows {"id", "title", "text"} (JSONL, optionally gzipped)."""
-        return cls.from_documents([doc for path in paths for doc in corpus_documents(path)], **kwargs)
+        documents = [doc for path in paths for doc in corpus_documents(path)]
+        return cls._indexed(documents, ", ".join(map(str, paths)), **kwargs)
 
     @classmethod
     def bundled(cls, **kwargs: Any) -> BM25Retriever:
@@ -112,6 +121,7 @@ class BM25Retriever(BaseRetriever):
 
     @classmethod
     def load(cls, directory: str | Path, **kwargs: Any) -> BM25Retriever:
+        """The index `save` wrote; a missing, damaged or incomplete one raises saying to rebuild it."""
         directory = Path(directory)
         try:
             settings = json.loads((directory / _SETTINGS_FILE).read_text())
@@ -120,8 +130,11 @@ class BM25Retriever(BaseRetriever):
                 Document(page_content=row["text"], metadata=row["metadata"])
                 for _, row in read_jsonl(directory / _DOCUMENTS_FILE)
             ]
+            if len(documents) != index.scores["num_docs"]:
+                raise ValueError(f"{_DOCUMENTS_FILE} holds {len(documents)} documents, the index {index.scores['num_docs']}")
         except (OSError, ValueError, KeyError) as error:
-            raise ValueError(f"{directory} is not a readable BM25Retriever index: {error}") from error
+            raise ValueError(f"{directory} is not a readable BM25Retriever index ({error}): rebuild it "
+                             "(BM25Retriever.from_jsonl(corpus).save(directory); a cached one: delete it)") from error
         return cls(index, documents, **{"k": settings["k"], **kwargs})
 
     def __len__(self) -> int:
