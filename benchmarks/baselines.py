@@ -4,7 +4,7 @@
 
 Writes one results JSON per (data set, mode) under benchmarks/results/baselines/ (a run that finds its file
 skips it, so an interrupted run resumes), a threshold sweep plot, and the table between the `baselines`
-markers in README.md. The sweep needs no extra model calls: with a quota of one retrieval, the episode at
+markers in docs/results.md. The sweep needs no extra model calls: with a quota of one retrieval, the episode at
 threshold t is the always-retrieve episode when the first P(search) >= t and the no-retrieval one otherwise
 (greedy decoding; the real smartrag run at 0.5 checks this).
 """
@@ -19,8 +19,9 @@ import re
 import warnings
 from pathlib import Path
 
+from langchain_smartrag.training import MODES, at_threshold, dataset_path, evaluate, load_qa, means, sample
+
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
-from training import MODES, at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "baselines"
@@ -92,13 +93,13 @@ def main() -> None:
         f"reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale); hit = a gold "
         f"answer in the retrieved text, over the questions that retrieved. {today}, {platform.machine()} CPU, "
         f"`python benchmarks/baselines.py --n {args.n}`."), "", *rows, "",
-        "![threshold sweep](benchmarks/results/threshold_sweep.png)", "",
+        "![threshold sweep](../benchmarks/results/threshold_sweep.png)", "",
         "Sweep check, F1 at threshold 0.5 derived from the forced runs vs the real smartrag run: " + "; ".join(checks) + ".",
     ])
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "results.md").read_text()
     readme = re.sub(r"(<!-- baselines:start -->\n).*?(\n<!-- baselines:end -->)", lambda m: m.group(1) + table + m.group(2),
                     readme, flags=re.DOTALL)
-    (ROOT / "README.md").write_text(readme)
+    (ROOT / "docs" / "results.md").write_text(readme)
     print(table)
 
 

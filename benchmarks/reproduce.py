@@ -15,7 +15,7 @@ SmartRAG checks that (bf16 results shift a little with batch composition, so the
 One results JSON per (data set, policy, mode) under `--out` (a found file is reused if the same adapter wrote it on
 the same questions: an interrupted run resumes, a new adapter's runs replace the old one's; an adapter no longer on
 disk, such as an SFT adapter trained on another machine, still gives its table rows from its results),
-then `sweep.png` and the table between the `reproduce` markers in README.md.
+then `sweep.png` and the table between the `reproduce` markers in docs/results.md.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from baselines import VARIANTS, slug
+from langchain_smartrag.training import at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.policy import TRAINED_ADAPTER
-from training import at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_SETS = {**VARIANTS, "TriviaQA (transfer)": ("triviaqa", None)}
@@ -240,16 +240,16 @@ def main() -> None:
         f"bold). SFT adapter {hashes['sft']}, SmartRAG adapter {hashes['smartrag']} "
         f"(sha256 prefixes). Measured {measured(results)}, "
         f"`python benchmarks/reproduce.py --n {args.n}`."), "", *table(results), "",
-        f"![threshold sweep]({(out / 'sweep.png').relative_to(ROOT)})", "",
+        f"![threshold sweep](../{(out / 'sweep.png').relative_to(ROOT)})", "",
         DECISION_NOTE, "",
         *decision_table(results), "",
         "Derived vs real smartrag-mode runs of SmartRAG: " + ("; ".join(checks(results)) or "not run") + ".",
     ])
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "results.md").read_text()
     readme, found = re.subn(r"(<!-- reproduce:start -->\n).*?(\n<!-- reproduce:end -->)",
                             lambda m: m.group(1) + text + m.group(2), readme, flags=re.DOTALL)
     if found:
-        (ROOT / "README.md").write_text(readme)
+        (ROOT / "docs" / "results.md").write_text(readme)
     print(text)
 
 

@@ -22,15 +22,13 @@ import platform
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from langchain_core.runnables import Runnable
+from langchain_smartrag.training import DATA_DIR as DATA
 
 from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.jsonl import read_jsonl
-
-DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def raw_policy_calls(policy: SmartRAGPolicy, questions: list[str], states: list[dict]) -> None:

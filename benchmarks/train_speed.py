@@ -22,11 +22,8 @@ import warnings
 from pathlib import Path
 
 import torch
-
-from langchain_smartrag import create_smartrag_graph
-from langchain_smartrag.retrievers import build_retriever
-from training.data import dataset_path, load_qa, sample
-from training.ppo import (
+from langchain_smartrag.training.data import dataset_path, load_qa, sample
+from langchain_smartrag.training.ppo import (
     ActorCritic,
     PPOConfig,
     batch_inputs,
@@ -36,8 +33,11 @@ from training.ppo import (
     train,
     trainable_policy,
 )
-from training.segments import rollout_segments
-from training.trajectories import collect
+from langchain_smartrag.training.segments import rollout_segments
+from langchain_smartrag.training.trajectories import collect
+
+from langchain_smartrag import create_smartrag_graph
+from langchain_smartrag.retrievers import build_retriever
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
 

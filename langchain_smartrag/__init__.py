@@ -1,5 +1,7 @@
 """SmartRAG for LangChain: one policy LLM decides when to retrieve, rewrites the query, and answers."""
 
+__version__ = "0.2.0"
+
 from .graph import SmartRAGContext, SmartRAGGraph, SmartRAGInput, SmartRAGOutput, SmartRAGState, create_smartrag_graph
 from .policy import Decision, Generation, SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, Action, parse_action, render_prompt

@@ -8,6 +8,7 @@ import contextvars
 import operator
 import random
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -33,7 +34,8 @@ from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 from .policy import Decision, Generation, SmartRAGPolicy
-from .protocol import ANSWER, SEARCH, parse_action, validate_question
+from .protocol import ANSWER, SEARCH, parse_action, preview_titles, validate_question
+from .retrievers.web import DuckDuckGoRetriever
 
 
 class SmartRAGInput(TypedDict):
@@ -56,6 +58,10 @@ class SmartRAGOutput(TypedDict, total=False):
     errors: list[str]
     trace: list[dict[str, Any]]
     """With `record=True`: every policy call as {node, prompt, prefix, token_ids, logprobs} (for training)."""
+    previews: int
+    """Searches made only to show the first decision the top hits' titles (0 with the preview off)."""
+    preview: list[str] | None
+    """The titles that decision saw (None with the preview off)."""
 
 
 class SmartRAGState(TypedDict):
@@ -70,10 +76,13 @@ class SmartRAGState(TypedDict):
     search_probabilities: NotRequired[Annotated[list[float], operator.add]]
     errors: NotRequired[Annotated[list[str], operator.add]]
     trace: NotRequired[Annotated[list[dict[str, Any]], operator.add]]
+    previews: NotRequired[Annotated[int, operator.add]]
+    preview: NotRequired[list[str] | None]
 
 
 EPISODE_START: dict[str, Any] = {
     "retrievals": 0, "queries": [], "documents": [], "search_probabilities": [], "errors": [], "trace": [],
+    "previews": 0,
 }
 """Each accumulating channel's value when a question starts (written over whatever a thread or parent held)."""
 
@@ -89,6 +98,8 @@ class SmartRAGContext:
     threshold: float | None = None
     max_retrievals: int | None = None
     rewrite_query: bool | None = None
+    preview: int | None = None
+    """Titles of the question's top hits the first decision sees (0: off, the paper's protocol)."""
     sample: bool | None = None
     """Training rollouts: draw the decision from P(search) and sample text (top-k 50) instead of greedy.
     `config["configurable"]["seed"]` seeds an episode's draws, whatever else shares its batches."""
@@ -122,14 +133,14 @@ def _in_daemon_thread(call: Callable[[], Any]) -> Future:
     return future
 
 
-def _documents(result: Any) -> tuple[list[Document], list[str]]:
+def _documents(node: str, result: Any) -> tuple[list[Document], list[str]]:
     """A retriever's result as Documents, with an error for anything that is not one (strings, dicts, None)."""
     if not isinstance(result, (list, tuple)):
-        return [], [f"retrieve: the retriever returned {type(result).__name__}, not a list of Documents"]
+        return [], [f"{node}: the retriever returned {type(result).__name__}, not a list of Documents"]
     documents = [d for d in result if isinstance(d, Document)]
     if len(documents) < len(result):
         kinds = sorted({type(d).__name__ for d in result if not isinstance(d, Document)})
-        return documents, [f"retrieve: dropped {len(result) - len(documents)} results that are not Documents ({', '.join(kinds)})"]
+        return documents, [f"{node}: dropped {len(result) - len(documents)} results that are not Documents ({', '.join(kinds)})"]
     return documents, []
 
 
@@ -197,6 +208,19 @@ def _draws(config: RunnableConfig, node: str, retrievals: int) -> random.Random 
     return random if seed is None else random.Random(f"{seed}/{node}/{retrievals}")
 
 
+def _preview_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, preview: int | None) -> int:
+    """The graph's preview: the caller's, else the policy's own (off for a web search), warning on a mismatch."""
+    trained = getattr(policy, "preview", 0)
+    if preview is None:
+        preview = 0 if isinstance(retriever, DuckDuckGoRetriever) else trained
+    if preview < 0:
+        raise ValueError("preview must be >= 0")
+    if preview != trained:
+        warnings.warn(f"the policy was trained with preview={trained} but the graph uses preview={preview}: its "
+                      "decisions were not trained on these prompts", stacklevel=3)
+    return preview
+
+
 class SmartRAGGraph(CompiledStateGraph):
     """The compiled SmartRAG graph. `batch` and `abatch` run up to the policy's `max_batch_size` inputs at once
     unless the caller's config says otherwise, so the policy's dynamic batcher sees them together."""
@@ -222,6 +246,7 @@ def create_smartrag_graph(
     threshold: float = 0.5,
     retriever_timeout: float | None = 30.0,
     rewrite_query: bool = True,
+    preview: int | None = None,
     checkpointer: Checkpointer = None,
     store: BaseStore | None = None,
     interrupt_before: list[str] | None = None,
@@ -236,11 +261,17 @@ def create_smartrag_graph(
     `rewrite_query=False` the question itself is the query (plain retrieve-then-read). `checkpointer`,
     `store`, `interrupt_before`/`interrupt_after` (e.g. `["retrieve"]` to approve each search) and `name`
     go to LangGraph's `compile`; each new question starts a fresh episode on a thread.
+
+    `preview=n` first searches with the question and shows the first decision the titles of the top n hits
+    (counted in `previews`, charged `ALPHA_PREVIEW` in the reward; a real search, so a web retriever pays for it).
+    None takes the setting the policy was trained with (`policy.preview`), except with `DuckDuckGoRetriever`,
+    where it is off unless asked for; a setting other than the training's is a warning.
     """
     if max_retrievals < 0:
         raise ValueError("max_retrievals must be >= 0")
-    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query, sample=False, record=False,
-                               temperature=1.0, sample_decision=True)
+    preview = _preview_setting(policy, retriever, preview)
+    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query, preview, sample=False,
+                               record=False, temperature=1.0, sample_decision=True)
 
     def settings() -> SmartRAGContext:
         context = get_runtime(SmartRAGContext).context
@@ -249,12 +280,14 @@ def create_smartrag_graph(
         return replace(defaults, **{k: v for k, v in vars(context).items() if v is not None})
 
     # begin: one question, one episode --------------------------------------------------------
-    def begin(state: SmartRAGState) -> dict[str, Any]:
-        """Validate the question, then clear the accumulating channels a thread or a parent graph may carry."""
+    def begin(state: SmartRAGState) -> Command:
+        """Validate the question, clear the accumulating channels a thread or a parent graph may carry, and go
+        to the preview if this episode has one."""
         if "question" not in state:
             raise ValueError("the input has no 'question': invoke the graph with {\"question\": \"...\"}")
         validate_question(state["question"])
-        return {key: Overwrite(value) for key, value in EPISODE_START.items()}
+        update = {key: Overwrite(value) for key, value in EPISODE_START.items()}
+        return Command(update={**update, "preview": None}, goto="preview" if settings().preview else "decide")
 
     # decide ---------------------------------------------------------------------------------
     def decision_prompt(state: SmartRAGState) -> tuple[SmartRAGContext, str | None]:
@@ -262,7 +295,7 @@ def create_smartrag_graph(
         ctx = settings()
         if state.get("retrievals", 0) >= ctx.max_retrievals:
             return ctx, None
-        return ctx, ctx.policy.prompt(state["question"], state.get("documents", []))
+        return ctx, ctx.policy.prompt(state["question"], state.get("documents", []), state.get("preview"))
 
     def route(
         state: SmartRAGState, config: RunnableConfig, ctx: SmartRAGContext, prompt: str, decision: Decision,
@@ -314,7 +347,9 @@ def create_smartrag_graph(
             sampling = {"sample": True, "seeds": [seed], "temperature": ctx.temperature or 1.0}
         params = {"max_new_tokens": ctx.policy.max_new_tokens, "temperature": sampling.get("temperature", 0.0),
                   "top_k": 50 if ctx.sample else None, "prefix": SEARCH if node == "rewrite" else ANSWER}
-        return ctx, ctx.policy.prompt(state["question"], state.get("documents", [])), sampling, params
+        # the rewrite continues the decision's own prompt (preview included); the answer never sees the preview
+        preview = state.get("preview") if node == "rewrite" else None
+        return ctx, ctx.policy.prompt(state["question"], state.get("documents", []), preview), sampling, params
 
     def recorded(ctx: SmartRAGContext, node: str, prompt: str, prefix: str, generation: Generation) -> dict[str, Any]:
         if not ctx.record:
@@ -367,31 +402,26 @@ def create_smartrag_graph(
             generation = (await ctx.policy.agenerate([prompt], ANSWER, on_token=run.token, **sampling))[0]
             return answer_update(state, ctx, prompt, generation, run)
 
-    # retrieve --------------------------------------------------------------------------------
-    def retrieval_failed(error: BaseException) -> dict[str, Any]:
+    # retrieve and preview: one search, under the timeout -----------------------------------------
+    def failed(node: str, error: BaseException) -> tuple[list[Document], list[str]]:
         if isinstance(error, (TimeoutError, FutureTimeout)):
             error = TimeoutError(f"no documents within {retriever_timeout} s")
-        return {"retrievals": 1, "errors": [f"retrieve: {type(error).__name__}: {error}"]}
+        return [], [f"{node}: {type(error).__name__}: {error}"]
 
-    def retrieved(result: Any) -> dict[str, Any]:
-        documents, errors = _documents(result)
-        return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
-
-    def retrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+    def search(node: str, query: str, config: RunnableConfig) -> tuple[list[Document], list[str]]:
+        """The retriever's documents for `query` and the errors to record; never raises."""
         retriever = settings().retriever
         try:
             if retriever_timeout is None:
-                result = retriever.invoke(state["queries"][-1], config)
+                result = retriever.invoke(query, config)
             else:
-                future = _in_daemon_thread(lambda: retriever.invoke(state["queries"][-1], config))
-                result = future.result(timeout=retriever_timeout)
+                result = _in_daemon_thread(lambda: retriever.invoke(query, config)).result(timeout=retriever_timeout)
         except Exception as error:  # noqa: BLE001 -- any retriever may fail; the answer must still come
-            return retrieval_failed(error)
-        return retrieved(result)
+            return failed(node, error)
+        return _documents(node, result)
 
-    async def aretrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+    async def asearch(node: str, query: str, config: RunnableConfig) -> tuple[list[Document], list[str]]:
         retriever = settings().retriever
-        query = state["queries"][-1]
         try:
             if type(retriever)._aget_relevant_documents is BaseRetriever._aget_relevant_documents:
                 # a sync-only retriever: its own daemon thread, not the event loop's shared default pool
@@ -399,19 +429,39 @@ def create_smartrag_graph(
             else:
                 call = retriever.ainvoke(query, config)
             result = await asyncio.wait_for(call, retriever_timeout)
-        except Exception as error:  # noqa: BLE001 -- as in retrieve
-            return retrieval_failed(error)
-        return retrieved(result)
+        except Exception as error:  # noqa: BLE001 -- as in search
+            return failed(node, error)
+        return _documents(node, result)
+
+    def retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
+        return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
+
+    def previewed(documents: list[Document], errors: list[str]) -> dict[str, Any]:
+        titles = preview_titles(documents, settings().preview)
+        return {"previews": 1, "preview": titles, **({"errors": errors} if errors else {})}
+
+    def retrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        return retrieved(*search("retrieve", state["queries"][-1], config))
+
+    async def aretrieve(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        return retrieved(*await asearch("retrieve", state["queries"][-1], config))
+
+    def preview(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        return previewed(*search("preview", state["question"], config))
+
+    async def apreview(state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        return previewed(*await asearch("preview", state["question"], config))
 
     builder = StateGraph(SmartRAGState, context_schema=SmartRAGContext, input_schema=SmartRAGInput,
                          output_schema=SmartRAGOutput)
-    builder.add_node("begin", begin)
+    builder.add_node("begin", begin, destinations=("preview", "decide"))
+    builder.add_node("preview", RunnableLambda(preview, apreview, name="preview"))
     builder.add_node("decide", RunnableLambda(decide, adecide, name="decide"), destinations=("rewrite", "answer"))
     builder.add_node("rewrite", RunnableLambda(rewrite, arewrite, name="rewrite"))
     builder.add_node("retrieve", RunnableLambda(retrieve, aretrieve, name="retrieve"))
     builder.add_node("answer", RunnableLambda(answer, aanswer, name="answer"))
     builder.add_edge(START, "begin")
-    builder.add_edge("begin", "decide")
+    builder.add_edge("preview", "decide")
     builder.add_edge("rewrite", "retrieve")
     builder.add_edge("retrieve", "decide")
     builder.add_edge("answer", END)

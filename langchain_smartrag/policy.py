@@ -188,10 +188,28 @@ def adapter_base(adapter: str | Path) -> str:
     return str(base)
 
 
+PROTOCOL_FILE = "smartrag.json"
+"""Beside a trained adapter or model: the protocol settings it was trained with (e.g. {"preview": 3})."""
+
+
+def protocol_settings(directory: str | Path) -> dict[str, Any]:
+    """The protocol settings saved beside a model or adapter (none for any other model)."""
+    path = Path(directory) / PROTOCOL_FILE if isinstance(directory, Path) else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is corrupt ({error}); export the policy again") from None
+    if not isinstance(settings, dict) or set(settings) - {"preview"}:
+        raise ValueError(f"{path}: expected {{\"preview\": N}}, got {settings!r}")
+    return settings
+
+
 def bf16_is_fast(device: torch.device | str) -> bool:
     """Whether bf16 autocast speeds `device` up: a CUDA GPU with bf16, or a CPU with AMX tiles. Without AMX,
     bf16 on a CPU is emulated (AVX2) or converted per kernel (AVX-512 bf16) and measured slower than fp32
-    (`benchmarks/bf16_speed.py`; docs/experiments.md)."""
+    (`experiments/bf16-speed/bf16_speed.py`; docs/experiments.md)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -218,6 +236,7 @@ class SmartRAGPolicy:
         max_batch_size: int = 32,
         max_wait_ms: float = 5.0,
         prefill_chunk_tokens: int | None = None,
+        preview: int = 0,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -226,6 +245,7 @@ class SmartRAGPolicy:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_new_tokens = max_new_tokens
         self.max_batch_size = max_batch_size
+        self.preview = preview
         # what tracers report as `ls_model_name`: the model's directory or hub name
         self.model_name = Path(str(getattr(model, "name_or_path", "") or type(model).__name__)).name
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
@@ -273,7 +293,8 @@ class SmartRAGPolicy:
                 model = model.merge_and_unload() if merge else model
         except Exception as error:  # corrupt or partial checkpoints raise many different types
             raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
-        return cls(model, tokenizer, **kwargs)
+        protocol = protocol_settings(adapter if isinstance(adapter, Path) else path)
+        return cls(model, tokenizer, **{**protocol, **kwargs})
 
     @classmethod
     def embedded(cls, adapter: str | Path | None = None, trained: bool = True, **kwargs: Any) -> SmartRAGPolicy:
@@ -306,7 +327,7 @@ class SmartRAGPolicy:
 
     # -- prompts --------------------------------------------------------------------------------
 
-    def prompt(self, question: str, documents: Sequence[Document] = ()) -> str:
+    def prompt(self, question: str, documents: Sequence[Document] = (), preview: Sequence[str] | None = None) -> str:
         """The protocol prompt for this model, fitted to its context.
 
         A question over `max_question_tokens` is cut from the middle, with a warning; documents that
@@ -314,7 +335,7 @@ class SmartRAGPolicy:
         """
         question = self._fit_question(question)
         budget = self.max_context - self.max_new_tokens - len(self._answer_ids)
-        text = render_prompt(question, (), self.tokenizer)
+        text = render_prompt(question, (), self.tokenizer, preview)
         if not documents:
             return text
         # Estimate how many ranked documents fit from each one's line, encoded once (linear in the documents,

@@ -24,6 +24,11 @@ INSTRUCTIONS = (
 DOCUMENT_CHARS = 400
 """Each retrieved document enters the observation cut to this many characters (prefill is the cost)."""
 
+PREVIEW_TITLE_CHARS = 40
+"""Each title in a preview is cut to this many characters, so the preview's size is fixed by its count."""
+PREVIEW_TITLE_WORDS = 6
+"""A document without a title shows its first words instead."""
+
 ActionKind = Literal["search", "answer", "invalid"]
 
 _ACTION = re.compile(r"\s*\[(search|answer)\]", re.IGNORECASE)
@@ -102,21 +107,44 @@ def render_observation(documents: Sequence[Document], tokenizer: Any = None) -> 
     return "\n".join(lines)
 
 
-def render_user_message(question: str, documents: Sequence[Document] = (), tokenizer: Any = None) -> str:
-    """Turn 1 is instructions + question; turn 2 is the same text with the observation after the question.
-    User text is made safe for `tokenizer` (`as_text`)."""
+def preview_titles(documents: Sequence[Document], count: int) -> list[str]:
+    """What a preview shows of the top `count` documents: each one's title (or its first words), cut to a fixed
+    size. Never passage text: the preview tells the decision what the index holds, not the answer."""
+    titles = []
+    for doc in documents[:count]:
+        title = str(doc.metadata.get("title") or " ".join(doc.page_content.split()[:PREVIEW_TITLE_WORDS]))
+        title = " ".join(title.split())
+        titles.append(title if len(title) <= PREVIEW_TITLE_CHARS else title[: PREVIEW_TITLE_CHARS - 3] + "...")
+    return titles
+
+
+def render_preview(titles: Sequence[str], tokenizer: Any = None) -> str:
+    """The preview line of a decision prompt: the top hits' titles for the question, or that there were none."""
+    return "Search preview: " + (as_text(" | ".join(titles), tokenizer) if titles else "(no results)")
+
+
+def render_user_message(
+    question: str, documents: Sequence[Document] = (), tokenizer: Any = None, preview: Sequence[str] | None = None
+) -> str:
+    """Turn 1 is instructions + question (+ the preview line, when the decision gets one); turn 2 is the same
+    text with the observation after the question, never the preview. User text is made safe for `tokenizer`."""
     message = f"{INSTRUCTIONS}\nQuestion: {as_text(question, tokenizer)}"
     if documents:
         message += f"\nObservation:\n{render_observation(documents, tokenizer)}"
+    elif preview is not None:
+        message += f"\n{render_preview(preview, tokenizer)}"
     return message
 
 
-def render_prompt(question: str, documents: Sequence[Document] = (), tokenizer: Any = None) -> str:
+def render_prompt(
+    question: str, documents: Sequence[Document] = (), tokenizer: Any = None, preview: Sequence[str] | None = None
+) -> str:
     """The full prompt string, through the tokenizer's chat template when it has one.
 
-    The caller appends a forced action prefix (`SEARCH` or `ANSWER`) or lets the model choose.
+    The caller appends a forced action prefix (`SEARCH` or `ANSWER`) or lets the model choose. `preview` (the
+    titles of the question's top hits, see `preview_titles`) goes into turn 1 only.
     """
-    message = render_user_message(question, documents, tokenizer)
+    message = render_user_message(question, documents, tokenizer, preview)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 
 ALPHA = 0.2
 """Cost per retrieval, on the EM + F1 scale of 0..2 (the paper's value)."""
+ALPHA_PREVIEW = 0.02
+"""Cost per preview (one retrieval whose titles the first decision sees), on the same scale: small, not zero."""
 MALFORMED_REWARD = -1.0
 """Correctness term of an episode whose final output is neither action."""
 
@@ -54,10 +56,18 @@ def answer_reward(answer: str, golds: str | Iterable[str], *, well_formed: bool 
 
 
 def episode_reward(
-    answer: str, golds: str | Iterable[str], retrievals: int, *, well_formed: bool = True, alpha: float = ALPHA
+    answer: str,
+    golds: str | Iterable[str],
+    retrievals: int,
+    *,
+    well_formed: bool = True,
+    alpha: float = ALPHA,
+    previews: int = 0,
+    alpha_preview: float = ALPHA_PREVIEW,
 ) -> float:
-    """answer_reward - alpha * retrievals: what an episode earns (PPO pays the same terms token by token)."""
-    return answer_reward(answer, golds, well_formed=well_formed) - alpha * retrievals
+    """answer_reward - alpha * retrievals - alpha_preview * previews: what an episode earns (PPO pays the same
+    terms token by token)."""
+    return answer_reward(answer, golds, well_formed=well_formed) - alpha * retrievals - alpha_preview * previews
 
 
 def has_answer(text: str, golds: str | Iterable[str]) -> bool:

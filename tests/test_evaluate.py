@@ -4,10 +4,10 @@ import json
 
 import pytest
 from langchain_core.documents import Document
+from langchain_smartrag.training import QAExample, at_threshold, evaluate, load_qa, means, sample, score_episode
 
 from langchain_smartrag import create_smartrag_graph
 from langchain_smartrag.cli import main
-from training import QAExample, at_threshold, evaluate, load_qa, means, sample, score_episode
 
 EXAMPLES = [
     QAExample("q1", "Who wrote Hamlet?", ["William Shakespeare", "Shakespeare"]),
@@ -124,7 +124,7 @@ def test_bad_qa_files_fail_naming_the_line(tmp_path, content, message):
 
 
 def test_the_repositorys_data_sets_load(tmp_path):
-    from training import dataset_path
+    from langchain_smartrag.training import dataset_path
 
     examples = load_qa(dataset_path("hotpotqa", "dev"))
     assert len(examples) == 1000 and examples[0].extra["dataset"] == "hotpotqa"

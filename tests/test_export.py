@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+from langchain_smartrag.training.export import export_adapter
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.cli import main
-from training.export import export_adapter
 
 QUESTIONS = ["Who wrote Hamlet?", "What is the capital of France?", "When did Apollo 11 land?"]
 

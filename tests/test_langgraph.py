@@ -13,13 +13,13 @@ from typing import Annotated, ClassVar
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
+from langchain_smartrag.training.tiny import tiny_model
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 from langchain_smartrag import SmartRAGPolicy, create_smartrag_graph
-from training.tiny import tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

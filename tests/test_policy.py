@@ -75,8 +75,9 @@ def test_a_huge_question_is_cut_from_the_middle_with_a_warning(policy):
 
 
 def test_documents_that_do_not_fit_are_dropped_last_first(tiny_tokenizer):
+    from langchain_smartrag.training.tiny import tiny_model
+
     from langchain_smartrag.protocol import render_prompt
-    from training.tiny import tiny_model
 
     policy = SmartRAGPolicy(tiny_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=8, autocast=False)
     documents = [Document(page_content=f"document number {i} " * 10, metadata={"title": f"D{i}"}) for i in range(6)]
@@ -123,7 +124,7 @@ def test_bf16_autocast_is_on_by_default_only_where_the_hardware_makes_it_faster(
 
 
 def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):
-    from training.tiny import tiny_model
+    from langchain_smartrag.training.tiny import tiny_model
 
     model = tiny_model(tiny_tokenizer)
     one_pass = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=8, autocast=False, prefill_chunk_tokens=10**9)
@@ -136,7 +137,7 @@ def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):
 
 
 def test_generation_after_a_decision_reuses_its_prompt_pass(tiny_tokenizer):
-    from training.tiny import tiny_model
+    from langchain_smartrag.training.tiny import tiny_model
 
     model = tiny_model(tiny_tokenizer)
     deciding = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False)
@@ -157,7 +158,7 @@ def test_generation_after_a_decision_reuses_its_prompt_pass(tiny_tokenizer):
 
 
 def test_a_weight_update_between_decision_and_generation_is_never_served_stale(tiny_tokenizer):
-    from training.tiny import tiny_model
+    from langchain_smartrag.training.tiny import tiny_model
 
     model = tiny_model(tiny_tokenizer)
     policy = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False)

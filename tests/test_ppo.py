@@ -15,9 +15,9 @@ from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, SmartRAGPolicy, 
 from langchain_smartrag.cli import main
 from langchain_smartrag.policy import left_pad, position_ids
 from langchain_smartrag.scoring import answer_reward
-from training import QAExample, checkpoints, load_qa, sample
-from training import ppo as ppo_module
-from training.ppo import (
+from langchain_smartrag.training import QAExample, checkpoints, load_qa, sample
+from langchain_smartrag.training import ppo as ppo_module
+from langchain_smartrag.training.ppo import (
     ActorCritic,
     PPOConfig,
     batch_inputs,
@@ -30,7 +30,7 @@ from training.ppo import (
     train,
     trainable_policy,
 )
-from training.ppo_math import (
+from langchain_smartrag.training.ppo_math import (
     AdaptiveKL,
     gae,
     paired_decision_advantages,
@@ -40,11 +40,11 @@ from training.ppo_math import (
     value_loss,
     whiten,
 )
-from training.segments import Segment, episode_segments, rollout_segments
-from training.sft import SFTConfig
-from training.sft import train as sft_train
-from training.tiny_world import KNOWN, build_world, world_config, world_scores, write_questions
-from training.trajectories import collect
+from langchain_smartrag.training.segments import Segment, episode_segments, rollout_segments
+from langchain_smartrag.training.sft import SFTConfig
+from langchain_smartrag.training.sft import train as sft_train
+from langchain_smartrag.training.tiny_world import KNOWN, build_world, world_config, world_scores, write_questions
+from langchain_smartrag.training.trajectories import collect
 
 # -- the arithmetic ---------------------------------------------------------------------------------
 

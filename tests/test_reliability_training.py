@@ -10,19 +10,19 @@ import shutil
 
 import pytest
 import torch
+from langchain_smartrag.training import DATA_DIR, checkpoints, dataset_path, load_qa
+from langchain_smartrag.training import export as export_module
+from langchain_smartrag.training import ppo as ppo_module
+from langchain_smartrag.training.export import export_adapter
+from langchain_smartrag.training.ppo import PPOConfig, trainable_policy
+from langchain_smartrag.training.sft import SFTConfig
+from langchain_smartrag.training.sft import train as sft_train
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy
 from langchain_smartrag.cli import main
-from training import DATA_DIR, checkpoints, dataset_path, load_qa
-from training import export as export_module
-from training import ppo as ppo_module
-from training.export import export_adapter
-from training.ppo import PPOConfig, trainable_policy
-from training.sft import SFTConfig
-from training.sft import train as sft_train
 
 QA = [{"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
       {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},

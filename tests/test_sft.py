@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
+from langchain_smartrag.training import QAExample, checkpoints
+from langchain_smartrag.training.sft import SFTConfig, completion_example, copy_kinds, train
+from langchain_smartrag.training.warmup import build_warmup, warmup_ids, write_warmup
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy, parse_action
-from training import QAExample, checkpoints
-from training.sft import SFTConfig, completion_example, copy_kinds, train
-from training.warmup import build_warmup, warmup_ids, write_warmup
 
 QUESTIONS = {"Who wrote Hamlet?": "[Answer] Shakespeare", "Capital of France?": "[Search] capital of France",
              "When did Apollo 11 land?": "[Answer] 1969", "Who wrote the first program?": "[Search] first computer program"}
@@ -137,8 +137,9 @@ def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(tmp_pa
     assert main(["train", "warmup", "--datasets", "hotpotqa", "popqa", "--per-dataset", "3", "2", *flags]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["questions"] == 5 and warmup.with_suffix(".report.json").exists()  # one count per data set
-    with pytest.raises(SystemExit, match="one count for all or one per data set"):
+    with pytest.raises(SystemExit) as exited:
         main(["train", "warmup", "--datasets", "hotpotqa", "popqa", "ambignq", "--per-dataset", "3", "2", *flags])
+    assert exited.value.code == 2 and "one count for all or one per data set" in capsys.readouterr().err
     data = tmp_path / "sft.jsonl"  # the toy corpus answers no HotpotQA question: train on hand-made rows
     data.write_text(json.dumps({"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"}) + "\n")
     (tmp_path / "sft.yaml").write_text(f"data: {data}\nbase_model: {tiny_model_dir}\nmax_steps: 50\nbf16: false\n")

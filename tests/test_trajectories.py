@@ -1,10 +1,10 @@
 """Trajectories come from the same graph in sampling mode, record every policy call, and round-trip as JSONL."""
 
 import pytest
+from langchain_smartrag.training import QAExample
+from langchain_smartrag.training.trajectories import collect, load_episodes, save_episodes
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, create_smartrag_graph
-from training import QAExample
-from training.trajectories import collect, load_episodes, save_episodes
 
 EXAMPLES = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]), QAExample("p", "Capital of France?", ["Paris"])]
 

@@ -1,4 +1,4 @@
-"""QA data: the repository's dev/train samples (`data/`) and any JSONL(.gz) of {"id", "question", "answers"}."""
+"""QA data: the bundled dev/train samples (`datasets/`, package data) and any JSONL(.gz) of {"id", "question", "answers"}."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 from langchain_smartrag.jsonl import read_jsonl
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parent / "datasets"
+"""The bundled QA samples (package data: they install with the wheel)."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,9 @@ def load_qa(path: str | Path) -> list[QAExample]:
 
 
 def dataset_path(name: str, split: str) -> Path:
-    """The repository's own file for a data set and split, e.g. `data/hotpotqa/dev.jsonl`.
+    """The repository's own file for a data set and split, e.g. `datasets/hotpotqa/dev.jsonl`.
 
-    Both are names, never paths: only the folders of `data/` and the files in them are found (`../x` is not).
+    Both are names, never paths: only the folders of `datasets/` and the files in them are found (`../x` is not).
     """
     known = sorted(p.name for p in DATA_DIR.iterdir() if p.is_dir()) if DATA_DIR.exists() else []
     if name not in known:

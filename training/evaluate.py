@@ -19,31 +19,34 @@ from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, SmartRAGPolicy
 from langchain_smartrag.protocol import parse_action
-from langchain_smartrag.scoring import ALPHA, episode_reward, exact_match, f1_score, has_answer
+from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW, episode_reward, exact_match, f1_score, has_answer
 
 from .data import QAExample
 
 MODES = ("smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question")
 
 
-def mode_context(mode: str, threshold: float = 0.5) -> SmartRAGContext:
-    """The per-call graph settings that make a mode."""
+def mode_context(mode: str, threshold: float = 0.5, preview: int | None = None) -> SmartRAGContext:
+    """The per-call graph settings that make a mode. Only `smartrag` decides, so only it may preview (`preview`
+    None: the graph's own setting); the fixed strategies never pay for one."""
     contexts = {
-        "smartrag": SmartRAGContext(threshold=threshold),
-        "no-retrieval": SmartRAGContext(max_retrievals=0),
-        "always-retrieve": SmartRAGContext(threshold=0.0),
-        "always-retrieve-question": SmartRAGContext(threshold=0.0, rewrite_query=False),
+        "smartrag": SmartRAGContext(threshold=threshold, preview=preview),
+        "no-retrieval": SmartRAGContext(max_retrievals=0, preview=0),
+        "always-retrieve": SmartRAGContext(threshold=0.0, preview=0),
+        "always-retrieve-question": SmartRAGContext(threshold=0.0, rewrite_query=False, preview=0),
     }
     if mode not in contexts:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     return contexts[mode]
 
 
-def score_episode(example: QAExample, state: dict[str, Any] | BaseException, alpha: float = ALPHA) -> dict[str, Any]:
+def score_episode(
+    example: QAExample, state: dict[str, Any] | BaseException, alpha: float = ALPHA, alpha_preview: float = ALPHA_PREVIEW
+) -> dict[str, Any]:
     """One question's record: what the graph did and how it scored (an exception scores as a format error)."""
     if isinstance(state, BaseException):
         state = {"answer": "", "well_formed": False, "retrievals": 0, "errors": [f"{type(state).__name__}: {state}"]}
-    answer, retrievals = state.get("answer", ""), state.get("retrievals", 0)
+    answer, retrievals, previews = state.get("answer", ""), state.get("retrievals", 0), state.get("previews", 0)
     documents = state.get("documents", [])
     return {
         "id": example.id,
@@ -53,12 +56,14 @@ def score_episode(example: QAExample, state: dict[str, Any] | BaseException, alp
         "well_formed": state.get("well_formed", False),
         "queries": state.get("queries", []),
         "retrievals": retrievals,
+        "previews": previews,
         "search_probabilities": state.get("search_probabilities", []),
         "hit": has_answer(" ".join(d.page_content for d in documents), example.answers) if retrievals else None,
         "em": exact_match(answer, example.answers),
         "f1": f1_score(answer, example.answers),
         "reward": episode_reward(
-            answer, example.answers, retrievals, well_formed=state.get("well_formed", False), alpha=alpha
+            answer, example.answers, retrievals, well_formed=state.get("well_formed", False), alpha=alpha,
+            previews=previews, alpha_preview=alpha_preview,
         ),
         "errors": state.get("errors", []),
     }
@@ -75,12 +80,14 @@ def summarize(records: Sequence[dict[str, Any]], seconds: float, config: dict[st
         "f1": sum(r["f1"] for r in records) / n,
         "reward": sum(r["reward"] for r in records) / n,
         "retrieval_rate": sum(r["retrievals"] for r in records) / n,
+        "preview_rate": sum(r.get("previews", 0) for r in records) / n,
         "format_error_rate": sum(not r["well_formed"] for r in records) / n,
         "hit": sum(hits) / len(hits) if hits else None,
         "free_format_error_rate": free.count("invalid") / len(free) if free else None,
         "seconds": seconds,
         "questions_per_second": n / seconds if seconds else None,
-        "config": {"alpha": ALPHA, **config},
+        "seconds_per_question": seconds / n,
+        "config": {"alpha": ALPHA, "alpha_preview": ALPHA_PREVIEW, **config},
         "records": list(records),
     }
 
@@ -96,13 +103,17 @@ def evaluate(
     config: dict[str, Any] | None = None,
     format_policy: SmartRAGPolicy | None = None,
     alpha: float = ALPHA,
+    preview: int | None = None,
+    alpha_preview: float = ALPHA_PREVIEW,
 ) -> dict[str, Any]:
     """Answer every example through `graph` in `mode`, `batch_size` questions at a time, and score them.
+
+    `preview` (smartrag mode) overrides the graph's preview; each preview is charged `alpha_preview`.
 
     With `format_policy`, each question's first turn is also generated with no forced action prefix and
     parsed: `free_format_error_rate` is how often the policy, left to itself, writes neither action.
     """
-    context = mode_context(mode, threshold)
+    context = mode_context(mode, threshold, preview)
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
     with tqdm(total=len(examples), desc=mode, file=sys.stderr, disable=not progress) as bar:
@@ -112,13 +123,14 @@ def evaluate(
                 [{"question": e.question} for e in chunk], {"max_concurrency": batch_size},
                 return_exceptions=True, context=context,
             )
-            records.extend(score_episode(e, s, alpha) for e, s in zip(chunk, states, strict=True))
+            records.extend(score_episode(e, s, alpha, alpha_preview) for e, s in zip(chunk, states, strict=True))
             if format_policy is not None:
                 free = format_policy.generate_batch([format_policy.prompt(e.question) for e in chunk])
                 for record, generation in zip(records[-len(chunk) :], free, strict=True):
                     record["free_action"] = parse_action(generation.text).kind
             bar.update(len(chunk))
-    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None, "alpha": alpha, **(config or {})}
+    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None, "alpha": alpha,
+              "alpha_preview": alpha_preview, **(config or {})}
     return summarize(records, time.perf_counter() - start, config)
 
 
@@ -145,8 +157,9 @@ def summary_line(results: dict[str, Any]) -> str:
     free = results.get("free_format_error_rate")
     return (
         f"{results['config']['mode']}: n={results['n']} EM={results['em']:.3f} F1={results['f1']:.3f} "
-        f"reward={results['reward']:.3f} retrieval_rate={results['retrieval_rate']:.2f} hit={hit} "
+        f"reward={results['reward']:.3f} retrieval_rate={results['retrieval_rate']:.2f} "
+        f"previews={results.get('preview_rate', 0):.2f} hit={hit} "
         f"format_errors={results['format_error_rate']:.3f}"
         + ("" if free is None else f" free_format_errors={free:.3f}")
-        + f" ({results['questions_per_second']:.2f} q/s)"
+        + f" ({results['questions_per_second']:.2f} q/s, {results['seconds_per_question']:.2f} s/question)"
     )

@@ -2,7 +2,7 @@
 
 Closed-book facts (`KNOWN`: a search only costs) and facts only the corpus holds (`UNKNOWN`: a search pays),
 with a tiny model fine-tuned to answer both right but to decide by a coin flip, so the decision is left to
-PPO. The tests check that PPO learns *when* to search here; `benchmarks/tiny_decisions.py` runs PPO settings
+PPO. The tests check that PPO learns *when* to search here; `experiments/decision-drift/tiny_decisions.py` runs PPO settings
 side by side, also with the closed-book facts repeated so that a search pays for few questions, as in the
 real data sets.
 """

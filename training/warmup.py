@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
 from langchain_smartrag.jsonl import read_jsonl
-from langchain_smartrag.protocol import parse_action
+from langchain_smartrag.protocol import parse_action, preview_titles
 from langchain_smartrag.scoring import has_answer, normalize_answer
 
 from .data import QAExample
@@ -67,13 +67,22 @@ def build_warmup(
     batch_size: int = 32,
     seed: int = 0,
     no_search: bool = False,
+    preview: int = 0,
 ) -> tuple[list[WarmupExample], dict[str, Any]]:
-    """Build warm-up examples; returns them with a report of the mix."""
+    """Build warm-up examples; returns them with a report of the mix.
+
+    With `preview`, the decision examples' prompts show the titles of the question's top hits, as the graph's
+    first decision sees them (`protocol.preview_titles`); answers after an observation never do.
+    """
     direct, search, observed, abstain, no_hit = [], [], [], [], 0
     for first in tqdm(range(0, len(examples), batch_size), desc="warm-up", unit="batch"):
         chunk = examples[first : first + batch_size]
-        prompts = [policy.prompt(e.question) for e in chunk]
-        closed_book = policy.generate_batch(prompts, ANSWER)
+        plain = [policy.prompt(e.question) for e in chunk]  # what the answer turn sees: never a preview
+        prompts = plain
+        if preview:
+            prompts = [policy.prompt(e.question, preview=preview_titles(retriever.invoke(e.question), preview))
+                       for e in chunk]
+        closed_book = policy.generate_batch(plain, ANSWER)
         candidates = [[e.question] for e in chunk]
         if rewrites:
             sampled = policy.generate_batch(
@@ -84,10 +93,13 @@ def build_warmup(
                 query = parse_action(SEARCH + generation.text)
                 if query.well_formed and query.text not in candidates[i // rewrites]:
                     candidates[i // rewrites].append(query.text)
-        for e, prompt, answer, queries in zip(chunk, prompts, closed_book, candidates, strict=True):
+        for e, prompt, plain_prompt, answer, queries in zip(chunk, prompts, plain, closed_book, candidates, strict=True):
             known = _alias_in(parse_action(ANSWER + answer.text).text, e.answers)
-            if known is not None:
+            if known is not None and prompt == plain_prompt:
                 direct.append(WarmupExample("direct", prompt, f"{ANSWER} {known}", e.id))
+            elif known is not None:  # with a preview: the decision on its prompt, the answer on the plain one
+                direct.append(WarmupExample("direct", prompt, ANSWER, e.id, end=False))
+                observed.append(WarmupExample("closed-book", plain_prompt, f"{ANSWER} {known}", e.id))
             for query in queries:
                 documents = retriever.invoke(query)
                 gold = _alias_in(_text(documents), e.answers)
@@ -113,6 +125,7 @@ def build_warmup(
     rng.shuffle(rows)
     report = {
         "questions": len(examples),
+        "preview": preview,
         "closed_book_right": len(direct),
         "retrieval_found_answer": len(observed),
         "no_query_found_answer": no_hit,

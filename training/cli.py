@@ -1,0 +1,255 @@
+"""The training commands of `smartrag`: `eval`, and `train warmup|sft|ppo|export`.
+
+Imported only when one of them runs (`smartrag ask` and `--help` never load the trainers). Also runs as
+`python -m langchain_smartrag.training.cli` (what `accelerate launch -m` starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_smartrag.cli import non_negative_int, positive_int, run_command
+from langchain_smartrag.graph import create_smartrag_graph
+from langchain_smartrag.policy import SmartRAGPolicy
+from langchain_smartrag.retrievers import build_retriever
+
+from . import dataset_path, load_qa, sample, summary_line
+from . import evaluate as run_evaluation
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the work, not after it: `path`'s folder is created and must take a new file, and `path` must be a
+    file that can be written, if it exists."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError("it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.open("a").close()
+        else:
+            tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as error:
+        raise ValueError(f"--output {path}: cannot write there ({error}): choose another path") from error
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    if (args.data is None) == (args.dataset is None):
+        raise ValueError("smartrag eval: give exactly one of --data PATH or --dataset NAME")
+    check_writable(Path(args.output))
+    path = Path(args.data) if args.data else dataset_path(args.dataset, args.split)
+    examples = sample(load_qa(path), args.limit, args.seed)
+    torch.manual_seed(args.seed)
+    policy = SmartRAGPolicy.load(args.policy)
+    graph = create_smartrag_graph(policy, build_retriever("local", args.corpus, args.k))
+    config = {"data": str(path), "corpus": args.corpus or "bundled", "policy": args.policy or "embedded",
+              "k": args.k, "limit": args.limit, "seed": args.seed}
+    results = run_evaluation(graph, examples, mode=args.mode, threshold=args.threshold, batch_size=args.batch_size,
+                             config=config, format_policy=policy if args.check_format else None, preview=args.preview)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    print(summary_line(results))
+    return 0
+
+
+def train_warmup(args: argparse.Namespace) -> int:
+    from .warmup import build_warmup, write_warmup
+
+    sources = [Path(f) for f in args.data] if args.data else [dataset_path(name, args.split) for name in args.datasets]
+    counts = args.per_dataset * len(sources) if len(args.per_dataset) == 1 else args.per_dataset
+    if len(counts) != len(sources):
+        raise ValueError(f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}")
+    examples = [e for path, n in zip(sources, counts, strict=True) for e in sample(load_qa(path), n, args.seed)]
+    rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), build_retriever("local", args.corpus, args.k), examples,
+                                rewrites=args.rewrites, seed=args.seed, no_search=args.no_search_examples,
+                                preview=args.preview)
+    write_warmup(rows, report, args.output)
+    print(json.dumps(report))
+    return 0
+
+
+def train_export(args: argparse.Namespace) -> int:
+    from .export import export_adapter
+
+    print(export_adapter(args.adapter, args.output))
+    return 0
+
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""The shipped training recipe (package data)."""
+
+
+def config_file(name: str) -> Path:
+    """A `--config` value: a YAML file's path, or the name of a shipped config (`sft_embedded`, `smartrag_paired`)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if path.name == name and shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ValueError(f"--config {name}: no such file, and no shipped config of that name ({known})")
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One `--flag` per dataclass field; defaults stay None so a YAML config can fill what flags leave out."""
+    import dataclasses
+
+    scalars = {"int": int, "float": float}  # any other type is read as text
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        base = kind.removesuffix(" | None")
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif base.startswith("list["):
+            parser.add_argument(flag, nargs="+", type=scalars.get(base[len("list["):-1], str), default=None,
+                                metavar=f.name.upper())
+        elif base.startswith("dict[str, "):
+            parser.add_argument(flag, nargs="+", action=_KeyValues, convert=scalars.get(base[len("dict[str, "):-1], str),
+                                default=None, metavar="KEY=VALUE")
+        else:
+            convert = scalars.get(base, str)
+            if kind.endswith("| None"):  # `--flag none` sets None
+                convert = functools.partial(_none_or, convert)
+            parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper())
+
+
+class _KeyValues(argparse.Action):
+    """`--flag a=1 b=2` -> {"a": 1, "b": 2}, each value converted."""
+
+    def __init__(self, *args: Any, convert: Callable[[str], Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.convert = convert
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        pairs = {}
+        for text in values:
+            key, equals, value = text.partition("=")
+            try:
+                if not key or not equals:
+                    raise ValueError(text)
+                pairs[key] = self.convert(value)
+            except ValueError:
+                parser.error(f"{option_string}: expected KEY=VALUE, got {text!r}")
+        setattr(namespace, self.dest, pairs)
+
+
+_NONE = object()
+"""What `--flag none` parses to: argparse's own None means "not given"."""
+
+
+def _none_or(convert: Callable[[str], Any], text: str) -> Any:
+    return _NONE if text.lower() == "none" else convert(text)
+
+
+def dataclass_flag_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of `cls` that `add_dataclass_flags` flags were given for (`--flag none`: None)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: None if v is _NONE else v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def train_stage(args: argparse.Namespace) -> int:
+    """`smartrag train sft|ppo`: the stage's config from `--config` YAML, overridden by flags; prints the output."""
+    import dataclasses
+
+    if args.stage == "sft":
+        from .sft import SFTConfig as config_class
+        from .sft import train
+    else:
+        from .ppo import PPOConfig as config_class
+        from .ppo import train
+
+    values: dict[str, Any] = {}
+    if args.config:
+        import yaml
+
+        values.update(yaml.safe_load(config_file(args.config).read_text()) or {})
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = set(values) - names
+    if unknown:
+        raise SystemExit(f"smartrag train {args.stage}: unknown config fields {sorted(unknown)}")
+    values.update(dataclass_flag_values(args, config_class))
+    missing = [f.name for f in dataclasses.fields(config_class)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values]
+    if missing:
+        raise SystemExit(f"smartrag train {args.stage}: give --{missing[0].replace('_', '-')} or a config with `{missing[0]}:`")
+    print(train(config_class(**values)))
+    return 0
+
+
+def add_training_commands(commands: Any) -> None:
+    """Add `eval` and `train` to an argparse subparsers object."""
+    from .ppo import PPOConfig
+    from .sft import SFTConfig
+
+    p = commands.add_parser("eval", help="score a QA set in one mode: EM, F1, reward, retrieval rate, hit")
+    p.add_argument("--data", help="QA JSONL(.gz) with id, question, answers")
+    p.add_argument("--dataset", help="the repository's own data set (popqa, ambignq, hotpotqa, nq, triviaqa, ...)")
+    p.add_argument("--split", default="dev")
+    p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
+    p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
+    p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)")
+    p.add_argument("--threshold", type=float, default=0.5, help="smartrag mode: retrieve when P(search) >= this")
+    p.add_argument("--preview", type=non_negative_int,
+                   help="smartrag mode: titles of the top hits the first decision sees (default: the policy's own)")
+    p.add_argument("--limit", type=positive_int, help="score only the first N questions (after the seeded shuffle)")
+    p.add_argument("--seed", type=int, default=0, help="shuffles the questions before --limit; seeds torch")
+    p.add_argument("--k", type=positive_int, default=4, help="documents per retrieval")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="questions per graph.batch")
+    p.add_argument("--output", required=True, help="results JSON")
+    p.add_argument("--check-format", action="store_true",
+                   help="also generate each first turn with no forced prefix: free_format_error_rate")
+    p.set_defaults(run=evaluate)
+
+    train_commands = commands.add_parser("train", help="build warm-up data, run SFT, run PPO").add_subparsers(dest="stage", required=True)
+    p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
+    p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"], help="bundled data sets to draw from")
+    p.add_argument("--data", nargs="+", metavar="FILE", help="your own QA JSONL(.gz) files instead of --datasets")
+    p.add_argument("--split", default="train")
+    p.add_argument("--per-dataset", type=positive_int, nargs="+", default=[400],
+                   help="questions sampled from each data set: one count for all, or one per data set")
+    p.add_argument("--rewrites", type=non_negative_int, default=2, help="sampled rewrites tried when the question retrieves no answer")
+    p.add_argument("--policy", help="model or adapter directory (default: the bare embedded model, embedded-base)")
+    p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
+    p.add_argument("--k", type=positive_int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-search-examples", action="store_true",
+                   help="label the questions that nothing answers [Answer] (decision only; not the paper's protocol)")
+    p.add_argument("--preview", type=non_negative_int, default=0,
+                   help="decision examples show the titles of the question's top N hits (as `--preview` in the graph)")
+    p.add_argument("--output", default="runs/warmup.jsonl")
+    p.set_defaults(run=train_warmup)
+    p = train_commands.add_parser("sft", help="supervised warm-up (LoRA by default); every config field is a flag")
+    p.add_argument("--config", help="YAML file of SFTConfig fields, or a shipped config's name (sft_embedded); flags override it")
+    add_dataclass_flags(p, SFTConfig)
+    p.set_defaults(run=train_stage)
+    p = train_commands.add_parser("ppo", help="PPO with the retriever in the loop (from an SFT adapter: --init DIR)")
+    p.add_argument("--config", help="YAML file of PPOConfig fields, or a shipped config's name (smartrag_paired); flags override it")
+    add_dataclass_flags(p, PPOConfig)
+    p.set_defaults(run=train_stage)
+    p = train_commands.add_parser("export", help="a trained adapter as bf16, its base recorded portably, for shipping")
+    p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-paired/best)")
+    p.add_argument("--output", required=True, help="where to write it (a model card there is kept)")
+    p.set_defaults(run=train_export)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smartrag", description=__doc__)
+    add_training_commands(parser.add_subparsers(dest="command", required=True))
+    return run_command(parser, parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
