@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import inspect
 import json
 import logging
 import shutil
@@ -264,15 +265,31 @@ class SmartRAGPolicy:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, adapter: str | Path | None = None, merge: bool = False, **kwargs: Any
+        cls,
+        path: str | Path,
+        adapter: str | Path | None = None,
+        merge: bool = False,
+        *,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        **kwargs: Any,
     ) -> SmartRAGPolicy:
-        """Load a model (hub id or local directory) and, optionally, a peft adapter on top of it.
+        """Load any causal LM (hub id or local directory) and, optionally, a peft adapter on top of it.
 
         A directory that holds only an adapter (`adapter_config.json`) loads onto its recorded base model
         (`embedded`: the embedded model). `merge` folds the adapter into the weights: serving runs at the bare
-        model's speed, but the result can no longer be trained as an adapter.
+        model's speed, but the result can no longer be trained as an adapter. `device` defaults to CUDA when
+        there is one, `dtype` to bfloat16 on a CUDA device that supports it and float32 elsewhere. Keyword
+        arguments of `SmartRAGPolicy` (e.g. `max_batch_size`) go to the policy; the rest (`device_map`,
+        `attn_implementation`, a quantization config) to `AutoModelForCausalLM.from_pretrained`.
         """
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        own = set(inspect.signature(cls.__init__).parameters) - {"self", "model", "tokenizer"}
+        policy_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in own}
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
 
         path = _local_or_hub(path)
         if adapter is None and isinstance(path, Path) and (path / "adapter_config.json").exists():
@@ -283,7 +300,9 @@ class SmartRAGPolicy:
             path = embedded_model_dir()
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+            if "device_map" not in kwargs:
+                model = model.to(device)
             if adapter is not None:
                 from peft import PeftModel
 
@@ -294,7 +313,7 @@ class SmartRAGPolicy:
         except Exception as error:  # corrupt or partial checkpoints raise many different types
             raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
         protocol = protocol_settings(adapter if isinstance(adapter, Path) else path)
-        return cls(model, tokenizer, **{**protocol, **kwargs})
+        return cls(model, tokenizer, **{**protocol, **policy_kwargs})
 
     @classmethod
     def embedded(cls, adapter: str | Path | None = None, trained: bool = True, **kwargs: Any) -> SmartRAGPolicy:

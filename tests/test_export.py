@@ -56,3 +56,10 @@ def test_an_exported_adapter_decides_as_the_original_merged_or_not(adapter_dir, 
 def test_exporting_something_that_is_not_an_adapter_fails_clearly(tmp_path):
     with pytest.raises(ValueError, match="not a peft adapter directory"):
         export_adapter(tmp_path, tmp_path / "out")
+
+
+def test_the_export_carries_the_preview_the_adapter_was_trained_with(adapter_dir, tmp_path):
+    (adapter_dir / "smartrag.json").write_text(json.dumps({"preview": 3}))
+    exported = export_adapter(adapter_dir, tmp_path / "shipped")
+    assert json.loads((exported / "smartrag.json").read_text()) == {"preview": 3}
+    assert SmartRAGPolicy.from_pretrained(exported, autocast=False).preview == 3

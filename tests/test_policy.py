@@ -170,3 +170,16 @@ def test_a_weight_update_between_decision_and_generation_is_never_served_stale(t
     after_update = policy.generate_batch(prompts, ANSWER)
     fresh = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=4, autocast=False).generate_batch(prompts, ANSWER)
     assert [g.logprobs for g in after_update] == [pytest.approx(g.logprobs, abs=1e-4) for g in fresh]
+
+
+def test_from_pretrained_takes_dtype_device_and_model_kwargs(tiny_model_dir):
+    """float32 on a CPU by default; bf16 weights on a CPU work too; model kwargs reach transformers, policy
+    kwargs the policy."""
+    default = SmartRAGPolicy.from_pretrained(tiny_model_dir, max_batch_size=3)
+    assert default.model.dtype == torch.float32 and default.model.device.type == "cpu" and default.max_batch_size == 3
+    bf16 = SmartRAGPolicy.from_pretrained(tiny_model_dir, dtype=torch.bfloat16, device="cpu",
+                                          attn_implementation="eager", autocast=False)
+    assert bf16.model.dtype == torch.bfloat16 and bf16.model.config._attn_implementation == "eager"
+    prompt = bf16.prompt("Who wrote Hamlet?")
+    assert 0 <= bf16.search_probability_batch([prompt])[0] <= 1
+    assert bf16.generate_batch([prompt], "[Answer]")[0].token_ids

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from langchain_smartrag.policy import EMBEDDED_BASE, embedded_cache_path
+from langchain_smartrag.policy import EMBEDDED_BASE, PROTOCOL_FILE, embedded_cache_path, protocol_settings
 
 from .checkpoints import replace_directory
 
@@ -38,7 +38,8 @@ def export_adapter(source: str | Path, target: str | Path, dtype: torch.dtype = 
 
     An adapter trained on the embedded model records that model's cache path, which only exists on the
     machine that trained it; the export records `embedded` instead, which `SmartRAGPolicy` resolves anywhere.
-    Other files in `target` (a model card) are kept. The export is written beside `target` and swapped into
+    The protocol settings it was trained with (`smartrag.json`, e.g. its preview) go with it. Other files in
+    `target` (a model card) are kept. The export is written beside `target` and swapped into
     place, so an interrupted one leaves the previous export whole, never new weights with an old config.
     """
     source, target = Path(source), Path(target)
@@ -47,13 +48,16 @@ def export_adapter(source: str | Path, target: str | Path, dtype: torch.dtype = 
     if base and Path(base).exists() and Path(base).resolve() == embedded_cache_path().resolve():
         config["base_model_name_or_path"] = EMBEDDED_BASE
     config["inference_mode"] = True
+    protocol = protocol_settings(source)
     weights = {name: tensor.to(dtype).contiguous() for name, tensor in load_file(source / "adapter_model.safetensors").items()}
 
     def write(tmp: Path) -> None:
         for entry in target.iterdir() if target.is_dir() else ():
-            if entry.name not in FILES:
+            if entry.name not in (*FILES, PROTOCOL_FILE):
                 (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
         save_file(weights, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if protocol:
+            (tmp / PROTOCOL_FILE).write_text(json.dumps(protocol) + "\n")
 
     return replace_directory(target, write)
