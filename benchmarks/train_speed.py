@@ -59,7 +59,7 @@ def update_speed(config: PPOConfig, episodes: int, repeats: int) -> dict[str, fl
     def ppo_epoch() -> None:
         for rows in passes:  # one optimizer step per pass: the most steps the real loop could take
             loss, _, _ = minibatch_loss(learner, segments, rows, pad_id, device, config.bf16, zeros, zeros, zeros, zeros,
-                                        zeros, config, warmup=False)
+                                        config, warmup=False)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

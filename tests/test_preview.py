@@ -93,3 +93,17 @@ def test_the_rule_baselines_read_the_preview():
     hamlet = [Document(page_content="...", metadata={"title": "Hamlet"})]
     assert title_rule("Who wrote Hamlet?", hamlet) and not title_rule("Capital of France?", hamlet)
     assert auc([0.9, 0.8, 0.1], [True, True, False]) == 1.0 and auc([0.5, 0.5], [True, False]) == 0.5
+
+
+@pytest.mark.parametrize("action", [SEARCH, ANSWER])
+def test_a_previewed_episodes_token_rewards_add_up_to_its_reward(action, searching_policy, answering_policy, retriever):
+    from langchain_smartrag.training.segments import rollout_segments
+    from langchain_smartrag.training.trajectories import collect
+
+    policy = searching_policy if action == SEARCH else answering_policy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = create_smartrag_graph(policy, retriever, preview=2)
+    episodes = collect(graph, [QAExample("q", "Who wrote Hamlet?", ["William Shakespeare"])], progress=False)
+    (segments_sum,) = [sum(sum(s.scores) for s in rollout_segments(episodes, policy.encode))]
+    assert episodes[0]["previews"] == 1 and segments_sum == pytest.approx(episodes[0]["reward"])

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.policy import position_ids
+from langchain_smartrag.policy import PROTOCOL_FILE, position_ids
 
 from .checkpoints import replace_directory
 from .ppo_config import PPOConfig
@@ -104,5 +104,7 @@ def save_policy(policy: SmartRAGPolicy, value_head: torch.nn.Module, directory: 
         policy.tokenizer.save_pretrained(tmp)
         torch.save(value_head.state_dict(), tmp / VALUE_HEAD_FILE)
         (tmp / "selected.json").write_text(json.dumps(info))
+        if policy.preview:
+            (tmp / PROTOCOL_FILE).write_text(json.dumps({"preview": policy.preview}))
 
     replace_directory(directory, write)

@@ -46,6 +46,9 @@ class PPOConfig:
     k: int = 4
     alpha: float = ALPHA
     """Cost per retrieval (reward = EM + F1 - alpha * retrievals; -1 for a malformed answer)."""
+    preview: int = 0
+    """Titles of the question's top hits the first decision sees (0: off, the paper's protocol); each preview costs
+    `scoring.ALPHA_PREVIEW`, and the saved policy records the setting (`smartrag.json`)."""
     max_retrievals: int = 1
     """Retrieval quota per episode (the paper: 1)."""
     # rollouts
@@ -56,7 +59,8 @@ class PPOConfig:
     episodes are half as many questions, and no decision's signal depends on which action happened to be drawn."""
     temperature: float = 1.0
     """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
-    model may need < 1 to ever sample a right answer (docs/experiments.md, "First PPO run")."""
+    model may need < 1 to ever sample a right answer (the numbers: docs/experiments.md, "Removed from PPOConfig in
+    the package cleanup")."""
     iterations: int = 20
     episodes_per_iteration: int = 64
     rollout_batch_size: int = 32
@@ -94,8 +98,10 @@ class PPOConfig:
         require_counts(self, ("lora_r", "dev_limit", "eval_every", "k", "iterations", "episodes_per_iteration",
                               "rollout_batch_size", "ppo_epochs", "minibatch_episodes", "micro_batch_tokens",
                               "save_every", "keep_checkpoints"))
+        if self.preview < 0:
+            raise ValueError(f"preview must be >= 0, got {self.preview}")
         if isinstance(self.covered_only, str):
-            raise ValueError(f"covered_only must be true/false or a list of data sets, not {self.covered_only!r}")
+            raise TypeError(f"covered_only must be true/false or a list of data sets, not {self.covered_only!r}")
         if self.paired_decisions and self.max_retrievals < 1:
             raise ValueError("paired_decisions needs max_retrievals >= 1 (a decision to pair)")
         if self.paired_decisions and self.episodes_per_iteration % 2:

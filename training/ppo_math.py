@@ -53,7 +53,7 @@ def paired_decision_advantages(
     Each branch's return minus the pair's mean (RLOO / GRPO with a group of two, one per action):
     +-(Q_s - Q_n) / 2. On the decision's logit the surrogate's gradient is then (Q_s - Q_n) / 2 whatever
     P(search) is, where the exact gradient, p (1 - p) (Q_s - Q_n), fades as the decision gets sure of itself.
-    `baseline` is subtracted from the gap Q_s - Q_n first (`decision_centering`: part of the batch's mean gap).
+    `baseline` is subtracted from the gap Q_s - Q_n first (0 in the package's PPO; docs/experiments.md tried more).
     """
     gap = (return_search - return_answer - baseline) / 2
     return gap, -gap

@@ -4,8 +4,9 @@ environment's reward on each completion token (the paper's placement, DESIGN.md 
 A decision and the rewrite or answer that follows it on the same prompt are one segment: prompt ->
 "[Search] query" or prompt -> "[Answer] text". An answer forced by the retrieval quota keeps its forced
 "[Answer]" in the prompt: only what the policy chose is trained. Rewards: -alpha on the last token of every
-search segment, the answer's correctness (EM + F1, or -1 if malformed) on the last answer token; so an
-episode's token rewards add up to its `episode_reward`.
+search segment, the answer's correctness (EM + F1, or -1 if malformed) on the last answer token, and -alpha_preview
+per preview on the first segment's last token; so an episode's token rewards add up to its `episode_reward`. With a
+preview, an answer without a search is its own segment: its prompt, unlike the decision's, never holds the preview.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_smartrag.protocol import SEARCH
-from langchain_smartrag.scoring import ALPHA, answer_reward
+from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW, answer_reward
 
 
 @dataclass
@@ -61,6 +62,8 @@ def episode_segments(
         segments.append(Segment(index, prompt_ids, completion, scores, decision_tokens))
     if segments and trace[-1]["node"] == "answer":
         segments[-1].scores[-1] += answer_reward(episode["answer"], episode["golds"], well_formed=episode["well_formed"])
+    if segments and episode.get("previews"):  # the preview was paid before the first decision
+        segments[0].scores[-1] -= ALPHA_PREVIEW * episode["previews"]
     return segments
 
 
