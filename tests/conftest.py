@@ -131,3 +131,12 @@ def transport(monkeypatch):
 
     monkeypatch.setattr(HttpClient, "request", fake_request)
     return FakeTransport
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """Closed-book facts and facts only the corpus holds, a tiny model that answers right but decides by a coin
+    flip (`training.tiny_world`); PPO tests share it."""
+    from langchain_smartrag.training.tiny_world import build_world
+
+    return build_world(tmp_path_factory.mktemp("world"))

@@ -38,7 +38,7 @@ from langchain_smartrag.training.ppo_math import (
 from langchain_smartrag.training.segments import Segment, episode_segments, rollout_segments
 from langchain_smartrag.training.sft import SFTConfig
 from langchain_smartrag.training.sft import train as sft_train
-from langchain_smartrag.training.tiny_world import KNOWN, build_world, world_config, world_scores
+from langchain_smartrag.training.tiny_world import KNOWN, world_config, world_scores
 from langchain_smartrag.training.trajectories import collect
 from safetensors.torch import load_file
 
@@ -253,13 +253,6 @@ def test_the_value_loss_trains_the_shared_body_except_in_the_value_warm_up(warmu
 
 
 # -- a small world where the right decision depends on the question ----------------------------------
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """Closed-book facts and facts only the corpus holds, a tiny model that answers right but decides by a coin
-    flip (`training.tiny_world`)."""
-    return build_world(tmp_path_factory.mktemp("world"))
-
 
 def test_ppo_learns_to_search_only_when_the_answer_needs_it(world, tmp_path):
     before = world_scores(world, SmartRAGPolicy.from_pretrained(world / "sft" / "final", autocast=False))

@@ -49,7 +49,7 @@ def evaluate(args: argparse.Namespace) -> int:
     examples = sample(load_qa(path), args.limit, args.seed)
     torch.manual_seed(args.seed)
     policy = SmartRAGPolicy.load(args.policy)
-    graph = create_smartrag_graph(policy, build_retriever("local", args.corpus, args.k))
+    graph = create_smartrag_graph(policy, build_retriever(args.retriever, args.corpus, args.k))
     config = {"data": str(path), "corpus": args.corpus or "bundled", "policy": args.policy or "embedded",
               "k": args.k, "limit": args.limit, "seed": args.seed}
     results = run_evaluation(graph, examples, mode=args.mode, threshold=args.threshold, batch_size=args.batch_size,
@@ -68,7 +68,7 @@ def train_warmup(args: argparse.Namespace) -> int:
     if len(counts) != len(sources):
         raise ValueError(f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}")
     examples = [e for path, n in zip(sources, counts, strict=True) for e in sample(load_qa(path), n, args.seed)]
-    rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), build_retriever("local", args.corpus, args.k), examples,
+    rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), build_retriever(args.retriever, args.corpus, args.k), examples,
                                 rewrites=args.rewrites, seed=args.seed, no_search=args.no_search_examples,
                                 preview=args.preview)
     write_warmup(rows, report, args.output)
@@ -199,6 +199,8 @@ def add_training_commands(commands: Any) -> None:
     p.add_argument("--dataset", help="the repository's own data set (popqa, ambignq, hotpotqa, nq, triviaqa, ...)")
     p.add_argument("--split", default="dev")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
+    p.add_argument("--retriever", default="local", metavar="local|web|MODULE:FACTORY",
+                   help="the retriever: BM25 over --corpus, DuckDuckGo, or your factory returning a LangChain retriever")
     p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
     p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)")
     p.add_argument("--threshold", type=float, default=0.5, help="smartrag mode: retrieve when P(search) >= this")
@@ -223,6 +225,8 @@ def add_training_commands(commands: Any) -> None:
     p.add_argument("--rewrites", type=non_negative_int, default=2, help="sampled rewrites tried when the question retrieves no answer")
     p.add_argument("--policy", help="model or adapter directory (default: the bare embedded model, embedded-base)")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
+    p.add_argument("--retriever", default="local", metavar="local|web|MODULE:FACTORY",
+                   help="the retriever: BM25 over --corpus, DuckDuckGo, or your factory returning a LangChain retriever")
     p.add_argument("--k", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-search-examples", action="store_true",

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from langchain_core.retrievers import BaseRetriever
 from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, create_smartrag_graph
@@ -66,7 +67,7 @@ STATS = ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl")
 """What each optimizer step logs, per completion token of its minibatch."""
 
 
-def train(config: PPOConfig) -> Path:
+def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     """Run PPO; returns the directory of the final adapter (+ value head), loadable by `SmartRAGPolicy`."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import gather_object
@@ -88,7 +89,7 @@ def train(config: PPOConfig) -> Path:
     policy = trainable_policy(config)
     policy.preview = config.preview  # the protocol this policy is trained on, saved with it
     pad_id = policy.tokenizer.pad_token_id
-    retriever = build_retriever("local", config.corpus, config.k)
+    retriever = retriever or build_retriever(config.retriever, config.corpus, config.k)
     graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold,
                                   preview=config.preview)
     rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals, temperature=config.temperature)

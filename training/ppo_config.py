@@ -41,6 +41,9 @@ class PPOConfig:
     """Evaluate (greedy, smartrag mode at `threshold`) before training and every this many iterations; the
     adapter with the highest reward so far is kept in `best/` (the starting one included)."""
     threshold: float = 0.5
+    retriever: str = "local"
+    """`local` (BM25 over `corpus`), `web`, or `module:factory` returning any LangChain retriever; `train(config,
+    retriever=...)` takes a retriever object instead."""
     corpus: str | None = None
     """Corpus JSONL(.gz) or saved BM25 index; None: the bundled corpus."""
     k: int = 4
