@@ -2,6 +2,7 @@
 
 __version__ = "0.2.0"
 
+from .chat_model import SmartRAGChatModel
 from .graph import SmartRAGContext, SmartRAGGraph, SmartRAGInput, SmartRAGOutput, SmartRAGState, create_smartrag_graph
 from .policy import Decision, Generation, SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, Action, parse_action, render_prompt
@@ -16,6 +17,7 @@ __all__ = [
     "Decision",
     "DuckDuckGoRetriever",
     "Generation",
+    "SmartRAGChatModel",
     "SmartRAGContext",
     "SmartRAGGraph",
     "SmartRAGInput",

@@ -344,6 +344,12 @@ class SmartRAGPolicy:
             return cls.embedded(trained=False, **kwargs)
         return cls.from_pretrained(source, **kwargs)
 
+    def as_chat_model(self) -> Any:
+        """This policy's answer turn as a LangChain chat model (`SmartRAGChatModel`)."""
+        from .chat_model import SmartRAGChatModel
+
+        return SmartRAGChatModel(policy=self)
+
     # -- prompts --------------------------------------------------------------------------------
 
     def prompt(self, question: str, documents: Sequence[Document] = (), preview: Sequence[str] | None = None) -> str:

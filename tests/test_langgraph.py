@@ -19,7 +19,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
-from langchain_smartrag import SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag import SmartRAGPolicy, create_smartrag_graph, parse_action
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,3 +168,18 @@ def test_langgraph_dev_serves_the_graph_with_threads_and_schemas(tiny_model_dir,
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_policy_answers_as_a_chat_model_elsewhere_in_an_app(policy):
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_core.prompts import ChatPromptTemplate
+
+    chat = policy.as_chat_model()
+    reply = chat.invoke([SystemMessage("Be brief."), HumanMessage("Who wrote Hamlet?")])
+    expected = policy.generate([policy.prompt("Who wrote Hamlet?")], "[Answer]")[0]
+    assert reply.content == parse_action("[Answer]" + expected.text).text
+    assert reply.usage_metadata["input_tokens"] == expected.prompt_tokens
+    chain = ChatPromptTemplate.from_messages([("human", "{question}")]) | chat
+    assert [m.content for m in chain.batch([{"question": "Who wrote Hamlet?"}] * 2)] == [reply.content] * 2
+    with pytest.raises(ValueError, match="human message"):
+        chat.invoke([SystemMessage("No question here.")])

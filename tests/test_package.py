@@ -17,7 +17,7 @@ import pytest
 import langchain_smartrag
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["protocol", "policy", "graph", "scoring", "batching", "cache", "jsonl", "server", "retrievers"]
+CORE = ["protocol", "policy", "graph", "scoring", "batching", "cache", "jsonl", "server", "chat_model", "retrievers"]
 """The plug-in: what `graph.invoke` needs. It must never reach into training."""
 
 
