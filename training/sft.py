@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,10 +22,11 @@ from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.jsonl import read_jsonl
-from langchain_smartrag.policy import bf16_is_fast
+from langchain_smartrag.policy import PROTOCOL_FILE, bf16_is_fast
 
-from .checkpoints import checkpoint_all, prepare_output_dir, restore, truncate_log
+from .checkpoints import checkpoint_all, prepare_output_dir, replace_directory, restore, truncate_log
 from .config import require_counts
+from .warmup import warmup_protocol
 
 
 @dataclass
@@ -222,9 +222,15 @@ def train(config: SFTConfig) -> Path:
     final = output_dir / "final"
     if main:
         log.close()
-        shutil.rmtree(final, ignore_errors=True)
-        accelerator.unwrap_model(model).save_pretrained(final)
-        tokenizer.save_pretrained(final)
+        protocol = warmup_protocol(config.data)
+
+        def write(tmp: Path) -> None:
+            accelerator.unwrap_model(model).save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if protocol:  # the prompts it learned from (e.g. a preview) go with the policy
+                (tmp / PROTOCOL_FILE).write_text(json.dumps(protocol))
+
+        replace_directory(final, write)
     accelerator.wait_for_everyone()
     return final
 

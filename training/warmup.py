@@ -146,3 +146,11 @@ def write_warmup(rows: Sequence[WarmupExample], report: dict[str, Any], path: st
 def warmup_ids(path: str | Path) -> frozenset[str]:
     """The question ids a warm-up file holds: what an SFT run on it trained on, to leave out of its evaluations."""
     return frozenset(row["id"] for _, row in read_jsonl(path))
+
+
+def warmup_protocol(path: str | Path) -> dict[str, Any]:
+    """The protocol settings a warm-up file's prompts were built with (from its report): what an SFT run on it
+    saves beside the policy, e.g. {"preview": 3}; none for the paper's protocol or a file without a report."""
+    report = Path(path).with_suffix(".report.json")
+    preview = json.loads(report.read_text()).get("preview", 0) if report.is_file() else 0
+    return {"preview": preview} if preview else {}
