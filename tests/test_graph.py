@@ -13,9 +13,9 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_smartrag import SmartRAGContext, create_smartrag_graph
 
 
-def test_nodes_are_decide_rewrite_retrieve_answer(policy, retriever):
+def test_nodes_are_begin_preview_decide_rewrite_retrieve_answer(policy, retriever):
     nodes = set(create_smartrag_graph(policy, retriever).get_graph().nodes)
-    assert nodes == {"__start__", "begin", "decide", "rewrite", "retrieve", "answer", "__end__"}
+    assert nodes == {"__start__", "begin", "preview", "decide", "rewrite", "retrieve", "answer", "__end__"}
 
 
 def test_a_searching_policy_rewrites_retrieves_then_must_answer(searching_policy, retriever):
