@@ -79,9 +79,10 @@ def build_warmup(
         chunk = examples[first : first + batch_size]
         plain = [policy.prompt(e.question) for e in chunk]  # what the answer turn sees: never a preview
         prompts = plain
+        hits: dict[str, list[Document]] = {}  # a question's own hits serve its preview and its first query
         if preview:
-            prompts = [policy.prompt(e.question, preview=preview_titles(retriever.invoke(e.question), preview))
-                       for e in chunk]
+            hits = {e.question: retriever.invoke(e.question) for e in chunk}
+            prompts = [policy.prompt(e.question, preview=preview_titles(hits[e.question], preview)) for e in chunk]
         closed_book = policy.generate_batch(plain, ANSWER)
         candidates = [[e.question] for e in chunk]
         if rewrites:
@@ -101,7 +102,7 @@ def build_warmup(
                 direct.append(WarmupExample("direct", prompt, ANSWER, e.id, end=False))
                 observed.append(WarmupExample("closed-book", plain_prompt, f"{ANSWER} {known}", e.id))
             for query in queries:
-                documents = retriever.invoke(query)
+                documents = hits[query] if query in hits else retriever.invoke(query)
                 gold = _alias_in(_text(documents), e.answers)
                 if gold is None:
                     continue
