@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from langchain_smartrag.training import QAExample, checkpoints, load_qa, sample
+from langchain_smartrag.training import QAExample, load_qa, sample
 from langchain_smartrag.training import ppo as ppo_module
 from langchain_smartrag.training.paired_decisions import decision_kls
 from langchain_smartrag.training.ppo import (
@@ -293,17 +293,17 @@ def test_paired_decisions_learn_when_to_search_from_both_branches_of_each_questi
 def test_resume_after_a_kill_matches_an_uninterrupted_run(world, tmp_path, monkeypatch):
     settings = {"iterations": 3, "episodes_per_iteration": 16, "rollout_batch_size": 8, "minibatch_episodes": 8}
     straight = train(world_config(world, tmp_path / "a", **settings))
-    real_save = checkpoints.save_checkpoint
+    real_save = ppo_module.save_state
 
-    def save_then_die(output_dir, step, *args):
-        real_save(output_dir, step, *args)
+    def save_then_die(accelerator, output_dir, step, keep):
+        real_save(accelerator, output_dir, step, keep)
         if step == 2:
             raise KeyboardInterrupt  # killed right after its second checkpoint
 
-    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(ppo_module, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(world_config(world, tmp_path / "b", **settings))
-    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
+    monkeypatch.setattr(ppo_module, "save_state", real_save)
     resumed = train(world_config(world, tmp_path / "b", resume=True, **settings))
     for name in ("adapter_model.safetensors",):
         a, b = load_file(straight / name), load_file(resumed / name)
@@ -329,7 +329,7 @@ def test_missing_init_and_checkpoints_fail_clearly(world, tmp_path):
     with pytest.raises(ValueError, match="no checkpoint to resume from"):
         train(world_config(world, tmp_path / "y", resume=True))
     train(world_config(world, tmp_path / "z", iterations=1, episodes_per_iteration=4, rollout_batch_size=4))
-    (tmp_path / "z" / "checkpoint-1" / "trainable.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "z" / "checkpoint-1" / "model.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot resume from .*checkpoint-1"):
         train(world_config(world, tmp_path / "z", iterations=2, episodes_per_iteration=4, rollout_batch_size=4, resume=True))
 
@@ -410,7 +410,7 @@ def test_the_reference_pass_leaves_only_the_policy_adapter_trainable(world, tmp_
     assert all(".default." in name for name in trainable)
 
 
-def test_accelerate_launch_with_two_cpu_processes_matches_one_process(world, tmp_path):
+def test_two_cpu_processes_under_torchrun_train_as_one_process_does(world, tmp_path):
     config = world_config(world, "unused", iterations=2, episodes_per_iteration=8, rollout_batch_size=8,
                           minibatch_episodes=4, value_warmup_iterations=0)
     flags = ["train", "ppo"]
@@ -422,8 +422,7 @@ def test_accelerate_launch_with_two_cpu_processes_matches_one_process(world, tmp
     subprocess.run([sys.executable, "-m", "langchain_smartrag.cli", *flags, "--output-dir", str(tmp_path / "one")],
                    check=True, env=env, capture_output=True, timeout=300)
     launched = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--cpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "langchain_smartrag.cli",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "langchain_smartrag.cli",
          *flags, "--output-dir", str(tmp_path / "two")],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )
@@ -444,3 +443,16 @@ def test_ppo_with_a_preview_trains_on_previewed_prompts_and_saves_the_setting(wo
     rollouts = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert rollouts and all(r.get("previews", 1) == 1 for r in rollouts)
     assert SmartRAGPolicy.from_pretrained(final, autocast=False).preview == 2
+
+
+def test_report_to_tensorboard_logs_each_iteration_beside_metrics_jsonl(world, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(world_config(world, tmp_path / "run", iterations=2, episodes_per_iteration=4, rollout_batch_size=4,
+                       report_to=["tensorboard"]))
+    events = EventAccumulator(str(next((tmp_path / "run").rglob("events.out.tfevents.*")).parent))
+    events.Reload()
+    rewards = [e.value for e in events.Scalars("reward")]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rewards == pytest.approx([r["reward"] for r in logged if "dev" not in r])
+    assert "seconds/update" in events.Tags()["scalars"]  # nested fields flattened

@@ -4,9 +4,10 @@ import json
 
 import pytest
 import torch
-from langchain_smartrag.training import QAExample, checkpoints
+from langchain_smartrag.training import QAExample
 from langchain_smartrag.training.sft import SFTConfig, completion_example, copy_kinds, train
 from langchain_smartrag.training.warmup import build_warmup, warmup_ids, write_warmup
+from transformers import Trainer
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy, parse_action
 
@@ -64,17 +65,17 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sft_data, ti
     settings = {"lora": True, "lora_r": 4, "lora_dropout": 0.1, "max_steps": 6, "save_every": 3, "learning_rate": 1e-2}
     straight = SmartRAGPolicy.from_pretrained(train(config(tmp_path / "a", sft_data, tiny_model_dir, **settings)))
 
-    real_save = checkpoints.save_checkpoint
+    real_save = Trainer._save_checkpoint
 
-    def save_then_die(output_dir, step, *args):
-        real_save(output_dir, step, *args)
-        if step == 3:
+    def save_then_die(trainer, *args, **kwargs):
+        real_save(trainer, *args, **kwargs)
+        if trainer.state.global_step == 3:
             raise KeyboardInterrupt  # the process is killed right after its first checkpoint
 
-    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "b", sft_data, tiny_model_dir, **settings))
-    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
     resumed = SmartRAGPolicy.from_pretrained(train(config(tmp_path / "b", sft_data, tiny_model_dir, resume=True, **settings)))
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
@@ -86,7 +87,7 @@ def test_a_resumed_run_trains_at_its_configs_learning_rate_not_the_checkpoints(t
     train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2, save_every=2, log_every=1, learning_rate=1e-2))
     train(config(tmp_path, sft_data, tiny_model_dir, learning_rate=1e-3, resume=True, **settings))
     rates = [json.loads(line)["lr"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert rates[2] == pytest.approx(1e-3 * (1 - 3 / 4))  # linear decay over the 4 steps, at the new rate
+    assert rates[2] == pytest.approx(1e-3 * (4 - 2) / (4 - 1))  # step 3's rate: linear decay after 1 warm-up step
 
 
 def test_missing_or_corrupt_checkpoints_fail_clearly(tmp_path, sft_data, tiny_model_dir):
@@ -95,7 +96,7 @@ def test_missing_or_corrupt_checkpoints_fail_clearly(tmp_path, sft_data, tiny_mo
     train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2, save_every=1))
     with pytest.raises(ValueError, match="holds checkpoints: pass resume=True"):
         train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2))
-    (tmp_path / "run" / "checkpoint-2" / "trainable.pt").write_bytes(b"garbage")
+    (tmp_path / "run" / "checkpoint-2" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot resume from .*checkpoint-2"):
         train(config(tmp_path, sft_data, tiny_model_dir, max_steps=4, resume=True))
 
@@ -150,7 +151,7 @@ def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(tmp_pa
     assert steps[-1] == 2  # the flag overrode the config's max_steps
 
 
-def test_accelerate_launch_with_two_cpu_processes_matches_one_process(tmp_path, sft_data, tiny_model_dir):
+def test_two_cpu_processes_under_torchrun_train_as_one_process_does(tmp_path, sft_data, tiny_model_dir):
     import os
     import subprocess
     import sys
@@ -158,15 +159,13 @@ def test_accelerate_launch_with_two_cpu_processes_matches_one_process(tmp_path, 
     from safetensors.torch import load_file
 
     flags = ["train", "sft", "--data", str(sft_data), "--base-model", str(tiny_model_dir), "--lora-r", "4",
-             "--lora-dropout", "0", "--batch-size", "2", "--max-steps", "3", "--no-bf16", "--learning-rate", "1e-2"]
+             "--lora-dropout", "0", "--max-steps", "3", "--no-bf16", "--learning-rate", "1e-2"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    bin_dir = os.path.dirname(sys.executable)
-    subprocess.run([sys.executable, "-m", "langchain_smartrag.cli", *flags, "--output-dir", str(tmp_path / "one")],
-                   check=True, env=env, capture_output=True, timeout=300)
-    launched = subprocess.run(
-        [os.path.join(bin_dir, "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "langchain_smartrag.cli", *flags,
-         "--output-dir", str(tmp_path / "two")],
+    subprocess.run([sys.executable, "-m", "langchain_smartrag.cli", *flags, "--batch-size", "4",
+                    "--output-dir", str(tmp_path / "one")], check=True, env=env, capture_output=True, timeout=300)
+    launched = subprocess.run(  # batch_size is per process: two processes of 2 make the one process's step of 4
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "langchain_smartrag.cli", *flags,
+         "--batch-size", "2", "--output-dir", str(tmp_path / "two")],
         check=False, env=env, capture_output=True, text=True, timeout=300,
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
@@ -198,3 +197,9 @@ def test_kind_copies_repeat_or_drop_warmup_rows_by_kind(tmp_path, tiny_model_dir
     with pytest.raises(SystemExit):
         main([*flags, "--kind-copies", "search"])
     assert "expected KEY=VALUE, got 'search'" in capsys.readouterr().err
+
+
+
+def test_report_to_tensorboard_is_trls_own_tracking(tmp_path, sft_data, tiny_model_dir):
+    train(config(tmp_path, sft_data, tiny_model_dir, max_steps=2, log_every=1, report_to=["tensorboard"]))
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))  # under output_dir, as transformers puts them

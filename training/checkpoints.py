@@ -1,17 +1,16 @@
-"""Checkpoints that resume exactly: trainable weights, optimizer, every RNG and the trainer's own state.
+"""Run folders that resume exactly: `checkpoint-STEP` directories written by `accelerate`'s `save_state`.
 
-Written atomically (an interrupted save leaves no half checkpoint) as `checkpoint-STEP` directories, the
-newest `keep` of them kept, and read back as tensors and plain values only (a crafted file cannot run code).
-SFT and PPO share this one copy, the cut of their logs back to the checkpoint resumed from, and the folder swap
-that replaces PPO's `best/` and an export whole.
+`save_state` holds the model (gathered when FSDP or DeepSpeed shards it), the optimizer, every process's RNG and
+the loop's own counters (`LoopState`); it is written aside and renamed into place, so a kill leaves no half
+checkpoint, and `load_state` reads tensors and plain values only. SFT (on TRL) and PPO share the folder rules here:
+which folders are checkpoints, the refusal to mix runs, the cut of a log back to the checkpoint resumed from, and
+the folder swap that replaces `final/`, PPO's `best/` and an export whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
-import random
 import re
 import secrets
 import shutil
@@ -19,16 +18,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from langchain_smartrag.cache import build_once
+class LoopState:
+    """The training loop's own values (step, KL coefficient, best reward...), checkpointed with the model by
+    `accelerator.register_for_checkpointing`."""
 
-STATE_FILE = "trainer_state.pt"
-WEIGHTS_FILE = "trainable.pt"
+    def __init__(self, **values: Any) -> None:
+        self.values = values
 
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.values)
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.values.update(state)
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -55,66 +57,29 @@ def prepare_output_dir(output_dir: Path, resume: bool) -> Path | None:
     return None
 
 
-def save_checkpoint(
-    output_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    state: dict[str, Any], rng_states: list[torch.Tensor], keep: int,
-) -> None:
-    """Write checkpoint-STEP; `rng_states` holds torch's RNG state of every process, by rank."""
-
-    def write(tmp: Path) -> None:
-        torch.save(trainable_state(model), tmp / WEIGHTS_FILE)
-        torch.save({**state, "step": step, "optimizer": optimizer.state_dict(), "torch_rng": rng_states,
-                    "python_rng": random.getstate()}, tmp / STATE_FILE)
-
-    build_once(output_dir / f"checkpoint-{step}", write)
-    for old in checkpoints(output_dir)[:-keep]:
-        shutil.rmtree(old)
-
-
-def checkpoint_all(
-    accelerator: Any, output_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    state: dict[str, Any], keep: int,
-) -> None:
-    """Call from every process: their RNG states are gathered, the main process writes, all wait for it."""
-    from accelerate.utils import gather_object
-
-    rng_states = gather_object([torch.get_rng_state()])
-    if accelerator.is_main_process:
-        save_checkpoint(output_dir, step, model, optimizer, state, rng_states, keep)
+def save_state(accelerator: Any, output_dir: Path, step: int, keep: int) -> Path:
+    """Every process calls this: `accelerator.save_state` into a hidden folder, which the main process renames to
+    checkpoint-STEP before pruning all but the newest `keep`."""
+    partial = output_dir / f".checkpoint-{step}-partial"
+    target = output_dir / f"checkpoint-{step}"
+    accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+        for old in checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return target
 
 
-def load_plain(path: Path, device: torch.device | str) -> Any:
-    """`torch.load` of tensors and plain values only: a crafted checkpoint could otherwise run code as it loads."""
+def load_state(accelerator: Any, checkpoint: Path) -> None:
+    """`accelerator.load_state` (tensors and plain values only: a crafted file cannot run code); an unreadable or
+    mismatched checkpoint raises ValueError naming it."""
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"{path.name} holds something other than tensors and plain values (a corrupt file, or objects "
-                         f"that could run code when loaded, which are refused): delete {path.parent.name} to resume "
-                         "from an earlier checkpoint") from error
-
-
-def restore(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int = 0) -> dict[str, Any]:
-    """Load a checkpoint into the live model and optimizer, set the RNGs; returns the saved state (with "step").
-
-    Only tensors and plain values are loaded (a crafted file cannot run code); unreadable or mismatched checkpoints
-    raise ValueError naming the checkpoint.
-    """
-    try:
-        weights = load_plain(checkpoint / WEIGHTS_FILE, next(model.parameters()).device)
-        state = load_plain(checkpoint / STATE_FILE, "cpu")
-        missing = set(trainable_state(model)) - set(weights)
-        if missing:
-            raise ValueError(f"it lacks {len(missing)} trainable tensors, e.g. {min(missing)}")
-        if len(state["torch_rng"]) <= rank:
-            raise ValueError(f"it was written by {len(state['torch_rng'])} processes, this is process {rank}")
-        model.load_state_dict(weights, strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        accelerator.load_state(str(checkpoint))
     except Exception as error:
         raise ValueError(f"cannot resume from {checkpoint}: {error}") from error
-    torch.set_rng_state(state["torch_rng"][rank])
-    random.setstate(state["python_rng"])
-    return state
 
 
 def truncate_log(path: Path, key: str, step: int) -> None:

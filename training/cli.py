@@ -103,7 +103,9 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One `--flag` per dataclass field; defaults stay None so a YAML config can fill what flags leave out."""
     import dataclasses
 
-    scalars = {"int": int, "float": float}  # any other type is read as text
+    import yaml
+
+    scalars = {"int": int, "float": float, "Any": yaml.safe_load}  # any other type is read as text
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, str) else f.type.__name__

@@ -33,7 +33,7 @@ from langchain_smartrag.policy import bf16_is_fast
 from langchain_smartrag.retrievers import build_retriever
 
 from .actor_critic import ActorCritic, new_value_head, reference_logits, save_policy, trainable_policy
-from .checkpoints import checkpoint_all, prepare_output_dir, restore
+from .checkpoints import LoopState, load_state, prepare_output_dir, save_state
 from .evaluate import evaluate
 from .paired_decisions import (
     branch_contexts,
@@ -72,7 +72,10 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import gather_object
 
-    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    trackers = [t for t in config.report_to if t != "none"]
+    accelerator = Accelerator(cpu=not torch.accelerator.is_available(),  # two CPU processes under torchrun: gloo
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+                              log_with=trackers or None, project_dir=config.output_dir)
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     if config.episodes_per_iteration % (world * config.episodes_per_question):
         raise ValueError(f"episodes_per_iteration={config.episodes_per_iteration} must divide among {world} processes"
@@ -105,13 +108,18 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     ], weight_decay=0.0)
     learner, optimizer = accelerator.prepare(actor_critic, optimizer)
     kl_control = AdaptiveKL(config.init_kl_coef, config.target_kl, config.kl_horizon)
-    start, best_reward = 0, float("-inf")
+    loop = LoopState(step=0, kl_coef=kl_control.coef, best_reward=float("-inf"))
+    accelerator.register_for_checkpointing(loop)
     if checkpoint is not None:
-        state = restore(checkpoint, actor_critic, optimizer, rank)
-        start, kl_control.coef, best_reward = int(state["step"]), state["kl_coef"], state.get("best_reward", best_reward)
+        load_state(accelerator, checkpoint)
         for group, rate in zip(optimizer.param_groups, rates, strict=True):
             group["lr"] = rate  # the config's, not the checkpoint's: a resumed run may change them
-    log = RunLog(output_dir, main, resumed_at=start if checkpoint is not None else None)
+    start, kl_control.coef, best_reward = int(loop.values["step"]), loop.values["kl_coef"], loop.values["best_reward"]
+    if trackers:
+        accelerator.init_trackers("ppo", config={k: v for k, v in dataclasses.asdict(config).items()
+                                                 if isinstance(v, int | float | str | bool)})
+    log = RunLog(output_dir, main, resumed_at=start if checkpoint is not None else None,
+                 tracker=accelerator if trackers else None)
 
     def evaluate_and_keep_best(iteration: int) -> None:
         nonlocal best_reward
@@ -229,10 +237,10 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
         if (iteration + 1) % config.eval_every == 0 or iteration + 1 == config.iterations:
             evaluate_and_keep_best(iteration + 1)
         if (iteration + 1) % config.save_every == 0 or iteration + 1 == config.iterations:
-            checkpoint_all(accelerator, output_dir, iteration + 1, actor_critic, optimizer,
-                           {"kl_coef": kl_control.coef, "best_reward": best_reward, "config": dataclasses.asdict(config)},
-                           config.keep_checkpoints)
+            loop.values.update(step=iteration + 1, kl_coef=kl_control.coef, best_reward=best_reward)
+            save_state(accelerator, output_dir, iteration + 1, config.keep_checkpoints)
     bar.close()
+    accelerator.end_training()
     final = output_dir / "final"
     if main:
         log.close()

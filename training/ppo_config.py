@@ -93,6 +93,8 @@ class PPOConfig:
     # bookkeeping
     save_every: int = 1
     keep_checkpoints: int = 2
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Trackers beside metrics.jsonl, through accelerate (tensorboard, wandb, mlflow, all, none); under output_dir."""
     seed: int = 0
     resume: bool = False
     progress: bool = True

@@ -20,17 +20,21 @@ class RunLog:
     """The run's two JSONL logs, appended to by the main process only (elsewhere every write is a no-op). A resumed
     run first cuts both back to the iteration its checkpoint holds, so each iteration is logged once."""
 
-    def __init__(self, output_dir: Path, main: bool, resumed_at: int | None = None) -> None:
-        self.output_dir, self.main = output_dir, main
+    def __init__(self, output_dir: Path, main: bool, resumed_at: int | None = None, tracker: Any = None) -> None:
+        self.output_dir, self.main, self.tracker = output_dir, main, tracker
         if main and resumed_at is not None:
             for name in ("metrics.jsonl", "rollouts.jsonl"):
                 truncate_log(output_dir / name, "iteration", resumed_at)
         self.metrics = (output_dir / "metrics.jsonl").open("a") if main else None
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append a record to metrics.jsonl; its numbers also go to the tracker (an `Accelerator` with `log_with`),
+        nested keys joined by "/", at the record's iteration."""
         if self.metrics is not None:
             self.metrics.write(json.dumps(record) + "\n")
             self.metrics.flush()
+        if self.tracker is not None:
+            self.tracker.log(numbers(record), step=record["iteration"])
 
     def rollouts(self, played: Sequence[dict[str, Any]]) -> None:
         if self.main:
@@ -40,6 +44,17 @@ class RunLog:
     def close(self) -> None:
         if self.metrics is not None:
             self.metrics.close()
+
+
+def numbers(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The record's numbers, flat: {"dev": {"em": 0.1}} -> {"dev/em": 0.1}."""
+    flat: dict[str, float] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(numbers(value, f"{prefix}{key}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[prefix + key] = value
+    return flat
 
 
 def rollout_records(episodes: Sequence[dict[str, Any]], iteration: int, kls: Sequence[float]) -> list[dict[str, Any]]:

