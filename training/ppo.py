@@ -240,12 +240,13 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
             loop.values.update(step=iteration + 1, kl_coef=kl_control.coef, best_reward=best_reward)
             save_state(accelerator, output_dir, iteration + 1, config.keep_checkpoints)
     bar.close()
-    accelerator.end_training()
     final = output_dir / "final"
     if main:
         log.close()
         save_policy(policy, value_head, final, {"iteration": config.iterations})
     accelerator.wait_for_everyone()
+    if trackers:
+        accelerator.end_training()  # closes the trackers (and, under torchrun, the process group): last
     return final
 
 

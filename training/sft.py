@@ -167,8 +167,8 @@ class RunLog(TrainerCallback):
 def train(config: SFTConfig) -> Path:
     """Run SFT; returns the directory of the final adapter (or full model), loadable by `SmartRAGPolicy`.
 
-    Under `accelerate launch` or `torchrun` each process takes `batch_size` examples a forward pass and the loss is a token-level
-    mean over all of them, so N processes at batch_size b compute the update one process computes at N * b.
+    Under `accelerate launch` or `torchrun` each process takes `batch_size` examples a forward pass and the loss is
+    a token-level mean over all of them, so N processes at batch_size b compute the update one process does at N * b.
     """
     import trl
     from datasets import Dataset
@@ -177,13 +177,15 @@ def train(config: SFTConfig) -> Path:
     output_dir = Path(config.output_dir)
     rows = copy_kinds(read_rows(config.data), config.kind_copies)
     checkpoint = prepare_output_dir(output_dir, config.resume)
-    policy = SmartRAGPolicy.load(config.base_model, autocast=False)
+    # float32 weights on the CPU; the trainer moves them to each process's device and casts per `bf16` (autocast)
+    policy = SmartRAGPolicy.load(config.base_model, autocast=False, device="cpu")
     tokenizer, model = policy.tokenizer, policy.model
     examples = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True))
                 for r in rows]
     if not examples:
         raise ValueError(f"{config.data}: no training examples")
-    arguments = trl.SFTConfig(**trl_arguments(config, config.bf16 and bf16_is_fast(model.device)))
+    target = "cuda" if torch.cuda.is_available() else "cpu"
+    arguments = trl.SFTConfig(**trl_arguments(config, config.bf16 and bf16_is_fast(target)))
     resumed_at = int(checkpoint.name.split("-")[1]) if checkpoint is not None else None
     if arguments.process_index == 0 and resumed_at is not None:
         truncate_log(output_dir / "metrics.jsonl", "step", resumed_at)
