@@ -8,7 +8,7 @@ R=runs/preview-ns
 [ -f $R/warmup.jsonl ] || .venv/bin/smartrag train warmup --per-dataset 150 --rewrites 2 --preview 3 --no-search-examples --output $R/warmup.jsonl
 echo "WARMUP done $(date)"
 resume=""; ls $R/sft/checkpoint-* >/dev/null 2>&1 && resume="--resume"
-[ -d $R/sft/final ] || .venv/bin/smartrag train sft --config sft_embedded --data $R/warmup.jsonl --output-dir $R/sft --no-bf16 $resume
+[ -d $R/sft/final ] || .venv/bin/smartrag train sft --config sft_embedded --data $R/warmup.jsonl --output-dir $R/sft --no-bf16 --max-steps 60 $resume   # 60 of the recipe's 84: the recorded run
 echo "SFT done $(date)"
 cd benchmarks && ../.venv/bin/python preview_policy.py --policy ../$R/sft/final --n 100 --out results/preview_policy/no-search-examples
 echo "EVAL done $(date)"
