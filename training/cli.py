@@ -99,6 +99,13 @@ def config_file(name: str) -> Path:
     raise ValueError(f"--config {name}: no such file, and no shipped config of that name ({known})")
 
 
+def add_retriever_flag(parser: argparse.ArgumentParser) -> None:
+    """`--retriever` for the commands that build one from flags (PPO takes it as a config field)."""
+    parser.add_argument("--retriever", default="local", metavar="local|web|MODULE:FACTORY",
+                        help="the retriever: BM25 over --corpus, DuckDuckGo, or your factory returning a LangChain "
+                             "retriever")
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One `--flag` per dataclass field; defaults stay None so a YAML config can fill what flags leave out."""
     import dataclasses
@@ -201,8 +208,7 @@ def add_training_commands(commands: Any) -> None:
     p.add_argument("--dataset", help="the repository's own data set (popqa, ambignq, hotpotqa, nq, triviaqa, ...)")
     p.add_argument("--split", default="dev")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
-    p.add_argument("--retriever", default="local", metavar="local|web|MODULE:FACTORY",
-                   help="the retriever: BM25 over --corpus, DuckDuckGo, or your factory returning a LangChain retriever")
+    add_retriever_flag(p)
     p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
     p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)")
     p.add_argument("--threshold", type=float, default=0.5, help="smartrag mode: retrieve when P(search) >= this")
@@ -227,8 +233,7 @@ def add_training_commands(commands: Any) -> None:
     p.add_argument("--rewrites", type=non_negative_int, default=2, help="sampled rewrites tried when the question retrieves no answer")
     p.add_argument("--policy", help="model or adapter directory (default: the bare embedded model, embedded-base)")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
-    p.add_argument("--retriever", default="local", metavar="local|web|MODULE:FACTORY",
-                   help="the retriever: BM25 over --corpus, DuckDuckGo, or your factory returning a LangChain retriever")
+    add_retriever_flag(p)
     p.add_argument("--k", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-search-examples", action="store_true",

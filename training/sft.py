@@ -121,12 +121,12 @@ def trl_arguments(config: SFTConfig, bf16: bool) -> dict[str, Any]:
         "lr_scheduler_type": "linear", "max_grad_norm": 1.0, "completion_only_loss": True,
         "use_cpu": not torch.accelerator.is_available(),  # so two CPU processes under torchrun train as one (gloo)
         "dataloader_pin_memory": torch.cuda.is_available(),
-        "save_total_limit": None,  # `RunLog.on_save` keeps the newest `keep_checkpoints`
+        "save_total_limit": None,  # `SFTCallback.on_save` keeps the newest `keep_checkpoints`
         **config.trainer_args,
     }
 
 
-class RunLog(TrainerCallback):
+class SFTCallback(TrainerCallback):
     """metrics.jsonl on the main process, checkpoints pruned by our rules (never a stray folder), the last step logged
     and saved, and the config's learning rate after a resume (the checkpoint's scheduler would bring back its own)."""
 
@@ -191,7 +191,7 @@ def train(config: SFTConfig) -> Path:
         truncate_log(output_dir / "metrics.jsonl", "step", resumed_at)
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                              target_modules="all-linear", task_type="CAUSAL_LM") if config.lora else None
-    log = RunLog(config, resumed_at)
+    log = SFTCallback(config, resumed_at)
     trainer = trl.SFTTrainer(model=model, args=arguments, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer, peft_config=peft_config, callbacks=[log])
     try:
