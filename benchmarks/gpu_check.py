@@ -8,7 +8,7 @@ Measures, each after a warm-up and on its own (a failure is recorded as {"error"
                     (retrieval not included): `serving.py`'s modes (a)-(d), its functions reused;
   sft               tokens/s of 10 LoRA steps of `training.sft.train` on warm-up rows built from the dev questions;
   ppo               seconds per iteration and update tokens/s of two iterations of the shipped recipe
-                    (training/configs/smartrag_paired.yaml: 32 questions, each played both ways = 64 episodes),
+                    (langchain_smartrag/training/configs/smartrag_paired.yaml: 32 questions, each played both ways = 64 episodes),
                     from the recipe's SFT adapter if runs/ holds it, else the shipped one; no in-run evaluation.
 train_speed.py's update-vs-raw comparison is not run: its `update_speed` builds the value head and the zero
 tensors on the CPU, so it runs on CPU machines only.

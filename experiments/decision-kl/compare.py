@@ -1,7 +1,7 @@
 """Trained policies side by side on dev data: EM, F1, retrieval rate and reward in smartrag mode.
 
     python experiments/decision-kl/compare.py SFT=runs/sft-embedded/final PPO=runs/ppo-embedded/final [--n 128] [--out DIR]
-    python experiments/decision-kl/compare.py OLD=DIR NEW=DIR --validation training/configs/smartrag_paired.yaml --out DIR
+    python experiments/decision-kl/compare.py OLD=DIR NEW=DIR --validation langchain_smartrag/training/configs/smartrag_paired.yaml --out DIR
 
 Each NAME=DIR is a peft adapter (or model) directory. Data sets: the PopQA dev questions whose subject the
 bundled corpus holds, and HotpotQA dev (every question has its paragraphs in the corpus); the same seeded
