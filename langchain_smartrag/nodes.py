@@ -1,0 +1,292 @@
+"""The SmartRAG graph's nodes: begin, preview, decide, rewrite, retrieve and answer, one policy behind them all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import get_runtime
+from langgraph.types import Command, Overwrite
+
+from .policy import Decision, Generation
+from .protocol import ANSWER, SEARCH, parse_action, preview_titles, validate_question
+from .state import EPISODE_START, SmartRAGContext, SmartRAGState
+from .tracing import PolicyRun, policy_run
+
+Search = tuple[list[Document], list[str]]
+"""One search's documents and the errors to record."""
+
+
+def _in_daemon_thread(call: Callable[[], Any]) -> Future:
+    """Run `call` in a new daemon thread (with the caller's context vars) and return its future.
+
+    A retriever that hangs past its timeout holds only its own thread: no pool shared with other graphs or
+    with the event loop, and a daemon thread never keeps the process from exiting.
+    """
+    future: Future = Future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():  # a running future can no longer be cancelled under us
+            return
+        try:
+            future.set_result(context.run(call))
+        except BaseException as error:  # noqa: BLE001 -- handed to the waiting node, which records it
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="smartrag-retrieve", daemon=True).start()
+    return future
+
+
+def _documents(node: str, result: Any) -> Search:
+    """A retriever's result as Documents, with an error for anything that is not one (strings, dicts, None)."""
+    if not isinstance(result, (list, tuple)):
+        return [], [f"{node}: the retriever returned {type(result).__name__}, not a list of Documents"]
+    documents = [d for d in result if isinstance(d, Document)]
+    if len(documents) < len(result):
+        kinds = sorted({type(d).__name__ for d in result if not isinstance(d, Document)})
+        dropped = len(result) - len(documents)
+        return documents, [f"{node}: dropped {dropped} results that are not Documents ({', '.join(kinds)})"]
+    return documents, []
+
+
+def _episode_seed(config: RunnableConfig) -> int | None:
+    """The episode's seed, `config["configurable"]["seed"]` (one config per input of a batch), if any."""
+    return (config.get("configurable") or {}).get("seed")
+
+
+def _draws(config: RunnableConfig, node: str, retrievals: int) -> random.Random | Any:
+    """The random source of one sampling node call: derived from the episode's seed, else the global one."""
+    seed = _episode_seed(config)
+    return random if seed is None else random.Random(f"{seed}/{node}/{retrievals}")
+
+
+def _recorded(ctx: SmartRAGContext, node: str, prompt: str, prefix: str, generation: Generation) -> dict[str, Any]:
+    """The generation as a `trace` entry when the call records, else no update."""
+    if not ctx.record:
+        return {}
+    return {"trace": [{"node": node, "prompt": prompt, "prefix": prefix, "text": generation.text,
+                       "token_ids": generation.token_ids, "logprobs": generation.logprobs}]}
+
+
+def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
+    """A retrieval's update: one more retrieval, its documents and any errors."""
+    return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
+
+
+class SmartRAGNodes:
+    """The graph's nodes, bound to the graph's defaults and retriever timeout; a call's context overrides them.
+
+    Sync and async variants share every step but the policy or retriever call itself.
+    """
+
+    def __init__(self, defaults: SmartRAGContext, retriever_timeout: float | None = 30.0) -> None:
+        self.defaults, self.retriever_timeout = defaults, retriever_timeout
+
+    def settings(self) -> SmartRAGContext:
+        """This call's settings: the defaults with the run's context (its non-None fields) over them; the
+        defaults alone for a node called outside a graph."""
+        try:
+            runtime = get_runtime(SmartRAGContext)
+        except RuntimeError:  # no runnable context: a node called on its own
+            return self.defaults
+        context = getattr(runtime, "context", None)
+        if context is None:
+            return self.defaults
+        return replace(self.defaults, **{k: v for k, v in vars(context).items() if v is not None})
+
+    # begin: one question, one episode --------------------------------------------------------
+    def begin(self, state: SmartRAGState) -> Command:
+        """Validate the question, clear the accumulating channels a thread or a parent graph may carry, and go
+        to the preview if this episode has one."""
+        if "question" not in state:
+            raise ValueError("the input has no 'question': invoke the graph with {\"question\": \"...\"}")
+        validate_question(state["question"])
+        update = {key: Overwrite(value) for key, value in EPISODE_START.items()}
+        return Command(update={**update, "preview": None}, goto="preview" if self.settings().preview else "decide")
+
+    # decide ---------------------------------------------------------------------------------
+    def decide(self, state: SmartRAGState, config: RunnableConfig) -> Command:
+        """Search or answer: rewrite when P(search) clears the threshold (or a draw says so), else answer."""
+        ctx, prompt = self._decision_prompt(state)
+        if prompt is None:
+            return Command(goto="answer")
+        with policy_run(config, "decide", prompt, ctx.policy, self._decide_params(ctx), stream=False) as run:
+            return self._route(state, config, ctx, prompt, ctx.policy.decide([prompt])[0], run)
+
+    async def adecide(self, state: SmartRAGState, config: RunnableConfig) -> Command:
+        """`decide` with the policy's async, batched call."""
+        ctx, prompt = self._decision_prompt(state)
+        if prompt is None:
+            return Command(goto="answer")
+        with policy_run(config, "decide", prompt, ctx.policy, self._decide_params(ctx), stream=False) as run:
+            return self._route(state, config, ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
+
+    def _decision_prompt(self, state: SmartRAGState) -> tuple[SmartRAGContext, str | None]:
+        """The settings and the prompt to score, or None when the quota forces the answer."""
+        ctx = self.settings()
+        if state.get("retrievals", 0) >= ctx.max_retrievals:
+            return ctx, None
+        return ctx, ctx.policy.prompt(state["question"], state.get("documents", []), state.get("preview"))
+
+    @staticmethod
+    def _decide_params(ctx: SmartRAGContext) -> dict[str, Any]:
+        """The decision's invocation parameters a tracer sees."""
+        return {"threshold": ctx.threshold, "sample": bool(ctx.sample and ctx.sample_decision)}
+
+    @staticmethod
+    def _route(
+        state: SmartRAGState, config: RunnableConfig, ctx: SmartRAGContext, prompt: str, decision: Decision,
+        run: PolicyRun,
+    ) -> Command:
+        """Take the action (drawn from P(search) when sampling decisions, else at the threshold) and go there."""
+        if ctx.sample and ctx.sample_decision:
+            search = _draws(config, "decide", state.get("retrievals", 0)).random() < decision.p_search
+        else:
+            search = decision.p_search >= ctx.threshold
+        action = SEARCH if search else ANSWER
+        action_ids = ctx.policy.encode(action)
+        run.end(action, decision.prompt_tokens, len(action_ids), search_probability=decision.p_search)
+        update: dict[str, Any] = {"search_probabilities": [decision.p_search]}
+        if ctx.record:
+            logprobs = decision.search_logprobs if search else decision.answer_logprobs
+            update["trace"] = [{"node": "decide", "prompt": prompt, "prefix": "", "text": action,
+                                "token_ids": action_ids, "logprobs": logprobs}]
+        return Command(update=update, goto="rewrite" if search else "answer")
+
+    # rewrite and answer: generation after a forced action prefix ------------------------------
+    def rewrite(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """The search query the policy writes after `[Search]` (the question itself with rewriting off)."""
+        if not self.settings().rewrite_query:
+            return {"queries": [state["question"]]}
+        ctx, prompt, sampling, params = self._generation_call(state, config, "rewrite")
+        with policy_run(config, "rewrite", prompt, ctx.policy, params) as run:
+            generation = ctx.policy.generate([prompt], SEARCH, on_token=run.token, **sampling)[0]
+            return self._query_update(state, ctx, prompt, generation, run)
+
+    async def arewrite(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """`rewrite` with the policy's async, batched call."""
+        if not self.settings().rewrite_query:
+            return {"queries": [state["question"]]}
+        ctx, prompt, sampling, params = self._generation_call(state, config, "rewrite")
+        with policy_run(config, "rewrite", prompt, ctx.policy, params) as run:
+            generation = (await ctx.policy.agenerate([prompt], SEARCH, on_token=run.token, **sampling))[0]
+            return self._query_update(state, ctx, prompt, generation, run)
+
+    def answer(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """The answer the policy writes after `[Answer]`, from the question and the documents retrieved."""
+        ctx, prompt, sampling, params = self._generation_call(state, config, "answer")
+        with policy_run(config, "answer", prompt, ctx.policy, params) as run:
+            generation = ctx.policy.generate([prompt], ANSWER, on_token=run.token, **sampling)[0]
+            return self._answer_update(ctx, prompt, generation, run)
+
+    async def aanswer(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """`answer` with the policy's async, batched call."""
+        ctx, prompt, sampling, params = self._generation_call(state, config, "answer")
+        with policy_run(config, "answer", prompt, ctx.policy, params) as run:
+            generation = (await ctx.policy.agenerate([prompt], ANSWER, on_token=run.token, **sampling))[0]
+            return self._answer_update(ctx, prompt, generation, run)
+
+    def _generation_call(
+        self, state: SmartRAGState, config: RunnableConfig, node: str
+    ) -> tuple[SmartRAGContext, str, dict[str, Any], dict[str, Any]]:
+        """Settings, prompt, sampling arguments (top-k 50, the paper's rollout setting, when sampling) and the
+        invocation parameters a tracer sees."""
+        ctx = self.settings()
+        sampling: dict[str, Any] = {}
+        if ctx.sample:
+            seed = None
+            if _episode_seed(config) is not None:
+                seed = _draws(config, node, state.get("retrievals", 0)).getrandbits(63)
+            sampling = {"sample": True, "seeds": [seed], "temperature": ctx.temperature or 1.0}
+        params = {"max_new_tokens": ctx.policy.max_new_tokens, "temperature": sampling.get("temperature", 0.0),
+                  "top_k": 50 if ctx.sample else None, "prefix": SEARCH if node == "rewrite" else ANSWER}
+        # the rewrite continues the decision's own prompt (preview included); the answer never sees the preview
+        preview = state.get("preview") if node == "rewrite" else None
+        return ctx, ctx.policy.prompt(state["question"], state.get("documents", []), preview), sampling, params
+
+    @staticmethod
+    def _query_update(
+        state: SmartRAGState, ctx: SmartRAGContext, prompt: str, generation: Generation, run: PolicyRun
+    ) -> dict[str, Any]:
+        """The rewritten query, or the question with an error when the policy wrote none."""
+        action = parse_action(SEARCH + generation.text)
+        run.end(action.text, generation.prompt_tokens, len(generation.token_ids))
+        update = _recorded(ctx, "rewrite", prompt, SEARCH, generation)
+        if action.well_formed:
+            return {**update, "queries": [action.text]}
+        error = "rewrite: empty query, searched with the question"
+        return {**update, "queries": [state["question"]], "errors": [error]}
+
+    @staticmethod
+    def _answer_update(ctx: SmartRAGContext, prompt: str, generation: Generation, run: PolicyRun) -> dict[str, Any]:
+        """The parsed answer and whether it was well formed."""
+        action = parse_action(ANSWER + generation.text)
+        run.end(action.text, generation.prompt_tokens, len(generation.token_ids))
+        return {**_recorded(ctx, "answer", prompt, ANSWER, generation), "answer": action.text,
+                "well_formed": action.well_formed}
+
+    # retrieve and preview: one search, under the timeout -----------------------------------------
+    def retrieve(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """Search with the latest query; a failure is recorded in `errors`, never raised."""
+        return _retrieved(*self._search("retrieve", state["queries"][-1], config))
+
+    async def aretrieve(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """`retrieve` with the retriever's async call (a sync-only one in its own thread)."""
+        return _retrieved(*await self._asearch("retrieve", state["queries"][-1], config))
+
+    def preview(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """Search with the question to show the first decision the top hits' titles."""
+        return self._previewed(*self._search("preview", state["question"], config))
+
+    async def apreview(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
+        """`preview` with the retriever's async call."""
+        return self._previewed(*await self._asearch("preview", state["question"], config))
+
+    def _previewed(self, documents: list[Document], errors: list[str]) -> dict[str, Any]:
+        """A preview's update: one more preview, the titles the decision sees and any errors."""
+        titles = preview_titles(documents, self.settings().preview)
+        return {"previews": 1, "preview": titles, **({"errors": errors} if errors else {})}
+
+    def _failed(self, node: str, error: BaseException) -> Search:
+        """No documents and the error to record (a timeout says how long it waited)."""
+        if isinstance(error, (TimeoutError, FutureTimeout)):
+            error = TimeoutError(f"no documents within {self.retriever_timeout} s")
+        return [], [f"{node}: {type(error).__name__}: {error}"]
+
+    def _search(self, node: str, query: str, config: RunnableConfig) -> Search:
+        """The retriever's documents for `query` and the errors to record; never raises."""
+        retriever = self.settings().retriever
+        try:
+            if self.retriever_timeout is None:
+                result = retriever.invoke(query, config)
+            else:
+                future = _in_daemon_thread(lambda: retriever.invoke(query, config))
+                result = future.result(timeout=self.retriever_timeout)
+        except Exception as error:  # noqa: BLE001 -- any retriever may fail; the answer must still come
+            return self._failed(node, error)
+        return _documents(node, result)
+
+    async def _asearch(self, node: str, query: str, config: RunnableConfig) -> Search:
+        """`_search` with the retriever's async call; a sync-only retriever gets its own daemon thread."""
+        retriever = self.settings().retriever
+        try:
+            if type(retriever)._aget_relevant_documents is BaseRetriever._aget_relevant_documents:
+                # a sync-only retriever: its own daemon thread, not the event loop's shared default pool
+                call = asyncio.wrap_future(_in_daemon_thread(lambda: retriever.invoke(query, config)))
+            else:
+                call = retriever.ainvoke(query, config)
+            result = await asyncio.wait_for(call, self.retriever_timeout)
+        except Exception as error:  # noqa: BLE001 -- as in _search
+            return self._failed(node, error)
+        return _documents(node, result)
