@@ -34,7 +34,7 @@ from baselines import VARIANTS, slug
 from langchain_smartrag.training import at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
-from langchain_smartrag.policy import TRAINED_ADAPTER
+from langchain_smartrag.models import TRAINED_ADAPTER
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_SETS = {**VARIANTS, "TriviaQA (transfer)": ("triviaqa", None)}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -11,8 +12,23 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict
 
-from .policy import SmartRAGPolicy
 from .protocol import ANSWER, parse_action, validate_question
+
+
+@runtime_checkable
+class AnsweringPolicy(Protocol):
+    """What the chat model needs of a policy (`SmartRAGPolicy` is one): its protocol prompt and its generation."""
+
+    model_name: str
+    max_new_tokens: int
+
+    def prompt(self, question: str) -> str:
+        """The protocol prompt for a question, with no documents."""
+        ...
+
+    def generate(self, prompts: Sequence[str], prefix: str = "") -> list[Any]:
+        """Completions of `prompt + prefix`, each with `text`, `token_ids` and `prompt_tokens`."""
+        ...
 
 
 class SmartRAGChatModel(BaseChatModel):
@@ -22,20 +38,23 @@ class SmartRAGChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    policy: SmartRAGPolicy
+    policy: AnsweringPolicy
 
     @property
     def _llm_type(self) -> str:
+        """The kind of chat model tracers report."""
         return "smartrag-policy"
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
+        """What tells one such chat model from another: the policy's model and its generation length."""
         return {"model_name": self.policy.model_name, "max_new_tokens": self.policy.max_new_tokens}
 
     def _generate(
         self, messages: list[BaseMessage], stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
     ) -> ChatResult:
+        """The answer turn for the last human message, with the policy's token usage."""
         questions = [m for m in messages if isinstance(m, HumanMessage)]
         if not questions:
             raise ValueError("SmartRAGChatModel answers a question: pass at least one human message")

@@ -99,7 +99,7 @@ def test_the_decisions_cache_hand_off_generates_what_a_fresh_prompt_pass_does(fa
     prompts = [p.prompt(q) for q in PROMPTS]
     p.decide_batch(prompts)  # keeps both branches' caches
     handed_off = [g.token_ids for g in p.generate_batch(prompts, SEARCH)]
-    p.clear_prompt_cache()
+    p.prefix_cache.clear()
     assert [g.token_ids for g in p.generate_batch(prompts, SEARCH)] == handed_off
 
 

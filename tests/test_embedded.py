@@ -42,9 +42,9 @@ def test_the_shipped_adapter_is_the_default_and_writes_the_protocol_unprompted()
 @pytest.mark.slow
 def test_ppo_from_the_shipped_adapter_starts_from_it_not_from_it_twice():
     """The shipped adapter records its base as `embedded`: PPO puts it on the bare model, as serving merges it."""
-    from langchain_smartrag.training.ppo import PPOConfig, trainable_policy
-
-    from langchain_smartrag.policy import TRAINED_ADAPTER
+    from langchain_smartrag.models import TRAINED_ADAPTER
+    from langchain_smartrag.training.actor_critic import trainable_policy
+    from langchain_smartrag.training.ppo_config import PPOConfig
 
     served = SmartRAGPolicy.embedded(autocast=False)
     trainable = trainable_policy(PPOConfig(init=str(TRAINED_ADAPTER), bf16=False))

@@ -7,7 +7,7 @@ import torch
 from langchain_core.documents import Document
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
-from langchain_smartrag.policy import bf16_is_fast
+from langchain_smartrag.hardware import bf16_is_fast
 
 QUESTIONS = ["Who wrote Hamlet?", "When did Apollo 11 land on the Moon, and who walked on it first?", "Paris?"]
 
@@ -154,7 +154,7 @@ def test_generation_after_a_decision_reuses_its_prompt_pass(tiny_tokenizer):
     expected = fresh.generate_batch(prompts, [SEARCH, ANSWER, SEARCH])
     assert [g.token_ids for g in reused] == [g.token_ids for g in expected]
     assert [g.logprobs for g in reused] == [pytest.approx(g.logprobs, abs=1e-4) for g in expected]
-    assert deciding._stash == {}  # each entry is used once, its sibling branch dropped with it
+    assert len(deciding.prefix_cache) == 0  # each entry is used once, its sibling branch dropped with it
 
 
 def test_a_weight_update_between_decision_and_generation_is_never_served_stale(tiny_tokenizer):

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.policy import PROTOCOL_FILE, position_ids
+from langchain_smartrag.models import PROTOCOL_FILE
+from langchain_smartrag.tensors import position_ids
 
 from .checkpoints import replace_directory
 from .ppo_config import PPOConfig

