@@ -89,10 +89,9 @@ def serving_speed(questions: list[str], repeats: int) -> dict:
 
 
 def sft_speed(questions: list[str], answers: list[str], steps: int = 10) -> dict:
+    from langchain_smartrag import ANSWER
     from langchain_smartrag.training.sft import SFTConfig, train
     from langchain_smartrag.training.warmup import WarmupExample, write_warmup
-
-    from langchain_smartrag import ANSWER
 
     policy, retriever = policy_and_retriever(len(questions))  # its prompts; SFT loads the model afresh to train
     fresh_accelerate()
@@ -110,18 +109,19 @@ def sft_speed(questions: list[str], answers: list[str], steps: int = 10) -> dict
 
 def ppo_config(tmp: str):
     import yaml
-    from langchain_smartrag.training.ppo import PPOConfig
 
-    from langchain_smartrag.policy import TRAINED_ADAPTER
+    from langchain_smartrag.models import TRAINED_ADAPTER
+    from langchain_smartrag.training.ppo_config import PPOConfig
 
-    recipe = yaml.safe_load((ROOT / "training" / "configs" / "smartrag_paired.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "langchain_smartrag" / "training" / "configs" / "smartrag_paired.yaml").read_text())
     init = ROOT / recipe["init"] if (ROOT / recipe["init"] / "adapter_config.json").exists() else TRAINED_ADAPTER
     return PPOConfig(**{**recipe, "output_dir": tmp, "init": str(init), "iterations": 2, "validation_per_dataset": 0,
                         "dev_dataset": None, "value_warmup_iterations": 0, "progress": False})
 
 
 def ppo_speed() -> dict:
-    from langchain_smartrag.training.ppo import read_metrics, train
+    from langchain_smartrag.training.ppo import train
+    from langchain_smartrag.training.run_log import read_metrics
 
     fresh_accelerate()
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,8 +149,9 @@ def main() -> int:
         return 0
     warnings.filterwarnings("ignore")
     import transformers
-    from langchain_smartrag.training.data import load_qa
     from serving import DATA
+
+    from langchain_smartrag.training.data import load_qa
 
     start = time.perf_counter()
     examples = load_qa(DATA / "hotpotqa" / "dev.jsonl")[: args.n]

@@ -22,22 +22,17 @@ import warnings
 from pathlib import Path
 
 import torch
-from langchain_smartrag.training.data import dataset_path, load_qa, sample
-from langchain_smartrag.training.ppo import (
-    ActorCritic,
-    PPOConfig,
-    batch_inputs,
-    micro_batches,
-    minibatch_loss,
-    read_metrics,
-    train,
-    trainable_policy,
-)
-from langchain_smartrag.training.segments import rollout_segments
-from langchain_smartrag.training.trajectories import collect
 
 from langchain_smartrag import create_smartrag_graph
 from langchain_smartrag.retrievers import build_retriever
+from langchain_smartrag.training.actor_critic import ActorCritic, trainable_policy
+from langchain_smartrag.training.data import dataset_path, load_qa, sample
+from langchain_smartrag.training.ppo import minibatch_loss, train
+from langchain_smartrag.training.ppo_config import PPOConfig
+from langchain_smartrag.training.run_log import read_metrics
+from langchain_smartrag.training.segment_batches import batch_inputs, micro_batches
+from langchain_smartrag.training.segments import rollout_segments
+from langchain_smartrag.training.trajectories import collect
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
 

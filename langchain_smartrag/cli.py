@@ -1,17 +1,27 @@
-"""The `smartrag` command: `smartrag ask "question" ...` answers through the SmartRAG graph;
-`smartrag eval` and `smartrag train ...` run the training package's commands."""
+"""The `smartrag` command: `smartrag ask "question" ...` answers through the SmartRAG graph. The other commands
+(`eval`, `train`) are entry points of the `langchain_smartrag.commands` group, imported only when one runs."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.machinery
+import importlib.util
 import json
-import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
+from ._cli import non_negative_int, positive_int, run_command
 from .policy import SmartRAGPolicy
 from .retrievers import build_retriever
+
+COMMANDS = "langchain_smartrag.commands"
+"""The entry-point group of the commands beside `ask`: each entry point is named after its command and names a
+function that adds that command to an argparse subparsers object (`commands.add_parser(name, ...)`). The first line
+of the function's docstring is the command's line in `smartrag --help`."""
 
 
 def to_json(state: dict[str, Any]) -> dict[str, Any]:
@@ -49,50 +59,40 @@ def ask(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def positive_int(text: str) -> int:
-    """An argparse type for counts (questions, documents, a batch): 0 or less would mean all, or drop some, or fail."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {value}")
-    return value
+def plugin_commands() -> dict[str, EntryPoint]:
+    """The installed commands of the `COMMANDS` group, by name (none is imported)."""
+    return {entry_point.name: entry_point for entry_point in entry_points(group=COMMANDS)}
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type for quotas and retries, where 0 means none."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {value}")
-    return value
+def source_file(module: str) -> Path | None:
+    """A module's source file, each package above it found on its parent's path but not imported (None: none)."""
+    top, *parts = module.split(".")
+    spec = importlib.util.find_spec(top)
+    for depth in range(1, len(parts) + 1):
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(".".join([top, *parts[:depth]]), spec.submodule_search_locations)
+    return Path(spec.origin) if spec is not None and spec.origin else None
 
 
-TRAINING_COMMANDS = {
-    "eval": "score a QA set in one mode: EM, F1, reward, retrieval rate, hit",
-    "train": "build warm-up data, run SFT, run PPO, export an adapter",
-}
-"""Commands that live in `langchain_smartrag.training.cli`, imported only when one runs."""
-
-
-def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """Run a parsed command; a bad value, file or path the user gave is one line and exit 2, not a traceback."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
+def summary(entry_point: EntryPoint) -> str | None:
+    """The first docstring line of the function `entry_point` names, read from its source with `ast`: `smartrag
+    --help` lists a command without importing its package. None where that source or docstring is not found."""
+    module, _, name = (part.strip() for part in entry_point.value.partition(":"))
     try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        parser.exit(2, f"smartrag: error: {error}\n")
+        path = source_file(module)
+        tree = ast.parse(path.read_text()) if path else None
+    except (ImportError, OSError, SyntaxError, ValueError):
+        return None
+    for node in tree.body if tree else []:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            doc = ast.get_docstring(node)
+            return doc.splitlines()[0] if doc else None
+    return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in TRAINING_COMMANDS:
-        from .training.cli import main as training_main
-
-        return training_main(argv)
-    parser = argparse.ArgumentParser(prog="smartrag", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_ask_command(commands: Any) -> None:
+    """Add `ask` to an argparse subparsers object."""
     p = commands.add_parser("ask", help="answer questions through the SmartRAG graph")
     p.add_argument("questions", nargs="+", metavar="QUESTION", help="one or more questions (answered as a batch)")
     p.add_argument("--retriever", choices=["local", "web"], default="local", help="BM25 over a local corpus, or DuckDuckGo")
@@ -106,8 +106,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--k", type=positive_int, default=4, help="documents per retrieval")
     p.add_argument("--json", action="store_true", help="print each final state as one JSON line")
     p.set_defaults(run=ask)
-    for name, description in TRAINING_COMMANDS.items():
-        commands.add_parser(name, help=description, add_help=False)  # parsed by training.cli (see above)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="smartrag", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_ask_command(commands)
+    for name, entry_point in plugin_commands().items():
+        if name == "ask":
+            continue
+        if argv[:1] == [name]:  # the command that runs: the only one imported
+            entry_point.load()(commands)
+        else:
+            commands.add_parser(name, help=summary(entry_point) or f"from {entry_point.value}", add_help=False)
     return run_command(parser, parser.parse_args(argv))
 
 

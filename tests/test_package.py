@@ -17,8 +17,13 @@ import pytest
 import langchain_smartrag
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE = ["protocol", "policy", "graph", "scoring", "batching", "cache", "jsonl", "server", "chat_model", "retrievers"]
-"""The plug-in: what `graph.invoke` needs. It must never reach into training."""
+PACKAGE = Path(langchain_smartrag.__file__).parent
+CORE = ["protocol", "policy", "graph", "scoring", "batching", "cache", "jsonl", "server", "chat_model", "retrievers",
+        "cli", "_cli"]
+"""The plug-in: what `graph.invoke` and `smartrag ask` need. It, like every module outside training/, must never
+reach into training."""
+IMPORTERS = {"import_module", "__import__", "find_spec", "import_from_path", "spec_from_file_location", "run_module"}
+"""Calls that import a module named by a string."""
 
 
 def test_all_names_exactly_the_public_api():
@@ -29,19 +34,60 @@ def test_all_names_exactly_the_public_api():
     assert (Path(langchain_smartrag.__file__).parent / "py.typed").exists()
 
 
-def core_files() -> list[Path]:
-    package = Path(langchain_smartrag.__file__).parent
-    return [p for name in CORE for p in ([package / f"{name}.py"] if (package / f"{name}.py").exists()
-                                          else sorted((package / name).glob("*.py")))]
+def plugin_files() -> list[Path]:
+    """Every module of the package outside its training subpackage."""
+    return sorted(p for p in PACKAGE.rglob("*.py") if "training" not in p.relative_to(PACKAGE).parts)
 
 
-def test_no_module_of_the_plugin_core_imports_training():
-    for path in core_files():
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom):
-                names = [f"{'.' * node.level}{node.module or ''}"]
-            assert not any("training" in n for n in names), f"{path.name} imports {names}"
+def imported_names(tree: ast.AST) -> list[str]:
+    """What a module imports: `import` and `from` statements, and the strings passed to `importlib` and its kin."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names += [f"{'.' * node.level}{node.module or ''}", *(a.name for a in node.names)]
+        elif isinstance(node, ast.Call):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if called in IMPORTERS:
+                names += [n.value for a in [*node.args, *(k.value for k in node.keywords)] for n in ast.walk(a)
+                          if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return names
+
+
+def test_the_core_list_names_modules_of_the_plugin():
+    files = set(plugin_files())
+    for name in CORE:
+        assert PACKAGE / f"{name}.py" in files or PACKAGE / name / "__init__.py" in files, name
+
+
+def test_no_module_outside_training_imports_training():
+    files = plugin_files()
+    assert PACKAGE / "cli.py" in files and PACKAGE / "retrievers" / "bm25.py" in files
+    assert not any("training" in str(p.relative_to(PACKAGE)) for p in files)
+    for path in files:
+        names = imported_names(ast.parse(path.read_text()))
+        assert not any("training" in n for n in names), f"{path.relative_to(PACKAGE)} imports {names}"
+
+
+def test_the_import_check_sees_every_way_to_import():
+    tree = ast.parse("import langchain_smartrag.training\nfrom . import training\nfrom .training.cli import main\n"
+                     "importlib.import_module('langchain_smartrag.training.cli')\n__import__('x.training')\n"
+                     "import_module(name='y', package='.training')")
+    assert [n for n in imported_names(tree) if "training" in n] == [
+        "langchain_smartrag.training", "training", ".training.cli", "langchain_smartrag.training.cli", "x.training",
+        ".training"]
+
+
+def test_the_training_commands_are_installed_entry_points():
+    """`smartrag eval` and `smartrag train` come from pyproject's entry points; stale metadata (an editable install
+    from before they were added, or an old `langchain_smartrag.egg-info` in the working directory) lacks them."""
+    from langchain_smartrag.cli import plugin_commands, summary
+
+    commands = plugin_commands()
+    assert {"eval", "train"} <= set(commands), "reinstall: pip install -e . (and delete a stale *.egg-info here)"
+    assert all(commands[name].module == "langchain_smartrag.training.cli" for name in ("eval", "train"))
+    assert summary(commands["train"]).startswith("build warm-up data, run SFT, run PPO")
 
 
 def test_ask_and_help_load_no_training_code():

@@ -10,19 +10,20 @@ import shutil
 
 import pytest
 import torch
-from langchain_smartrag.training import DATA_DIR, checkpoints, dataset_path, load_qa
-from langchain_smartrag.training import export as export_module
-from langchain_smartrag.training import ppo as ppo_module
-from langchain_smartrag.training.export import export_adapter
-from langchain_smartrag.training.ppo import PPOConfig, trainable_policy
-from langchain_smartrag.training.sft import SFTConfig
-from langchain_smartrag.training.sft import train as sft_train
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy
 from langchain_smartrag.cli import main
+from langchain_smartrag.training import DATA_DIR, checkpoints, dataset_path, load_qa
+from langchain_smartrag.training import export as export_module
+from langchain_smartrag.training import ppo as ppo_module
+from langchain_smartrag.training.actor_critic import save_policy, trainable_policy
+from langchain_smartrag.training.export import export_adapter
+from langchain_smartrag.training.ppo_config import PPOConfig
+from langchain_smartrag.training.sft import SFTConfig
+from langchain_smartrag.training.sft import train as sft_train
 
 QA = [{"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
       {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
@@ -176,18 +177,18 @@ def test_a_kill_while_a_new_best_is_saved_keeps_the_old_best(tiny_model_dir, tmp
     policy = trainable_policy(PPOConfig(base_model=str(tiny_model_dir), bf16=False, lora_r=4))
     value_head = torch.nn.Linear(policy.model.config.hidden_size, 1)
     best = tmp_path / "best"
-    ppo_module.save_policy(policy, value_head, best, {"iteration": 0, "reward": 0.1})
+    save_policy(policy, value_head, best, {"iteration": 0, "reward": 0.1})
 
     def die(*args, **kwargs):
         raise KeyboardInterrupt  # killed while the new best's value head is written
 
     monkeypatch.setattr(torch, "save", die)
     with pytest.raises(KeyboardInterrupt):
-        ppo_module.save_policy(policy, value_head, best, {"iteration": 5, "reward": 0.2})
+        save_policy(policy, value_head, best, {"iteration": 5, "reward": 0.2})
     monkeypatch.undo()
     assert json.loads((best / "selected.json").read_text()) == {"iteration": 0, "reward": 0.1}
     assert SmartRAGPolicy.from_pretrained(best, autocast=False).search_probability(["q?"])[0] >= 0
-    ppo_module.save_policy(policy, value_head, best, {"iteration": 5, "reward": 0.2})
+    save_policy(policy, value_head, best, {"iteration": 5, "reward": 0.2})
     assert json.loads((best / "selected.json").read_text()) == {"iteration": 5, "reward": 0.2}
     assert [path.name for path in tmp_path.iterdir()] == ["best"]  # the old one is gone, nothing left aside
 

@@ -1,7 +1,8 @@
 """The training commands of `smartrag`: `eval`, and `train warmup|sft|ppo|export`.
 
-Imported only when one of them runs (`smartrag ask` and `--help` never load the trainers). Also runs as
-`python -m langchain_smartrag.training.cli` (what `accelerate launch -m` starts).
+`add_eval_command` and `add_train_command` are entry points of the `langchain_smartrag.commands` group
+(pyproject.toml), which `smartrag` imports only when one of them runs (`smartrag ask` and `--help` never load the
+trainers). Also runs as `python -m langchain_smartrag.training.cli` (what `accelerate launch -m` starts).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from langchain_smartrag.cli import non_negative_int, positive_int, run_command
+from langchain_smartrag._cli import non_negative_int, positive_int, run_command
 from langchain_smartrag.graph import create_smartrag_graph
 from langchain_smartrag.policy import SmartRAGPolicy
 from langchain_smartrag.retrievers import build_retriever
 
 from . import dataset_path, load_qa, sample, summary_line
 from . import evaluate as run_evaluation
+from .config import field_docs
 
 
 def check_writable(path: Path) -> None:
@@ -106,30 +108,50 @@ def add_retriever_flag(parser: argparse.ArgumentParser) -> None:
                              "retriever")
 
 
+def flag_help(f: Any, docs: dict[str, str]) -> str:
+    """A field's `--help`: its docstring and the dataclass's default (the flag's own default stays None)."""
+    import dataclasses
+
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return docs.get(f.name, "").replace("%", "%%") + " (required)"
+    if isinstance(default, list):
+        default = " ".join(map(str, default)) or "[]"
+    elif isinstance(default, dict):
+        default = " ".join(f"{k}={v}" for k, v in default.items()) or "{}"
+    return f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One `--flag` per dataclass field; defaults stay None so a YAML config can fill what flags leave out."""
+    """One `--flag` per dataclass field, its help the field's docstring; defaults stay None so a YAML config can fill
+    what flags leave out."""
     import dataclasses
 
     import yaml
 
+    docs = field_docs(cls)
     scalars = {"int": int, "float": float, "Any": yaml.safe_load}  # any other type is read as text
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         base = kind.removesuffix(" | None")
+        help_text = flag_help(f, docs)
         if kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif base.startswith("list["):
             parser.add_argument(flag, nargs="+", type=scalars.get(base[len("list["):-1], str), default=None,
-                                metavar=f.name.upper())
+                                metavar=f.name.upper(), help=help_text)
         elif base.startswith("dict[str, "):
             parser.add_argument(flag, nargs="+", action=_KeyValues, convert=scalars.get(base[len("dict[str, "):-1], str),
-                                default=None, metavar="KEY=VALUE")
+                                default=None, metavar="KEY=VALUE", help=help_text)
         else:
-            convert = scalars.get(base, str)
+            convert = scalars.get(base, yaml.safe_load if "|" in base else str)  # `bool | list[str]`: YAML
             if kind.endswith("| None"):  # `--flag none` sets None
                 convert = functools.partial(_none_or, convert)
-            parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper())
+            parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper(), help=help_text)
 
 
 class _KeyValues(argparse.Action):
@@ -177,8 +199,8 @@ def train_stage(args: argparse.Namespace) -> int:
         from .sft import SFTConfig as config_class
         from .sft import train
     else:
-        from .ppo import PPOConfig as config_class
         from .ppo import train
+        from .ppo_config import PPOConfig as config_class
 
     values: dict[str, Any] = {}
     if args.config:
@@ -198,12 +220,12 @@ def train_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_training_commands(commands: Any) -> None:
-    """Add `eval` and `train` to an argparse subparsers object."""
-    from .ppo import PPOConfig
-    from .sft import SFTConfig
+def add_eval_command(commands: Any) -> None:
+    """score a QA set in one mode: EM, F1, reward, retrieval rate, hit
 
-    p = commands.add_parser("eval", help="score a QA set in one mode: EM, F1, reward, retrieval rate, hit")
+    Adds `eval` to an argparse subparsers object (an entry point of `langchain_smartrag.commands`; the line above is
+    its help in `smartrag --help`)."""
+    p = commands.add_parser("eval", help=add_eval_command.__doc__.splitlines()[0])
     p.add_argument("--data", help="QA JSONL(.gz) with id, question, answers")
     p.add_argument("--dataset", help="the repository's own data set (popqa, ambignq, hotpotqa, nq, triviaqa, ...)")
     p.add_argument("--split", default="dev")
@@ -223,7 +245,21 @@ def add_training_commands(commands: Any) -> None:
                    help="also generate each first turn with no forced prefix: free_format_error_rate")
     p.set_defaults(run=evaluate)
 
-    train_commands = commands.add_parser("train", help="build warm-up data, run SFT, run PPO").add_subparsers(dest="stage", required=True)
+
+FIELD_USAGE = "%(prog)s [-h] [--config CONFIG] [--FIELD VALUE ...]"
+"""The usage line of `train sft|ppo`, whose flags (one per config field) the help lists below it."""
+
+
+def add_train_command(commands: Any) -> None:
+    """build warm-up data, run SFT, run PPO, export an adapter
+
+    Adds `train warmup|sft|ppo|export` to an argparse subparsers object (an entry point of
+    `langchain_smartrag.commands`; the line above is its help in `smartrag --help`)."""
+    from .ppo_config import PPOConfig
+    from .sft import SFTConfig
+
+    train_commands = commands.add_parser("train", help=add_train_command.__doc__.splitlines()[0]).add_subparsers(
+        dest="stage", required=True)
     p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
     p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"], help="bundled data sets to draw from")
     p.add_argument("--data", nargs="+", metavar="FILE", help="your own QA JSONL(.gz) files instead of --datasets")
@@ -242,11 +278,11 @@ def add_training_commands(commands: Any) -> None:
                    help="decision examples show the titles of the question's top N hits (as `--preview` in the graph)")
     p.add_argument("--output", default="runs/warmup.jsonl")
     p.set_defaults(run=train_warmup)
-    p = train_commands.add_parser("sft", help="supervised warm-up (LoRA by default); every config field is a flag")
+    p = train_commands.add_parser("sft", usage=FIELD_USAGE, help="supervised warm-up (LoRA by default); every config field is a flag")
     p.add_argument("--config", help="YAML file of SFTConfig fields, or a shipped config's name (sft_embedded); flags override it")
     add_dataclass_flags(p, SFTConfig)
     p.set_defaults(run=train_stage)
-    p = train_commands.add_parser("ppo", help="PPO with the retriever in the loop (from an SFT adapter: --init DIR)")
+    p = train_commands.add_parser("ppo", usage=FIELD_USAGE, help="PPO with the retriever in the loop (from an SFT adapter: --init DIR)")
     p.add_argument("--config", help="YAML file of PPOConfig fields, or a shipped config's name (smartrag_paired); flags override it")
     add_dataclass_flags(p, PPOConfig)
     p.set_defaults(run=train_stage)
@@ -257,8 +293,10 @@ def add_training_commands(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smartrag", description=__doc__)
-    add_training_commands(parser.add_subparsers(dest="command", required=True))
+    parser = argparse.ArgumentParser(prog="smartrag", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_eval_command(commands)
+    add_train_command(commands)
     return run_command(parser, parser.parse_args(argv))
 
 

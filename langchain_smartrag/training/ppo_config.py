@@ -7,104 +7,128 @@ from dataclasses import dataclass, field
 
 from langchain_smartrag.scoring import ALPHA
 
-from .config import require_counts
+from .config import require_counts, require_numbers
 
 
 @dataclass
 class PPOConfig:
+    """Every setting of a PPO run; each field's docstring is its flag's `--help` (docs/training.md says more)."""
+
+    # the policy
     output_dir: str = "runs/ppo"
+    """Run folder: checkpoints, metrics.jsonl, rollouts.jsonl, `best/` and `final/` adapters."""
     init: str | None = None
-    """The SFT adapter to start from (and to stay near: it is the KL reference). None: a fresh LoRA."""
+    """SFT adapter folder to start from, also the KL reference (None: a fresh LoRA on `base_model`)."""
     base_model: str = "embedded-base"
-    """The model under a fresh LoRA when `init` is None (`embedded-base`, a directory or a hub id)."""
+    """Model under a fresh LoRA when `init` is None: `embedded-base`, a model folder or a hub id."""
     lora_r: int = 16
+    """Rank of a fresh LoRA's update matrices (ignored with `init`)."""
     lora_alpha: int = 32
+    """LoRA scaling numerator of a fresh LoRA: updates are scaled by lora_alpha / lora_r (ignored with `init`)."""
     # data and environment
     datasets: list[str] = field(default_factory=lambda: ["popqa", "ambignq", "hotpotqa"])
-    """Train splits of the repository's data sets; they take turns, one question each, in every iteration."""
+    """Bundled data sets to train on; they take turns, one question each, in every iteration."""
     split: str = "train"
+    """Split of `datasets` to train on."""
     covered_only: bool | list[str] = True
-    """Only questions whose evidence the bundled corpus holds (a list: only in those data sets). Which questions a
-    corpus covers is part of *when* to search, so a policy trained on covered questions only never learns it."""
+    """Train only on questions the bundled corpus covers: true/false for all data sets, or a list of their names."""
     data: str | None = None
-    """A QA JSONL(.gz) to train on instead of `datasets`."""
+    """QA JSONL(.gz) file to train on instead of `datasets`."""
     dev_dataset: str | None = "hotpotqa"
+    """Bundled data set whose dev split the in-run evaluation samples (None and no `dev_data`: no evaluation)."""
     dev_data: str | None = None
+    """QA JSONL(.gz) file for the in-run evaluation instead of `dev_dataset`."""
     dev_limit: int = 100
+    """Questions in the in-run evaluation's dev sample (drawn with `seed`)."""
     validation_per_dataset: int = 0
-    """If > 0: this many questions of each training set (a seeded sample) are never trained on and replace the dev
-    sample as the in-run evaluation, so choosing `best/` by them never looks at dev."""
+    """Training questions per data set held out to evaluate on and pick `best/` by, instead of dev (0: none)."""
     validation_seed: int | None = None
-    """The held-out sample's seed (None: `seed`). `smartrag train warmup --seed S` samples the same shuffles, so a
-    warm-up drawn with this seed holds the validation questions: give the SFT's warm-up another one."""
+    """Seed of the held-out sample (None: `seed`); a warm-up built with this seed would contain those questions."""
     eval_every: int = 5
-    """Evaluate (greedy, smartrag mode at `threshold`) before training and every this many iterations; the
-    adapter with the highest reward so far is kept in `best/` (the starting one included)."""
+    """Iterations between in-run evaluations (greedy, at `threshold`); one also runs before the first iteration."""
     threshold: float = 0.5
+    """Search when P(search) >= this, in the in-run evaluation (a probability, 0 to 1)."""
     retriever: str = "local"
-    """`local` (BM25 over `corpus`), `web`, or `module:factory` returning any LangChain retriever; `train(config,
-    retriever=...)` takes a retriever object instead."""
+    """Retriever: `local` (BM25 over `corpus`), `web`, or `module:factory` returning a LangChain retriever."""
     corpus: str | None = None
-    """Corpus JSONL(.gz) or saved BM25 index; None: the bundled corpus."""
+    """Corpus JSONL(.gz) or saved BM25 index folder for the local retriever (None: the bundled corpus)."""
     k: int = 4
+    """Documents per retrieval."""
     alpha: float = ALPHA
-    """Cost per retrieval (reward = EM + F1 - alpha * retrievals; -1 for a malformed answer)."""
+    """Reward cost per retrieval, in reward units (reward = EM + F1 - alpha * retrievals; -1 if malformed)."""
     preview: int = 0
-    """Titles of the question's top hits the first decision sees (0: off, the paper's protocol); each preview costs
-    `scoring.ALPHA_PREVIEW`, and the saved policy records the setting (`smartrag.json`)."""
+    """Titles of the question's top hits the first decision sees (0: off); each costs `scoring.ALPHA_PREVIEW`."""
     max_retrievals: int = 1
-    """Retrieval quota per episode (the paper: 1)."""
+    """Retrieval quota per episode; at the quota the answer is forced (the paper: 1)."""
     # rollouts
     paired_decisions: bool = False
-    """Roll every question out both ways, its first decision forced to search and to answer (the text sampled as
-    usual), and train that decision on each branch's return against the pair's mean
-    (`ppo_math.paired_decision_advantages`) instead of one sampled branch and a critic's guess: an iteration's
-    episodes are half as many questions, and no decision's signal depends on which action happened to be drawn."""
+    """Play each question twice, first decision forced to search and to answer; train it on the two returns' gap."""
     temperature: float = 1.0
-    """Sampling temperature of the rollouts' text; the update scores tokens at the same temperature. A small
-    model may need < 1 to ever sample a right answer (the numbers: docs/experiments.md, "Removed from PPOConfig in
-    the package cleanup")."""
+    """Sampling temperature of the rollouts' text (> 0); the update scores tokens at the same temperature."""
     iterations: int = 20
+    """PPO iterations (rollout, score, update) in the run."""
     episodes_per_iteration: int = 64
+    """Episodes rolled out per iteration, over all processes (twice the questions' count with paired_decisions)."""
     rollout_batch_size: int = 32
+    """Questions per `graph.batch` call in rollouts and in-run evaluations."""
     # optimisation
     ppo_epochs: int = 2
+    """Passes over each iteration's episodes in the update."""
     minibatch_episodes: int = 16
+    """Episodes per optimizer step."""
     micro_batch_tokens: int = 4096
-    """Segments per forward pass are grouped by length up to about this many tokens (memory, speed)."""
+    """Tokens per forward pass, about: segments are grouped by length up to this (memory against speed)."""
     learning_rate: float = 2e-5
+    """AdamW learning rate of the policy's LoRA weights."""
     value_learning_rate: float = 1e-3
+    """AdamW learning rate of the value head."""
     clip_range: float = 0.2
+    """PPO's clip on the probability ratio: it is kept within 1 +- this."""
     value_clip_range: float = 0.2
+    """Clip on a value's move from its rollout estimate, in reward units."""
     vf_coef: float = 0.1
-    """Weight of the value loss, which trains the value head and the policy's LoRA weights under it (one body)."""
+    """Weight of the value loss in the total loss (it trains the value head and the LoRA weights under it)."""
     max_grad_norm: float = 1.0
+    """Gradients are clipped to this global L2 norm before each optimizer step."""
     gamma: float = 1.0
+    """Discount per completion token, 0 to 1 (1: the answer's reward reaches the search decision undiminished)."""
     lam: float = 1.0
+    """GAE lambda, 0 to 1 (1: Monte Carlo returns minus values; 0: one-step TD errors)."""
     whiten_advantages: bool = True
+    """Normalise advantages to mean 0 and standard deviation 1 over all processes' tokens."""
     value_warmup_iterations: int = 1
-    """Iterations at the start where only the value head learns (the policy is left alone)."""
+    """Iterations at the start in which only the value head learns (the policy is left alone)."""
     init_kl_coef: float = 0.05
+    """Starting coefficient of the per-token KL penalty to the reference, in reward units per nat (0: none)."""
     target_kl: float | None = 1.0
-    """Per-episode KL to the reference that the adaptive coefficient aims at; None keeps it fixed."""
+    """Per-episode KL to the reference, in nats, that the adaptive coefficient aims at (None: the coefficient stays)."""
     kl_horizon: float = 1000.0
+    """Episodes over which the adaptive coefficient moves by at most 20% (larger: slower adaptation)."""
     bf16: bool = True
-    """bf16 autocast where the hardware makes it faster (`bf16_is_fast`: AVX-512 or AMX CPUs, recent GPUs)."""
+    """bf16 autocast where `bf16_is_fast` says it pays (a CUDA GPU with bf16, a CPU with AMX); float32 elsewhere."""
     # bookkeeping
     save_every: int = 1
+    """Iterations between checkpoints (the last iteration always saves one)."""
     keep_checkpoints: int = 2
+    """Newest checkpoints kept in output_dir; older ones are deleted."""
     report_to: list[str] = field(default_factory=lambda: ["none"])
-    """Trackers beside metrics.jsonl, through accelerate (tensorboard, wandb, mlflow, all, none); under output_dir."""
+    """Trackers beside metrics.jsonl, through accelerate: tensorboard, wandb, mlflow, all, none (under output_dir)."""
     seed: int = 0
+    """Seed of the run: torch, the questions' order, every episode's sampling and the dev sample."""
     resume: bool = False
+    """Continue from the newest checkpoint in output_dir (without it, a folder with checkpoints is refused)."""
     progress: bool = True
+    """Show a progress bar of iterations (main process only)."""
 
     def __post_init__(self) -> None:
-        require_counts(self, ("lora_r", "dev_limit", "eval_every", "k", "iterations", "episodes_per_iteration",
-                              "rollout_batch_size", "ppo_epochs", "minibatch_episodes", "micro_batch_tokens",
-                              "save_every", "keep_checkpoints"))
-        if self.preview < 0:
-            raise ValueError(f"preview must be >= 0, got {self.preview}")
+        require_counts(self, ("lora_r", "lora_alpha", "dev_limit", "eval_every", "k", "iterations",
+                              "episodes_per_iteration", "rollout_batch_size", "ppo_epochs", "minibatch_episodes",
+                              "micro_batch_tokens", "save_every", "keep_checkpoints"))
+        require_numbers(self, ("temperature", "learning_rate", "value_learning_rate", "clip_range", "value_clip_range",
+                               "max_grad_norm", "target_kl", "kl_horizon"), above=0)
+        require_counts(self, ("preview", "max_retrievals", "validation_per_dataset", "value_warmup_iterations"), least=0)
+        require_numbers(self, ("alpha", "vf_coef", "init_kl_coef"), at_least=0)
+        require_numbers(self, ("threshold", "gamma", "lam"), at_least=0, at_most=1)
         if isinstance(self.covered_only, str):
             raise TypeError(f"covered_only must be true/false or a list of data sets, not {self.covered_only!r}")
         if self.paired_decisions and self.max_retrievals < 1:

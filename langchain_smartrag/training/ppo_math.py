@@ -45,17 +45,15 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor | None =
     return (values - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-def paired_decision_advantages(
-    return_search: torch.Tensor, return_answer: torch.Tensor, baseline: torch.Tensor | float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def paired_decision_advantages(return_search: torch.Tensor, return_answer: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first decision's advantage on each branch of a question rolled out both ways (search / answer first).
 
     Each branch's return minus the pair's mean (RLOO / GRPO with a group of two, one per action):
     +-(Q_s - Q_n) / 2. On the decision's logit the surrogate's gradient is then (Q_s - Q_n) / 2 whatever
     P(search) is, where the exact gradient, p (1 - p) (Q_s - Q_n), fades as the decision gets sure of itself.
-    `baseline` is subtracted from the gap Q_s - Q_n first (0 in the package's PPO; docs/experiments.md tried more).
     """
-    gap = (return_search - return_answer - baseline) / 2
+    gap = (return_search - return_answer) / 2
     return gap, -gap
 
 

@@ -1,5 +1,6 @@
 """An episode's policy turns as training segments: prompt tokens, the completion the policy chose, and the
-environment's reward on each completion token (the paper's placement, DESIGN.md section 1).
+environment's reward on each completion token (the paper's placement; docs/training.md, "Training: warm-up
+data, SFT, PPO").
 
 A decision and the rewrite or answer that follows it on the same prompt are one segment: prompt ->
 "[Search] query" or prompt -> "[Answer] text". An answer forced by the retrieval quota keeps its forced

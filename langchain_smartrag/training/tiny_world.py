@@ -17,7 +17,7 @@ from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy, cr
 
 from .data import load_qa
 from .evaluate import evaluate
-from .ppo import PPOConfig
+from .ppo_config import PPOConfig
 from .sft import SFTConfig
 from .sft import train as sft_train
 from .tiny import tiny_model, tiny_tokenizer
