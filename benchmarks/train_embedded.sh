@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 PER_DATASET=${PER_DATASET:-150}
-PPO_CONFIG=${PPO_CONFIG:-training/configs/smartrag_paired.yaml}
+PPO_CONFIG=${PPO_CONFIG:-langchain_smartrag/training/configs/smartrag_paired.yaml}
 SHIPPED=langchain_smartrag/adapters/smartrag-smollm2-135m
 mkdir -p runs
 [ -f runs/warmup.jsonl ] || .venv/bin/smartrag train warmup --per-dataset "$PER_DATASET" --rewrites 2 --output runs/warmup.jsonl

@@ -16,7 +16,7 @@ from langchain_smartrag import ANSWER, SEARCH, DuckDuckGoRetriever, SmartRAGPoli
 from langchain_smartrag.protocol import PREVIEW_TITLE_CHARS, preview_titles, render_prompt
 from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW, episode_reward
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments" / "preview"))
 
 
 def test_the_preview_shows_titles_cut_to_a_fixed_size_and_no_passage_text():

@@ -13,10 +13,10 @@ import platform
 import time
 
 import torch
-from langchain_smartrag.training import dataset_path, load_qa
 
 from langchain_smartrag import ANSWER, SmartRAGPolicy
-from langchain_smartrag.policy import bf16_is_fast
+from langchain_smartrag.hardware import bf16_is_fast
+from langchain_smartrag.training import dataset_path, load_qa
 
 
 def main() -> None:

@@ -14,14 +14,17 @@ iteration, how far the update moved the logit of the decisions a search paid for
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 from statistics import correlation, mean
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
+
+from _shared import logit, paired_episodes
+
 from langchain_smartrag.training import dataset_path, load_qa
-from langchain_smartrag.training.ppo import covered
+from langchain_smartrag.training.questions import covered
 
 
 def rows_of(question_id: str, popqa: dict) -> list[str]:
@@ -31,23 +34,6 @@ def rows_of(question_id: str, popqa: dict) -> list[str]:
         return [name]
     example = popqa[question_id]
     return ["popqa", f"popqa, corpus {'has' if covered(example) else 'lacks'} subject", f"popqa: {example.extra['prop']}"]
-
-
-def paired_episodes(run: str | Path) -> list[tuple[int, dict, dict]]:
-    """A paired run's questions as (iteration, searched-first episode, answered-first episode), complete pairs only."""
-    branches: dict[tuple[int, str], dict[bool, dict]] = defaultdict(dict)
-    for line in (Path(run) / "rollouts.jsonl").read_text().splitlines():
-        if line.strip():
-            episode = json.loads(line)
-            branches[episode["iteration"], episode["id"]].setdefault(episode["retrievals"] > 0, episode)
-    return [(iteration, pair[True], pair[False]) for (iteration, _), pair in branches.items()
-            if len(pair) == 2 and pair[True]["search_probabilities"]]
-
-
-def logit(p: float) -> float:
-    """log(p / (1 - p)), with p kept within [1e-6, 1 - 1e-6] so a saturated decision gives a finite number."""
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
 
 
 def update_shifts(pairs: list[tuple[int, dict, dict]]) -> None:

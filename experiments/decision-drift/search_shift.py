@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from langchain_smartrag.training import QAExample, dataset_path, load_qa, sample
-from langchain_smartrag.training.ppo import covered
-from langchain_smartrag.training.warmup import warmup_ids
-from paired_rollouts import logit, paired_episodes
-from template_rule import mostly_covered_templates
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
+
+from _shared import logit, mostly_covered_templates, paired_episodes
 
 from langchain_smartrag import SmartRAGPolicy
+from langchain_smartrag.training import QAExample, dataset_path, load_qa, sample
+from langchain_smartrag.training.questions import covered
+from langchain_smartrag.training.warmup import warmup_ids
 
 PAYING = mostly_covered_templates()
 GROUPS: dict[str, tuple[str, Callable[[QAExample], bool]]] = {  # name: (data set, which of its questions)

@@ -1,6 +1,6 @@
-"""Paired-decision PPO settings side by side in the tiny world (`training.tiny_world`), in seconds per run.
+"""Paired-decision PPO in the tiny world (`langchain_smartrag.training.tiny_world`), a few seeds, in seconds per run.
 
-    python experiments/decision-drift/tiny_decisions.py [--known-copies 5] [--centering 0 0.5 1] [--seeds 0 1] [--iterations 12]
+    python experiments/decision-drift/tiny_decisions.py [--known-copies 5] [--seeds 0 1] [--iterations 12]
                                         [--learning-rate 5e-4 ...: any other PPOConfig field as a flag]
 
 Each closed-book fact is asked `--known-copies` times as often as each fact only the corpus holds: at 5, a search
@@ -8,6 +8,10 @@ pays for 1 question in 6, like the real data sets (where it paid for about 1 in 
 decision gets pulled down much harder than the per-question part is pulled apart. Prints, per setting and seed,
 the final P(search) on each kind of question (greedy reward over the 12 questions, each once) and the mean
 P(search) per kind over the rollouts of each iteration.
+
+The runs of docs/experiments.md compared decision-centering coefficients side by side (`--centering 0 0.5 1`, and
+`--decision-kl-coef`): both PPOConfig fields were removed in the package cleanup, so this runs the plain paired
+gradient only. Commit 7feee28 runs those settings: `python benchmarks/tiny_decisions.py --centering 0 0.5 1`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from langchain_smartrag.training.ppo import PPOConfig, train
+from langchain_smartrag import SmartRAGPolicy
+from langchain_smartrag.training.cli import add_dataclass_flags, dataclass_flag_values
+from langchain_smartrag.training.ppo import train
+from langchain_smartrag.training.ppo_config import PPOConfig
 from langchain_smartrag.training.tiny_world import (
     KNOWN,
     UNKNOWN,
@@ -28,11 +35,8 @@ from langchain_smartrag.training.tiny_world import (
     write_questions,
 )
 
-from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.cli import add_dataclass_flags, dataclass_flag_values
-
-SET_HERE = {"output_dir", "data", "paired_decisions", "decision_centering", "seed"}
-"""PPOConfig fields the benchmark sets itself (`--centering` and `--seeds` give several)."""
+SET_HERE = {"output_dir", "data", "paired_decisions", "seed"}
+"""PPOConfig fields the script sets itself (`--seeds` gives several)."""
 
 
 def trace(run: Path) -> list[tuple[float, float]]:
@@ -49,30 +53,27 @@ def trace(run: Path) -> list[tuple[float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--known-copies", type=int, default=5)
-    parser.add_argument("--centering", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     add_dataclass_flags(parser.add_argument_group("PPOConfig fields (the world's defaults otherwise)"), PPOConfig)
     args = parser.parse_args()
     overrides = {"iterations": 12, **dataclass_flag_values(args, PPOConfig)}
     for field in SET_HERE & overrides.keys():
-        parser.error(f"--{field.replace('_', '-')} is set by this benchmark")
+        parser.error(f"--{field.replace('_', '-')} is set by this script")
     with tempfile.TemporaryDirectory() as tmp:
         world = build_world(Path(tmp))
         questions = write_questions(Path(tmp) / "questions.jsonl", args.known_copies)
         print(f"{len(KNOWN) * args.known_copies} closed-book + {len(UNKNOWN)} corpus-only questions; "
               f"paired decisions; overrides {overrides}")
-        print("| centering | seed | P(search) closed-book | P(search) corpus-only | reward | rollout P(search) by iteration |")
-        print("|---|---|---|---|---|---|")
-        for centering in args.centering:
-            for seed in args.seeds:
-                run = Path(tmp) / f"run-{centering}-{seed}"
-                start = time.perf_counter()
-                final = train(world_config(world, run, data=str(questions), paired_decisions=True,
-                                           decision_centering=centering, seed=seed, **overrides))
-                reward, known, unknown = world_scores(world, SmartRAGPolicy.from_pretrained(final, autocast=False))
-                curve = " ".join(f"{k:.2f}/{u:.2f}" for k, u in trace(run))
-                print(f"| {centering} | {seed} | {known:.3f} | {unknown:.3f} | {reward:.3f} | {curve} |  "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print("| seed | P(search) closed-book | P(search) corpus-only | reward | rollout P(search) by iteration |")
+        print("|---|---|---|---|---|")
+        for seed in args.seeds:
+            run = Path(tmp) / f"run-{seed}"
+            start = time.perf_counter()
+            final = train(world_config(world, run, data=str(questions), paired_decisions=True, seed=seed, **overrides))
+            reward, known, unknown = world_scores(world, SmartRAGPolicy.from_pretrained(final, autocast=False))
+            curve = " ".join(f"{k:.2f}/{u:.2f}" for k, u in trace(run))
+            print(f"| {seed} | {known:.3f} | {unknown:.3f} | {reward:.3f} | {curve} |  "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

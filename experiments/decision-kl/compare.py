@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 
-from baselines import VARIANTS, slug
-from langchain_smartrag.training import dataset_path, evaluate, load_qa, sample
-from langchain_smartrag.training.ppo import PPOConfig, hold_out, load_questions, validation_seed
-from langchain_smartrag.training.warmup import warmup_ids
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
+
+from _shared import VARIANTS, slug
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.training import dataset_path, evaluate, load_qa, sample
+from langchain_smartrag.training.ppo_config import PPOConfig
+from langchain_smartrag.training.questions import hold_out, load_questions, validation_seed
+from langchain_smartrag.training.warmup import warmup_ids
 
 DATA_SETS = ("PopQA (subject in corpus)", "HotpotQA")
 

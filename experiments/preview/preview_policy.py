@@ -1,6 +1,6 @@
 """A preview-trained policy against every baseline on the reproduce table's dev rows, on the same questions.
 
-    python benchmarks/preview_policy.py --policy runs/preview/sft/final [--n 100]
+    python experiments/preview/preview_policy.py --policy runs/preview/sft/final [--n 100]
 
 Runs the policy in smartrag mode (its own preview setting, threshold 0.5, greedy) on the first `--n` questions of
 each row's seeded dev sample, the questions the recorded baselines of `benchmarks/results/reproduce/` start with,
@@ -8,7 +8,7 @@ and compares it per question (paired mean and standard error) with: no-retrieval
 always-retrieve, the shipped question-only adapter, and the title and score rules of `preview_rules.py` (threshold
 from its results). AUC: the policy's first P(search) against "search paid" read off the SFT policy's two forced
 episodes (the recorded ones; the policy's own forced runs would cost two more runs per row).
-Writes benchmarks/results/preview_policy/<row>.json (its run) and table.md.
+Writes experiments/preview/results/preview_policy/<row>.json (its run) and table.md.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
-from baselines import slug
-from langchain_smartrag.training import dataset_path, evaluate, load_qa, sample
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
+
+from _shared import DATA_SETS, ROOT, slug
 from preview_rules import auc, paired, title_rule, top_score
-from reproduce import DATA_SETS
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.scoring import ALPHA_PREVIEW
-
-ROOT = Path(__file__).resolve().parent.parent
+from langchain_smartrag.training import dataset_path, evaluate, load_qa, sample
 
 
 def main() -> None:
@@ -34,8 +34,8 @@ def main() -> None:
     parser.add_argument("--policy", required=True)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results/reproduce"))
-    parser.add_argument("--rules", default=str(ROOT / "benchmarks/results/preview_rules/rules.json"))
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/preview_policy"))
+    parser.add_argument("--rules", default=str(ROOT / "experiments/preview/results/preview_rules/rules.json"))
+    parser.add_argument("--out", default=str(ROOT / "experiments/preview/results/preview_policy"))
     args = parser.parse_args()
     threshold = json.loads(Path(args.rules).read_text())["score_threshold"]
     retriever = BM25Retriever.bundled(k=4)

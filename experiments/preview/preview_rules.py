@@ -1,6 +1,6 @@
 """The rules a learned preview decision must beat, on the reproduce table's dev rows (issue #11).
 
-    python benchmarks/preview_rules.py [--results benchmarks/results/reproduce] [--train 300]
+    python experiments/preview/preview_rules.py [--results benchmarks/results/reproduce] [--train 300]
 
 Both rules see what a preview shows (the question's top BM25 hits, k=4, over the bundled corpus) and pick, per
 question, between the SFT policy's two forced runs that the results table already holds: answer closed-book
@@ -14,7 +14,7 @@ question, between the SFT policy's two forced runs that the results table alread
   No dev question and no model run tunes it.
 
 Prints one table (reward per row, and each rule's gap to the best fixed strategy and to the shipped SmartRAG
-adapter, with paired standard errors) and writes it with the per-row numbers to benchmarks/results/preview_rules/.
+adapter, with paired standard errors) and writes it with the per-row numbers to experiments/preview/results/preview_rules/.
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
 
-from baselines import slug
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
+
+from _shared import DATA_SETS, ROOT, slug
 from bm25s.stopwords import STOPWORDS_EN
-from langchain_smartrag.training import dataset_path, load_qa, sample
-from reproduce import DATA_SETS
 
 from langchain_smartrag import BM25Retriever
 from langchain_smartrag.protocol import preview_titles
 from langchain_smartrag.scoring import ALPHA_PREVIEW, has_answer
+from langchain_smartrag.training import dataset_path, load_qa, sample
 
-ROOT = Path(__file__).resolve().parent.parent
 PREVIEW = 3
 """Titles a preview shows (the rules read the same view the learned decision would)."""
 STOP = set(STOPWORDS_EN) | {"what", "who", "which", "when", "where", "whom", "whose", "how", "many", "much"}
@@ -89,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results/reproduce"))
     parser.add_argument("--train", type=int, default=300, help="train questions per data set to tune the score rule")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/preview_rules"))
+    parser.add_argument("--out", default=str(ROOT / "experiments/preview/results/preview_rules"))
     args = parser.parse_args()
     retriever = BM25Retriever.bundled(k=4)
     threshold, train_accuracy = tune_score_threshold(retriever, args.train)

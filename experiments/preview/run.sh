@@ -8,4 +8,5 @@ R=runs/preview
 [ -f $R/warmup.jsonl ] || .venv/bin/smartrag train warmup --per-dataset 150 --rewrites 2 --preview 3 --output $R/warmup.jsonl
 resume=""; ls $R/sft/checkpoint-* >/dev/null 2>&1 && resume="--resume"
 [ -d $R/sft/final ] || .venv/bin/smartrag train sft --config sft_embedded --data $R/warmup.jsonl --output-dir $R/sft --no-bf16 $resume
-(cd benchmarks && ../.venv/bin/python preview_rules.py && ../.venv/bin/python preview_policy.py --policy ../$R/sft/final --n 100)
+.venv/bin/python experiments/preview/preview_rules.py
+.venv/bin/python experiments/preview/preview_policy.py --policy $R/sft/final --n 100

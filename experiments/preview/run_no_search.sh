@@ -10,5 +10,5 @@ echo "WARMUP done $(date)"
 resume=""; ls $R/sft/checkpoint-* >/dev/null 2>&1 && resume="--resume"
 [ -d $R/sft/final ] || .venv/bin/smartrag train sft --config sft_embedded --data $R/warmup.jsonl --output-dir $R/sft --no-bf16 --max-steps 60 $resume   # 60 of the recipe's 84: the recorded run
 echo "SFT done $(date)"
-cd benchmarks && ../.venv/bin/python preview_policy.py --policy ../$R/sft/final --n 100 --out results/preview_policy/no-search-examples
+.venv/bin/python experiments/preview/preview_policy.py --policy $R/sft/final --n 100 --out experiments/preview/results/preview_policy/no-search-examples
 echo "EVAL done $(date)"

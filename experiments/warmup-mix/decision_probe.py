@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
 
 import torch
-from langchain_smartrag.training import dataset_path, load_qa
-from paired_rollouts import paired_episodes
-from reproduce import auc
+from _shared import auc, paired_episodes
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.policy import left_pad, position_ids
+from langchain_smartrag.tensors import left_pad, position_ids
+from langchain_smartrag.training import dataset_path, load_qa
 
 
 def hidden_states(policy: SmartRAGPolicy, questions: list[str], batch: int = 16) -> torch.Tensor:

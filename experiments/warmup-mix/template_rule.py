@@ -24,29 +24,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
+
+from _shared import ROOT, mostly_covered_templates, result_path
+
 from langchain_smartrag.training import QAExample, dataset_path, load_qa, means
-from reproduce import result_path
 
-ROOT = Path(__file__).resolve().parents[2]
 ROWS = ("PopQA (subject in corpus)", "PopQA (all)")
-
-
-def coverage_by_template(split: str) -> dict[str, float]:
-    """The share of a split's PopQA questions, per template (`prop`), whose subject the bundled corpus holds."""
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for e in load_qa(dataset_path("popqa", split)):
-        counts[e.extra["prop"]][0] += bool(e.extra["subject_in_local_corpus"])
-        counts[e.extra["prop"]][1] += 1
-    return {prop: covered / n for prop, (covered, n) in counts.items()}
-
-
-def mostly_covered_templates(min_coverage: float = 0.5) -> dict[str, float]:
-    """The PopQA templates whose subjects the corpus holds for at least `min_coverage` of train questions, with
-    that share."""
-    return {prop: share for prop, share in coverage_by_template("train").items() if share >= min_coverage}
 
 
 def template_gains(pairs: list[tuple[dict, dict]], dev: dict[str, QAExample]) -> dict[str, float]:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: _shared.py
+
+from _shared import DATA_SETS, result_path
+
 from langchain_smartrag.training import at_threshold, means
-from reproduce import DATA_SETS, result_path
 
 
 def main() -> None:
