@@ -1,8 +1,8 @@
 """Run folders that resume exactly: `checkpoint-STEP` directories written by `accelerate`'s `save_state`.
 
-`save_state` holds the model (gathered when FSDP or DeepSpeed shards it), the optimizer, every process's RNG and
-the loop's own counters (`LoopState`); it is written aside and renamed into place, so a kill leaves no half
-checkpoint, and `load_state` reads tensors and plain values only. SFT (on TRL) and PPO share the folder rules here:
+`save_state` holds the model (gathered when FSDP or DeepSpeed shards it), the optimizer and every process's RNG; the
+loop's own counters (`LoopState`) go beside them as JSON. A checkpoint is written aside and renamed into place, so a
+kill leaves no half checkpoint, and a resume reads tensors, plain values and JSON only: no file in it can run code. SFT (on TRL) and PPO share the folder rules here:
 which folders are checkpoints, the refusal to mix runs, the cut of a log back to the checkpoint resumed from, and
 the folder swap that replaces `final/`, PPO's `best/` and an export whole.
 """
@@ -19,18 +19,30 @@ from pathlib import Path
 from typing import Any
 
 
+LOOP_STATE_FILE = "loop_state.json"
+"""The loop's values in a checkpoint folder (JSON, not accelerate's pickled custom state)."""
+
+
 class LoopState:
-    """The training loop's own values (step, KL coefficient, best reward...), checkpointed with the model by
-    `accelerator.register_for_checkpointing`."""
+    """The training loop's own values (step, KL coefficient, best reward...), saved in each checkpoint as JSON."""
 
     def __init__(self, **values: Any) -> None:
         self.values = values
 
-    def state_dict(self) -> dict[str, Any]:
-        return dict(self.values)
+    def save(self, folder: Path) -> None:
+        (folder / LOOP_STATE_FILE).write_text(json.dumps(self.values))
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.values.update(state)
+    def load(self, folder: Path) -> None:
+        """Read the values back; a checkpoint without them (or with a file that is not a JSON object) is refused."""
+        path = folder / LOOP_STATE_FILE
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path}: missing or unreadable ({error}): resume from a checkpoint this version wrote, "
+                             "or start a new run") from error
+        if not isinstance(values, dict) or set(values) != set(self.values):
+            raise ValueError(f"{path}: expected the values {sorted(self.values)}: start a new run")
+        self.values.update(values)
 
 
 def checkpoints(output_dir: Path) -> list[Path]:
@@ -57,14 +69,15 @@ def prepare_output_dir(output_dir: Path, resume: bool) -> Path | None:
     return None
 
 
-def save_state(accelerator: Any, output_dir: Path, step: int, keep: int) -> Path:
-    """Every process calls this: `accelerator.save_state` into a hidden folder, which the main process renames to
-    checkpoint-STEP before pruning all but the newest `keep`."""
+def save_state(accelerator: Any, output_dir: Path, step: int, keep: int, loop: LoopState) -> Path:
+    """Every process calls this: `accelerator.save_state` and the loop's values into a hidden folder, which the main
+    process renames to checkpoint-STEP before pruning all but the newest `keep`."""
     partial = output_dir / f".checkpoint-{step}-partial"
     target = output_dir / f"checkpoint-{step}"
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        loop.save(partial)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
         for old in checkpoints(output_dir)[:-keep]:
@@ -73,9 +86,10 @@ def save_state(accelerator: Any, output_dir: Path, step: int, keep: int) -> Path
     return target
 
 
-def load_state(accelerator: Any, checkpoint: Path) -> None:
-    """`accelerator.load_state` (tensors and plain values only: a crafted file cannot run code); an unreadable or
-    mismatched checkpoint raises ValueError naming it."""
+def load_state(accelerator: Any, checkpoint: Path, loop: LoopState) -> None:
+    """`accelerator.load_state` (tensors and plain values only, with nothing registered for its pickled custom
+    state) and the loop's JSON; an unreadable or mismatched checkpoint raises ValueError naming it."""
+    loop.load(checkpoint)
     try:
         accelerator.load_state(str(checkpoint))
     except Exception as error:

@@ -29,7 +29,7 @@ from langchain_core.retrievers import BaseRetriever
 from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext, create_smartrag_graph
-from langchain_smartrag.policy import bf16_is_fast
+from langchain_smartrag.hardware import bf16_is_fast
 from langchain_smartrag.retrievers import build_retriever
 
 from .actor_critic import ActorCritic, new_value_head, reference_logits, save_policy, trainable_policy
@@ -44,8 +44,8 @@ from .paired_decisions import (
 )
 from .ppo_config import PPOConfig
 from .ppo_math import AdaptiveKL, policy_loss, squared_log_ratio, value_loss, whiten
-from .questions import covered, hold_out, iteration_examples, load_questions, run_questions, validation_seed
-from .run_log import RunLog, plot_curves, read_metrics, rollout_records, summarize_rollout
+from .questions import iteration_examples, run_questions
+from .run_log import RunLog, rollout_records, summarize_rollout
 from .segment_batches import (
     batch_inputs,
     episode_advantages,
@@ -58,11 +58,7 @@ from .segment_batches import (
 from .segments import Segment, rollout_segments
 from .trajectories import collect
 
-__all__ = [  # the loop, and what scripts and tests have imported from this module
-    "ActorCritic", "PPOConfig", "batch_inputs", "covered", "hold_out", "iteration_examples",
-    "load_questions", "micro_batches", "minibatch_loss", "plot_curves", "read_metrics", "reference_logits",
-    "save_policy", "token_logprobs", "train", "trainable_policy", "validation_seed",
-]
+__all__ = ["STATS", "minibatch_loss", "train"]  # the loop; import the rest from the module that defines it
 STATS = ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl")
 """What each optimizer step logs, per completion token of its minibatch."""
 
@@ -109,9 +105,8 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     learner, optimizer = accelerator.prepare(actor_critic, optimizer)
     kl_control = AdaptiveKL(config.init_kl_coef, config.target_kl, config.kl_horizon)
     loop = LoopState(step=0, kl_coef=kl_control.coef, best_reward=float("-inf"))
-    accelerator.register_for_checkpointing(loop)
     if checkpoint is not None:
-        load_state(accelerator, checkpoint)
+        load_state(accelerator, checkpoint, loop)
         for group, rate in zip(optimizer.param_groups, rates, strict=True):
             group["lr"] = rate  # the config's, not the checkpoint's: a resumed run may change them
     start, kl_control.coef, best_reward = int(loop.values["step"]), loop.values["kl_coef"], loop.values["best_reward"]
@@ -238,7 +233,7 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
             evaluate_and_keep_best(iteration + 1)
         if (iteration + 1) % config.save_every == 0 or iteration + 1 == config.iterations:
             loop.values.update(step=iteration + 1, kl_coef=kl_control.coef, best_reward=best_reward)
-            save_state(accelerator, output_dir, iteration + 1, config.keep_checkpoints)
+            save_state(accelerator, output_dir, iteration + 1, config.keep_checkpoints, loop)
     bar.close()
     final = output_dir / "final"
     if main:
