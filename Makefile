@@ -24,14 +24,16 @@ install: $(BIN)/smartrag
 demo: install
 	$(BIN)/smartrag ask $(DEMO_QUESTIONS)
 
-test: install
+test: install  # everything: tests/unit_tests, then tests/integration_tests (embedded model, subprocesses, training runs)
 	$(BIN)/python -m pytest -q
 
-test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+test-fast: install  # no embedded model, subprocess or training run: under a minute on two cores
+	$(BIN)/python -m pytest -q tests/unit_tests
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy langchain_smartrag
 
 clean:
 	rm -rf $(VENV) build *.egg-info

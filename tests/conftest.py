@@ -9,11 +9,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
-from langchain_smartrag.training.tiny import tiny_model
-from langchain_smartrag.training.tiny import tiny_tokenizer as build_tiny_tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy
+from langchain_smartrag.training.tiny import tiny_model
+from langchain_smartrag.training.tiny import tiny_tokenizer as build_tiny_tokenizer
 
 CORPUS = [
     {"id": "d1", "title": "Paris", "text": "Paris is the capital and largest city of France."},

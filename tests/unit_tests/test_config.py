@@ -21,8 +21,11 @@ CONFIGS = {"ppo": PPOConfig, "sft": SFTConfig}
 def raw_docstrings(cls: type) -> dict[str, str]:
     """The string right under each field in the class body, as written."""
     body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    return {node.target.id: after.value.value for node, after in itertools.pairwise(body)
-            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)}
+    return {
+        node.target.id: after.value.value
+        for node, after in itertools.pairwise(body)
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+    }
 
 
 def squeeze(text: str) -> str:

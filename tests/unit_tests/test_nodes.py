@@ -18,7 +18,7 @@ from langgraph.types import Command, Overwrite
 from langchain_smartrag import SEARCH, BM25Retriever
 from langchain_smartrag.nodes import SmartRAGNodes
 from langchain_smartrag.policy import Decision, Generation
-from langchain_smartrag.state import EPISODE_START, SmartRAGContext
+from langchain_smartrag.state import EPISODE_CLEARED, EPISODE_START, SmartRAGContext
 
 DOCUMENTS = [
     Document(page_content="Paris is the capital and largest city of France.", metadata={"title": "Paris"}),
@@ -86,7 +86,8 @@ def test_begin_clears_what_a_thread_carried_and_goes_to_decide():
     command = nodes_with().begin({"question": "Where is Paris?", "retrievals": 3, "queries": ["old"]})
 
     assert command.goto == "decide"
-    assert command.update == {**{key: Overwrite(value) for key, value in EPISODE_START.items()}, "preview": None}
+    assert command.update == {**{key: Overwrite(value) for key, value in EPISODE_START.items()},
+                              **EPISODE_CLEARED}
 
 
 def test_begin_goes_to_the_preview_when_the_episode_has_one():

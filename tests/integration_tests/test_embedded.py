@@ -22,7 +22,9 @@ def test_batched_answers_equal_one_at_a_time_when_rows_finish_early():
                                           "What is 2 + 2?", "Who painted the Mona Lisa?", "Describe Paris in detail.")]
     batched = policy.generate_batch(prompts, "[Answer]", max_new_tokens=24)
     assert len({len(g.token_ids) for g in batched}) > 2  # rows did finish at different steps
-    assert [g.token_ids for g in batched] == [policy.generate_batch([p], "[Answer]", max_new_tokens=24)[0].token_ids for p in prompts]
+    assert [g.token_ids for g in batched] == [
+        policy.generate_batch([p], "[Answer]", max_new_tokens=24)[0].token_ids for p in prompts
+    ]
 
 
 @pytest.mark.slow
@@ -49,4 +51,6 @@ def test_ppo_from_the_shipped_adapter_starts_from_it_not_from_it_twice():
     served = SmartRAGPolicy.embedded(autocast=False)
     trainable = trainable_policy(PPOConfig(init=str(TRAINED_ADAPTER), bf16=False))
     prompts = [served.prompt(q) for q in ("Who wrote Hamlet?", "What is John Mayne's occupation?")]
-    assert trainable.search_probability_batch(prompts) == pytest.approx(served.search_probability_batch(prompts), abs=1e-3)
+    assert trainable.search_probability_batch(prompts) == pytest.approx(
+        served.search_probability_batch(prompts), abs=1e-3
+    )

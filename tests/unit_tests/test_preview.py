@@ -1,6 +1,6 @@
 """The optional preview (issue #11): the first decision sees the titles of the question's top hits, never passage
 text; the answer turn never sees them; each preview is counted and charged; web search keeps it off by default;
-a policy's preview setting travels with it."""
+a policy's preview setting travels with it (that SFT saves it: `tests/integration_tests/test_preview_training.py`)."""
 
 import json
 import sys
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
-from langchain_smartrag.training.data import QAExample
-from langchain_smartrag.training.evaluate import score_episode
 
 from langchain_smartrag import ANSWER, SEARCH, DuckDuckGoRetriever, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.protocol import PREVIEW_TITLE_CHARS, preview_titles, render_prompt
 from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW, episode_reward
+from langchain_smartrag.training.data import QAExample
+from langchain_smartrag.training.evaluate import score_episode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments" / "preview"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments" / "preview"))
 
 
 def test_the_preview_shows_titles_cut_to_a_fixed_size_and_no_passage_text():
@@ -109,14 +109,3 @@ def test_a_previewed_episodes_token_rewards_add_up_to_its_reward(action, searchi
     assert episodes[0]["previews"] == 1 and segments_sum == pytest.approx(episodes[0]["reward"])
 
 
-def test_sft_on_a_previewed_warm_up_saves_the_setting_with_the_policy(tmp_path, tiny_model_dir):
-    from langchain_smartrag.training.sft import SFTConfig, train
-
-    data = tmp_path / "warmup.jsonl"
-    data.write_text(json.dumps({"kind": "search", "prompt": "Question: who?\nSearch preview: Hamlet\nResponse:\n",
-                                "completion": "[Search] who"}) + "\n")
-    data.with_suffix(".report.json").write_text(json.dumps({"questions": 1, "preview": 2}))
-    final = train(SFTConfig(data=str(data), base_model=str(tiny_model_dir), max_steps=1, bf16=False,
-                            output_dir=str(tmp_path / "sft")))
-    assert json.loads((final / "smartrag.json").read_text()) == {"preview": 2}
-    assert SmartRAGPolicy.from_pretrained(final, autocast=False).preview == 2

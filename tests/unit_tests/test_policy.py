@@ -45,7 +45,9 @@ def test_recorded_logprobs_are_the_models(policy):
     prompt = policy.prompt(QUESTIONS[0])
     (generation,) = policy.generate([prompt], SEARCH, sample=True, seeds=[0])
     ids = policy.encode(prompt) + policy.encode(SEARCH)
-    recomputed = [sequence_logprob(policy, ids + generation.token_ids[:i], [t]) for i, t in enumerate(generation.token_ids)]
+    recomputed = [
+        sequence_logprob(policy, ids + generation.token_ids[:i], [t]) for i, t in enumerate(generation.token_ids)
+    ]
     assert generation.logprobs == pytest.approx(recomputed, abs=1e-4)
 
 
@@ -75,9 +77,8 @@ def test_a_huge_question_is_cut_from_the_middle_with_a_warning(policy):
 
 
 def test_documents_that_do_not_fit_are_dropped_last_first(tiny_tokenizer):
-    from langchain_smartrag.training.tiny import tiny_model
-
     from langchain_smartrag.protocol import render_prompt
+    from langchain_smartrag.training.tiny import tiny_model
 
     policy = SmartRAGPolicy(tiny_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=8, autocast=False)
     documents = [Document(page_content=f"document number {i} " * 10, metadata={"title": f"D{i}"}) for i in range(6)]
@@ -130,7 +131,9 @@ def test_chunked_prefill_gives_the_same_results_as_one_pass(tiny_tokenizer):
     one_pass = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=8, autocast=False, prefill_chunk_tokens=10**9)
     row_by_row = SmartRAGPolicy(model, tiny_tokenizer, max_new_tokens=8, autocast=False, prefill_chunk_tokens=1)
     prompts = [one_pass.prompt(q) for q in QUESTIONS * 2]
-    assert row_by_row.search_probability_batch(prompts) == pytest.approx(one_pass.search_probability_batch(prompts), abs=1e-5)
+    assert row_by_row.search_probability_batch(prompts) == pytest.approx(
+        one_pass.search_probability_batch(prompts), abs=1e-5
+    )
     assert [g.token_ids for g in row_by_row.generate_batch(prompts, ANSWER)] == [
         g.token_ids for g in one_pass.generate_batch(prompts, ANSWER)
     ]

@@ -30,7 +30,9 @@ def test_astream_messages_matches_stream(policy, retriever):
     async def collect():
         return [event async for event in graph.astream({"question": "Who wrote Hamlet?"}, stream_mode="messages")]
 
-    assert answer_chunks(asyncio.run(collect())) == answer_chunks(graph.stream({"question": "Who wrote Hamlet?"}, stream_mode="messages"))
+    assert answer_chunks(asyncio.run(collect())) == answer_chunks(
+        graph.stream({"question": "Who wrote Hamlet?"}, stream_mode="messages")
+    )
 
 
 def test_stream_updates_shows_each_decision_as_it_happens(searching_policy, retriever):

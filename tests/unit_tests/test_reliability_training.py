@@ -1,7 +1,8 @@
-"""Training and the CLI under bad input and interruptions (issue #25): pickles that would run code are refused,
-data set names are not paths, an output is checked before the work, exports and `best/` are replaced whole, a resumed
-run's logs hold each step once, nonsense counts are refused where they are read, and user mistakes are one line that
-names the file, the row and the fix (`smartrag: error: ...`, exit status 2)."""
+"""Training and the CLI under bad input and interruptions (issue #25): data set names are not paths, an output is
+checked before the work, exports and `best/` are replaced whole, nonsense counts are refused where they are read, and
+user mistakes are one line that names the file, the row and the fix (`smartrag: error: ...`, exit status 2). The
+checks that need a training run (resuming never unpickles code, a resumed run logs each step once, stray checkpoint
+folders) are `tests/integration_tests/test_reliability_training_runs.py`."""
 
 import gzip
 import json
@@ -16,14 +17,11 @@ from transformers import AutoModelForCausalLM
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy
 from langchain_smartrag.cli import main
-from langchain_smartrag.training import DATA_DIR, checkpoints, dataset_path, load_qa
+from langchain_smartrag.training import DATA_DIR, dataset_path, load_qa
 from langchain_smartrag.training import export as export_module
-from langchain_smartrag.training import ppo as ppo_module
 from langchain_smartrag.training.actor_critic import save_policy, trainable_policy
 from langchain_smartrag.training.export import export_adapter
 from langchain_smartrag.training.ppo_config import PPOConfig
-from langchain_smartrag.training.sft import SFTConfig
-from langchain_smartrag.training.sft import train as sft_train
 
 QA = [{"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
       {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
@@ -47,21 +45,6 @@ def sft_data(tmp_path):
     return write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
 
 
-def sft_config(tmp_path, data, model_dir, **overrides) -> SFTConfig:
-    values = {"data": str(data), "output_dir": str(tmp_path / "run"), "base_model": str(model_dir), "lora": False,
-              "batch_size": 2, "max_steps": 2, "save_every": 2, "log_every": 1, "warmup_steps": 1, "bf16": False}
-    return SFTConfig(**{**values, **overrides})
-
-
-def ppo_config(tmp_path, model_dir, qa_file, corpus_file, **overrides) -> PPOConfig:
-    """PPO on the toy corpus from the tiny model under a fresh LoRA: 4 episodes an iteration, a 2-question dev set."""
-    values = {"output_dir": str(tmp_path / "run"), "base_model": str(model_dir), "data": str(qa_file),
-              "corpus": str(corpus_file), "k": 2, "dev_dataset": None, "dev_data": str(qa_file), "dev_limit": 2,
-              "eval_every": 1, "iterations": 3, "episodes_per_iteration": 4, "rollout_batch_size": 4,
-              "minibatch_episodes": 4, "lora_r": 4, "bf16": False, "progress": False}
-    return PPOConfig(**{**values, **overrides})
-
-
 def make_adapter(model_dir, directory, r: int, seed: int):
     """A LoRA adapter with non-zero weights on the tiny model, as training saves it."""
     torch.manual_seed(seed)
@@ -78,36 +61,6 @@ def cli_error(capsys, argv) -> str:
         main([str(arg) for arg in argv])
     assert exit_info.value.code == 2
     return capsys.readouterr().err
-
-
-def metric_steps(run, key: str, name: str = "metrics.jsonl") -> list[int]:
-    return [json.loads(line)[key] for line in (run / name).read_text().splitlines()]
-
-
-# -- 1. resuming never unpickles code ---------------------------------------------------------------
-
-
-class RunsCode:
-    """What a crafted checkpoint holds: loading it with the full unpickler creates `marker` (any code could run)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def test_resume_refuses_a_checkpoint_that_would_run_code_and_still_resumes_real_ones(tmp_path, sft_data,
-                                                                                       tiny_model_dir):
-    sft_train(sft_config(tmp_path, sft_data, tiny_model_dir))
-    crafted, marker = tmp_path / "crafted", tmp_path / "code-ran"
-    shutil.copytree(tmp_path / "run", crafted)
-    torch.save({"state": {}, "payload": RunsCode(marker)}, crafted / "checkpoint-2" / "optimizer.pt")
-    with pytest.raises(ValueError, match=r"cannot resume from .*checkpoint-2: .*Weights only load failed"):
-        sft_train(sft_config(tmp_path, sft_data, tiny_model_dir, output_dir=str(crafted), max_steps=4, resume=True))
-    assert not marker.exists()
-    sft_train(sft_config(tmp_path, sft_data, tiny_model_dir, max_steps=4, resume=True))  # what training wrote loads
-    assert metric_steps(tmp_path / "run", "step") == [1, 2, 3, 4]
 
 
 # -- 2. data set names are names ----------------------------------------------------------------------
@@ -168,7 +121,10 @@ def test_an_interrupted_re_export_leaves_the_previous_export_whole(tiny_model_di
     monkeypatch.undo()
     export_adapter(second, shipped)
     assert json.loads((shipped / "adapter_config.json").read_text())["r"] == 8
-    assert load_file(shipped / "adapter_model.safetensors").keys() == load_file(second / "adapter_model.safetensors").keys()
+    assert (
+        load_file(shipped / "adapter_model.safetensors").keys()
+        == load_file(second / "adapter_model.safetensors").keys()
+    )
     assert (shipped / "README.md").read_text() == "model card"
     assert SmartRAGPolicy.from_pretrained(shipped, autocast=False).search_probability(["q?"])[0] >= 0
 
@@ -193,25 +149,6 @@ def test_a_kill_while_a_new_best_is_saved_keeps_the_old_best(tiny_model_dir, tmp
     assert [path.name for path in tmp_path.iterdir()] == ["best"]  # the old one is gone, nothing left aside
 
 
-# -- 5. a resumed run logs each step once ------------------------------------------------------------------
-
-
-def test_a_resumed_sft_run_logs_each_step_once(tmp_path, sft_data, tiny_model_dir):
-    sft_train(sft_config(tmp_path, sft_data, tiny_model_dir, max_steps=3))  # checkpoints 2 and 3
-    shutil.rmtree(tmp_path / "run" / "checkpoint-3")  # as if killed after logging step 3, before its checkpoint
-    sft_train(sft_config(tmp_path, sft_data, tiny_model_dir, max_steps=3, resume=True))
-    assert metric_steps(tmp_path / "run", "step") == [1, 2, 3]
-
-
-def test_a_resumed_ppo_run_logs_each_iteration_once(tmp_path, tiny_model_dir, qa_file, corpus_file):
-    ppo_module.train(ppo_config(tmp_path, tiny_model_dir, qa_file, corpus_file, save_every=2))  # checkpoints 2, 3
-    shutil.rmtree(tmp_path / "run" / "checkpoint-3")  # as if killed after iteration 3 was logged, before its checkpoint
-    ppo_module.train(ppo_config(tmp_path, tiny_model_dir, qa_file, corpus_file, save_every=2, resume=True))
-    run = tmp_path / "run"
-    assert metric_steps(run, "iteration") == [0, 1, 1, 2, 2, 3, 3]  # dev before training, then rollouts and dev
-    assert metric_steps(run, "iteration", "rollouts.jsonl") == [1] * 4 + [2] * 4 + [3] * 4
-
-
 # -- 6. nonsense counts are refused where they are read -------------------------------------------------------
 
 
@@ -230,11 +167,32 @@ def test_nonsense_counts_are_refused_before_any_work(command, flags, message, tm
                                                      corpus_file, tiny_model_dir, capsys):
     (tmp_path / "sft.yaml").write_text("max_steps: 0\n")  # a config file is checked as the flags are
     run, output = tmp_path / "run", tmp_path / "out" / "results.json"
-    where = {"eval": ["eval", "--data", qa_file, "--corpus", corpus_file, "--policy", tiny_model_dir, "--output", output],
-             "sft": ["train", "sft", "--data", sft_data, "--base-model", tiny_model_dir, "--no-bf16", "--output-dir", run],
-             "ppo": ["train", "ppo", "--data", qa_file, "--corpus", corpus_file, "--base-model", tiny_model_dir,
-                     "--dev-dataset", "none", "--episodes-per-iteration", "4", "--rollout-batch-size", "4",
-                     "--lora-r", "4", "--no-bf16", "--no-progress", "--output-dir", run]}
+    where = {
+        "eval": ["eval", "--data", qa_file, "--corpus", corpus_file, "--policy", tiny_model_dir, "--output", output],
+        "sft": ["train", "sft", "--data", sft_data, "--base-model", tiny_model_dir, "--no-bf16", "--output-dir", run],
+        "ppo": [
+            "train",
+            "ppo",
+            "--data",
+            qa_file,
+            "--corpus",
+            corpus_file,
+            "--base-model",
+            tiny_model_dir,
+            "--dev-dataset",
+            "none",
+            "--episodes-per-iteration",
+            "4",
+            "--rollout-batch-size",
+            "4",
+            "--lora-r",
+            "4",
+            "--no-bf16",
+            "--no-progress",
+            "--output-dir",
+            run,
+        ],
+    }
     err = cli_error(capsys, [*where[command], *(flag.format(yaml=tmp_path / "sft.yaml") for flag in flags)])
     assert message in err and "Traceback" not in err
     assert not run.exists() and not output.parent.exists()
@@ -247,7 +205,9 @@ def test_sft_rows_without_a_prompt_fail_naming_the_file_line_and_field(tmp_path,
     data = write_jsonl(tmp_path / "warmup.jsonl", [WARMUP[0], {"completion": "[Answer] me"}])
     err = cli_error(capsys, ["train", "sft", "--data", data, "--base-model", tiny_model_dir, "--no-bf16",
                              "--output-dir", tmp_path / "run"])
-    assert err == f"smartrag: error: {data}:2: a warm-up row needs a string field 'prompt' (training.warmup writes them)\n"
+    assert (
+        err == f"smartrag: error: {data}:2: a warm-up row needs a string field 'prompt' (training.warmup writes them)\n"
+    )
 
 
 def test_qa_files_may_end_in_blank_lines_but_not_hold_one_between_rows(tmp_path):
@@ -277,7 +237,9 @@ def test_unreadable_data_files_fail_naming_the_file(name, content, message, tmp_
 
 
 def test_a_corpus_of_only_stopwords_fails_saying_it_has_nothing_to_index(tmp_path):
-    corpus = write_jsonl(tmp_path / "stopwords.jsonl", [{"id": "1", "text": "the of and"}, {"id": "2", "text": "a an, it."}])
+    corpus = write_jsonl(
+        tmp_path / "stopwords.jsonl", [{"id": "1", "text": "the of and"}, {"id": "2", "text": "a an, it."}]
+    )
     with pytest.raises(ValueError, match=r"no indexable words in corpus .*stopwords.jsonl"):
         BM25Retriever.from_jsonl(corpus)
 
@@ -294,17 +256,6 @@ def test_an_index_whose_documents_file_is_damaged_fails_at_load_saying_to_rebuil
         documents.write_bytes(gzip.compress("".join(rows[:-1]).encode()))
     with pytest.raises(ValueError, match=r"index is not a readable BM25Retriever index .*: rebuild it"):
         BM25Retriever.load(index)
-
-
-def test_stray_checkpoint_folders_neither_block_a_new_run_nor_are_resumed(tmp_path, sft_data, tiny_model_dir):
-    for stray in ("checkpoint-5.bak", "checkpoint-final"):
-        (tmp_path / "run" / stray).mkdir(parents=True)
-    with pytest.raises(ValueError, match="no checkpoint to resume from"):
-        sft_train(sft_config(tmp_path, sft_data, tiny_model_dir, resume=True))
-    sft_train(sft_config(tmp_path, sft_data, tiny_model_dir))
-    assert checkpoints.checkpoints(tmp_path / "run") == [tmp_path / "run" / "checkpoint-2"]
-    sft_train(sft_config(tmp_path, sft_data, tiny_model_dir, max_steps=3, resume=True))
-    assert (tmp_path / "run" / "checkpoint-5.bak").is_dir() and (tmp_path / "run" / "checkpoint-final").is_dir()
 
 
 @pytest.mark.parametrize(("damage", "message"), [

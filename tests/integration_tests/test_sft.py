@@ -1,25 +1,30 @@
-"""SFT warm-up: the loss mask, learning the action format, exact resume, clear failures; warm-up data building."""
+"""SFT runs: learning the action format, LoRA adapters, exact resume, clear failures, two processes under torchrun,
+the CLI. The loss mask and warm-up data building are unit tests (`tests/unit_tests/test_warmup_data.py`)."""
 
 import json
 
 import pytest
 import torch
-from langchain_smartrag.training import QAExample
-from langchain_smartrag.training.sft import SFTConfig, completion_example, copy_kinds, train
-from langchain_smartrag.training.warmup import build_warmup, warmup_ids, write_warmup
 from transformers import Trainer
 
-from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy, parse_action
+from langchain_smartrag import SmartRAGPolicy, parse_action
+from langchain_smartrag.training.sft import SFTConfig, copy_kinds, train
 
-QUESTIONS = {"Who wrote Hamlet?": "[Answer] Shakespeare", "Capital of France?": "[Search] capital of France",
-             "When did Apollo 11 land?": "[Answer] 1969", "Who wrote the first program?": "[Search] first computer program"}
+QUESTIONS = {
+    "Who wrote Hamlet?": "[Answer] Shakespeare",
+    "Capital of France?": "[Search] capital of France",
+    "When did Apollo 11 land?": "[Answer] 1969",
+    "Who wrote the first program?": "[Search] first computer program",
+}
 
 
 @pytest.fixture
 def sft_data(tmp_path, tiny_model_dir):
     policy = SmartRAGPolicy.from_pretrained(tiny_model_dir)
     path = tmp_path / "warmup.jsonl"
-    path.write_text("".join(json.dumps({"prompt": policy.prompt(q), "completion": c}) + "\n" for q, c in QUESTIONS.items()))
+    path.write_text(
+        "".join(json.dumps({"prompt": policy.prompt(q), "completion": c}) + "\n" for q, c in QUESTIONS.items())
+    )
     return path
 
 
@@ -28,21 +33,6 @@ def config(tmp_path, data, model_dir, **overrides):
               "learning_rate": 1e-2, "batch_size": 2, "max_steps": 150, "warmup_steps": 1, "bf16": False,
               "save_every": 50, "log_every": 5}
     return SFTConfig(**{**values, **overrides})
-
-
-def test_the_loss_mask_covers_exactly_the_completion(tiny_tokenizer):
-    example = completion_example(tiny_tokenizer, "Question: who?\nResponse:\n", "[Answer] Paris", max_length=512)
-    completion = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
-    assert tiny_tokenizer.decode(completion) == "[Answer] Paris<|im_end|>"
-    prompt_length = len(tiny_tokenizer("Question: who?\nResponse:\n", add_special_tokens=False).input_ids)
-    assert example["labels"][:prompt_length] == [-100] * prompt_length
-    assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
-
-
-def test_a_decision_word_alone_is_trained_without_ending_the_turn(tiny_tokenizer):
-    example = completion_example(tiny_tokenizer, "Question: who?\nResponse:\n", "[Answer]", max_length=512, end=False)
-    completion = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
-    assert tiny_tokenizer.decode(completion) == "[Answer]"  # what follows is the answer, not the end of the turn
 
 
 def test_sft_lowers_the_loss_and_teaches_the_action_format(tmp_path, sft_data, tiny_model_dir):
@@ -76,7 +66,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sft_data, ti
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "b", sft_data, tiny_model_dir, **settings))
     monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
-    resumed = SmartRAGPolicy.from_pretrained(train(config(tmp_path / "b", sft_data, tiny_model_dir, resume=True, **settings)))
+    resumed = SmartRAGPolicy.from_pretrained(
+        train(config(tmp_path / "b", sft_data, tiny_model_dir, resume=True, **settings))
+    )
     for (name, a), (_, b) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name
 
@@ -101,36 +93,9 @@ def test_missing_or_corrupt_checkpoints_fail_clearly(tmp_path, sft_data, tiny_mo
         train(config(tmp_path, sft_data, tiny_model_dir, max_steps=4, resume=True))
 
 
-def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriever, tmp_path):
-    examples = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
-                QAExample("p", "What is the capital of France?", ["Paris"]),
-                QAExample("z", "Who is Zorblax?", ["nobody"])]
-    rows, report = build_warmup(policy, retriever, examples, rewrites=1)
-    assert report["questions"] == 3 and report["no_query_found_answer"] >= 1  # nothing retrieves "nobody"
-    for row in rows:
-        action = parse_action(row.completion)
-        assert action.well_formed and action.kind == ("search" if row.kind == "search" else "answer")
-        assert ("Observation:" in row.prompt) == (row.kind == "observed")
-    observed = {r.id: r.completion for r in rows if r.kind == "observed"}
-    assert observed.get("h") == f"{ANSWER} William Shakespeare" and observed.get("p") == f"{ANSWER} Paris"
-    write_warmup(rows, report, tmp_path / "w.jsonl")
-    assert len((tmp_path / "w.jsonl").read_text().splitlines()) == len(rows)
-    assert json.loads((tmp_path / "w.report.json").read_text())["mix"] == report["mix"]
-    assert warmup_ids(tmp_path / "w.jsonl") == {r.id for r in rows}  # what evaluations of the SFT run leave out
-    assert SEARCH  # the action grammar is the protocol's
-    assert "no-search" not in report["mix"]  # the paper's protocol labels no question it cannot answer
-
-
-def test_warmup_labels_what_nothing_answers_answer_when_asked(policy, retriever):
-    examples = [QAExample("p", "What is the capital of France?", ["Paris"]),
-                QAExample("z", "Who is Zorblax?", ["nobody"])]
-    rows, report = build_warmup(policy, retriever, examples, rewrites=1, no_search=True)
-    abstain = [r for r in rows if r.kind == "no-search"]
-    assert [r.id for r in abstain] == ["z"] and report["mix"]["no-search"] == 1  # nothing retrieves "nobody"
-    assert abstain[0].completion == ANSWER and not abstain[0].end and "Observation:" not in abstain[0].prompt
-
-
-def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(tmp_path, tiny_model_dir, corpus_file, capsys):
+def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(
+    tmp_path, tiny_model_dir, corpus_file, capsys
+):
     from langchain_smartrag.cli import main
 
     warmup = tmp_path / "warmup.jsonl"
@@ -197,7 +162,6 @@ def test_kind_copies_repeat_or_drop_warmup_rows_by_kind(tmp_path, tiny_model_dir
     with pytest.raises(SystemExit):
         main([*flags, "--kind-copies", "search"])
     assert "expected KEY=VALUE, got 'search'" in capsys.readouterr().err
-
 
 
 def test_report_to_tensorboard_is_trls_own_tracking(tmp_path, sft_data, tiny_model_dir):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 from langchain_core.documents import Document
-from langchain_smartrag.training import QAExample, at_threshold, evaluate, load_qa, means, sample, score_episode
 
 from langchain_smartrag import create_smartrag_graph
 from langchain_smartrag.cli import main
+from langchain_smartrag.training import QAExample, at_threshold, evaluate, load_qa, means, sample, score_episode
 
 EXAMPLES = [
     QAExample("q1", "Who wrote Hamlet?", ["William Shakespeare", "Shakespeare"]),
@@ -17,7 +17,9 @@ EXAMPLES = [
 
 
 def run(policy, retriever, mode, **kwargs):
-    return evaluate(create_smartrag_graph(policy, retriever), EXAMPLES, mode=mode, progress=False, batch_size=2, **kwargs)
+    return evaluate(
+        create_smartrag_graph(policy, retriever), EXAMPLES, mode=mode, progress=False, batch_size=2, **kwargs
+    )
 
 
 def test_no_retrieval_never_retrieves_even_when_the_policy_wants_to(searching_policy, retriever):
@@ -90,14 +92,28 @@ def test_a_record_scores_as_computed_by_hand():
 
 def test_smartrag_eval_writes_a_results_file_that_round_trips(tmp_path, tiny_model_dir, corpus_file, capsys):
     data = tmp_path / "qa.jsonl"
-    data.write_text("".join(json.dumps({"id": e.id, "question": e.question, "answers": e.answers, "dataset": "toy"}) + "\n" for e in EXAMPLES))
+    data.write_text(
+        "".join(
+            json.dumps({"id": e.id, "question": e.question, "answers": e.answers, "dataset": "toy"}) + "\n"
+            for e in EXAMPLES
+        )
+    )
     output = tmp_path / "out" / "results.json"
     code = main(["eval", "--data", str(data), "--corpus", str(corpus_file), "--policy", str(tiny_model_dir),
                  "--mode", "always-retrieve-question", "--limit", "2", "--output", str(output)])
     assert code == 0 and capsys.readouterr().out.startswith("always-retrieve-question: n=2 EM=")
     results = json.loads(output.read_text())
     assert results["n"] == 2 and len(results["records"]) == 2 and results["retrieval_rate"] == 1.0
-    assert {"em", "f1", "reward", "retrieval_rate", "format_error_rate", "hit", "seconds", "questions_per_second"} <= set(results)
+    assert {
+        "em",
+        "f1",
+        "reward",
+        "retrieval_rate",
+        "format_error_rate",
+        "hit",
+        "seconds",
+        "questions_per_second",
+    } <= set(results)
     assert results["config"]["mode"] == "always-retrieve-question" and results["config"]["limit"] == 2
     assert [r["id"] for r in results["records"]] == [e.id for e in sample(load_qa(data), 2, seed=0)]
     assert json.loads(json.dumps(results)) == results
@@ -107,7 +123,10 @@ def test_smartrag_eval_writes_a_results_file_that_round_trips(tmp_path, tiny_mod
     ("content", "message"),
     [
         ('{"id": "a", "question": "q?"}\n', r"qa.jsonl:1: 'answers'"),
-        ('{"id": "a", "question": "q?", "answers": ["x"]}\n\n{"id": "b", "question": "r?", "answers": ["y"]}\n', r"qa.jsonl:2: empty line"),
+        (
+            '{"id": "a", "question": "q?", "answers": ["x"]}\n\n{"id": "b", "question": "r?", "answers": ["y"]}\n',
+            r"qa.jsonl:2: empty line",
+        ),
         ('{"id": "a", "question": 5, "answers": ["x"]}\n', r"qa.jsonl:1: 'question'"),
         ('{"id": "a", "question": "q?", "answers": "x"}\n', r"qa.jsonl:1: 'answers'"),
         ('{"id": null, "question": "q?", "answers": ["x"]}\n', r"qa.jsonl:1: 'id'"),

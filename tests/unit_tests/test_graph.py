@@ -47,7 +47,11 @@ class StaticRetriever(BaseRetriever):
 def test_retrieved_documents_reach_the_answer_prompt(searching_policy, monkeypatch):
     seen = []
     original = searching_policy.generate
-    monkeypatch.setattr(searching_policy, "generate", lambda prompts, prefix, **kw: seen.append(prompts[0]) or original(prompts, prefix, **kw))
+    monkeypatch.setattr(
+        searching_policy,
+        "generate",
+        lambda prompts, prefix, **kw: seen.append(prompts[0]) or original(prompts, prefix, **kw),
+    )
     out = create_smartrag_graph(searching_policy, StaticRetriever()).invoke({"question": "Who wrote Hamlet?"})
     rewrite_prompt, answer_prompt = seen
     assert "Observation:" not in rewrite_prompt
@@ -84,7 +88,8 @@ def test_a_failing_retriever_is_recorded_and_the_answer_still_comes(searching_po
 
 
 def same_run(a: dict, b: dict) -> bool:
-    """Equal states; P(search) to 1e-6, as a padded batch's float sums may differ from a lone prompt's in the 7th digit."""
+    """Equal states; P(search) to 1e-6, as a padded batch's float sums may differ from a lone prompt's in the 7th
+    digit."""
     key = "search_probabilities"
     return {**a, key: None} == {**b, key: None} and a[key] == pytest.approx(b[key], abs=1e-6)
 
@@ -113,7 +118,7 @@ def test_the_retriever_sees_the_graph_callbacks(searching_policy, retriever):
 
 
 def test_readme_mermaid_is_the_graphs(policy, retriever):
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     block = re.search(r"```mermaid\n(.*?)```", readme, re.DOTALL).group(1)
     assert block.strip() == create_smartrag_graph(policy, retriever).get_graph().draw_mermaid().strip()
 

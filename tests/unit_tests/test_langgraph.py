@@ -1,27 +1,19 @@
 """The graph behaves like any LangGraph graph: threads, parent graphs, human in the loop, schemas, tools,
-tracing metadata, default batching, and LangGraph's own server."""
+tracing metadata, default batching. LangGraph's own server is `tests/integration_tests/test_langgraph_dev.py`."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from operator import add
-from pathlib import Path
 from typing import Annotated, ClassVar
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
-from langchain_smartrag.training.tiny import tiny_model
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
 from langchain_smartrag import SmartRAGPolicy, create_smartrag_graph, parse_action
-
-ROOT = Path(__file__).resolve().parent.parent
+from langchain_smartrag.training.tiny import tiny_model
 
 
 def titles(state: dict) -> list[str]:
@@ -48,7 +40,9 @@ def test_a_parent_graphs_channels_do_not_leak_into_the_episode(searching_policy,
 
     prompts = []
     generate = searching_policy.generate
-    monkeypatch.setattr(searching_policy, "generate", lambda p, prefix, **kw: prompts.append(p[0]) or generate(p, prefix, **kw))
+    monkeypatch.setattr(
+        searching_policy, "generate", lambda p, prefix, **kw: prompts.append(p[0]) or generate(p, prefix, **kw)
+    )
     child = create_smartrag_graph(searching_policy, retriever, rewrite_query=False)
     parent = StateGraph(Parent)
     parent.add_node("smartrag", child)
@@ -60,7 +54,9 @@ def test_a_parent_graphs_channels_do_not_leak_into_the_episode(searching_policy,
 
 
 def test_human_in_the_loop_edits_the_query_before_retrieval(searching_policy, retriever):
-    graph = create_smartrag_graph(searching_policy, retriever, checkpointer=InMemorySaver(), interrupt_before=["retrieve"])
+    graph = create_smartrag_graph(
+        searching_policy, retriever, checkpointer=InMemorySaver(), interrupt_before=["retrieve"]
+    )
     thread = {"configurable": {"thread_id": "hitl"}}
     graph.invoke({"question": "Who wrote Hamlet?"}, thread)
     paused = graph.get_state(thread)
@@ -76,7 +72,9 @@ def test_schemas_show_callers_what_they_pass_and_read(policy, retriever):
     graph = create_smartrag_graph(policy, retriever)
     assert graph.get_input_jsonschema()["properties"].keys() == {"question"}
     assert graph.get_input_jsonschema()["required"] == ["question"]
-    assert {"answer", "retrievals", "queries", "documents", "errors"} <= graph.get_output_jsonschema()["properties"].keys()
+    assert {"answer", "retrievals", "queries", "documents", "errors"} <= graph.get_output_jsonschema()[
+        "properties"
+    ].keys()
     context = graph.get_context_jsonschema()["properties"]
     assert {"threshold", "max_retrievals"} <= context.keys() and not {"policy", "retriever"} & context.keys()
 
@@ -103,7 +101,9 @@ def test_policy_runs_report_model_parameters_and_token_usage(searching_policy, r
         def on_llm_end(self, response, **kwargs):
             self.ends.append(response)
 
-    create_smartrag_graph(searching_policy, retriever).invoke({"question": "Who wrote Hamlet?"}, {"callbacks": [Recorder()]})
+    create_smartrag_graph(searching_policy, retriever).invoke(
+        {"question": "Who wrote Hamlet?"}, {"callbacks": [Recorder()]}
+    )
     assert len(Recorder.starts) == 3  # decide, rewrite, answer
     for metadata, params in Recorder.starts:
         assert metadata["ls_model_name"] == searching_policy.model_name and metadata["ls_provider"] == "huggingface"
@@ -126,48 +126,6 @@ def test_batch_coalesces_up_to_the_policys_batch_size_by_default(tiny_tokenizer,
     graph = create_smartrag_graph(policy, retriever, threshold=2.0)
     graph.batch([{"question": f"Question {i}?"} for i in range(12)], config)
     assert max(sizes) == largest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_langgraph_dev_serves_the_graph_with_threads_and_schemas(tiny_model_dir, corpus_file, tmp_path):
-    """The real `langgraph dev` server (langgraph-cli[inmem]) on a loopback port, driven through langgraph-sdk."""
-    from langgraph_sdk import get_sync_client
-
-    port = free_port()
-    env = {**os.environ, "SMARTRAG_POLICY": str(tiny_model_dir), "SMARTRAG_CORPUS": str(corpus_file),
-           "LANGGRAPH_CLI_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [Path(sys.executable).parent / "langgraph", "dev", "--port", str(port), "--no-browser", "--no-reload",
-               "--allow-blocking", "--config", ROOT / "langgraph.json"]
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen([str(c) for c in command], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        client = get_sync_client(url=f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                assistant = client.assistants.search(graph_id="smartrag")[0]
-                break
-            except Exception:  # noqa: BLE001 -- not up yet
-                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
-                time.sleep(1)
-        schemas = client.assistants.get_schemas(assistant["assistant_id"])
-        assert schemas["input_schema"]["properties"].keys() == {"question"}
-        assert schemas["output_schema"] and schemas["context_schema"]
-        thread = client.threads.create()
-        runs = [client.runs.wait(thread["thread_id"], assistant["assistant_id"], input={"question": q})
-                for q in ("Who wrote Hamlet?", "What is the capital of France?")]
-        for question, run in zip(("Who wrote Hamlet?", "What is the capital of France?"), runs, strict=True):
-            assert run["question"] == question and isinstance(run["answer"], str)
-            assert len(run["search_probabilities"]) == run["retrievals"] + (run["retrievals"] < 1)
-            assert len(run["queries"]) == run["retrievals"] <= 1
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_the_policy_answers_as_a_chat_model_elsewhere_in_an_app(policy):

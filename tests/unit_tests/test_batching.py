@@ -1,4 +1,5 @@
-"""Dynamic batching: concurrent callers share batched calls, keep their own results, and survive each other's failures."""
+"""Dynamic batching: concurrent callers share batched calls, keep their own results, and survive each other's
+failures."""
 
 import asyncio
 import threading
@@ -118,7 +119,11 @@ def test_threads_and_tasks_share_one_worker(policy):
         return await asyncio.gather(*(policy.asearch_probability([p]) for p in prompts))
 
     results = {}
-    thread = threading.Thread(target=lambda: results.setdefault("threads", run_concurrently(policy.search_probability, [[p] for p in prompts])))
+    thread = threading.Thread(
+        target=lambda: results.setdefault(
+            "threads", run_concurrently(policy.search_probability, [[p] for p in prompts])
+        )
+    )
     thread.start()
     results["tasks"] = asyncio.run(tasks())
     thread.join(timeout=30)

@@ -1,9 +1,7 @@
-"""`smartrag ask`: local corpus or saved index, web search, JSON output, and clear errors."""
+"""`smartrag ask`, in process: local corpus or saved index, web search, JSON output, and clear errors. The installed
+console script is `tests/integration_tests/test_console_script.py`."""
 
 import json
-import os
-import subprocess
-import sys
 
 from langchain_smartrag import BM25Retriever
 from langchain_smartrag.cli import main
@@ -44,12 +42,3 @@ def test_a_bad_question_fails_alone_with_a_message(capsys, tiny_model_dir, corpu
     assert "question is empty or whitespace only" in captured.err
 
 
-def test_the_console_script_runs_offline(tiny_model_dir, corpus_file):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    smartrag = os.path.join(os.path.dirname(sys.executable), "smartrag")
-    result = subprocess.run(
-        [smartrag, "ask", "Who wrote Hamlet?", "--policy", str(tiny_model_dir), "--corpus", str(corpus_file)],
-        check=False, capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("Q: Who wrote Hamlet?\nA: ")

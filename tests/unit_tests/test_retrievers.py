@@ -1,4 +1,5 @@
-"""BM25 over a real bm25s index, and the DuckDuckGo adapter against a fake HTTP transport (no network here)."""
+"""BM25 over a real bm25s index, and the DuckDuckGo adapter against a fake HTTP transport (no network here). The
+bundled corpus's index is `tests/integration_tests/test_bundled_corpus.py`."""
 
 import json
 import logging
@@ -7,7 +8,6 @@ import pytest
 from langchain_core.documents import Document
 
 from langchain_smartrag import BM25Retriever, DuckDuckGoRetriever
-from langchain_smartrag.retrievers.bm25 import BUNDLED_CORPUS_DIR
 
 
 def titles(documents):
@@ -21,7 +21,9 @@ def test_bm25_ranks_the_matching_document_first(retriever):
 
 
 def test_bm25_keeps_numbers_and_one_letter_tokens():
-    retriever = BM25Retriever.from_texts(["vitamin C is ascorbic acid", "vitamin D is calciferol", "born in 1969", "born in 1843"])
+    retriever = BM25Retriever.from_texts(
+        ["vitamin C is ascorbic acid", "vitamin D is calciferol", "born in 1969", "born in 1843"]
+    )
     assert retriever.invoke("vitamin c")[0].page_content == "vitamin C is ascorbic acid"
     assert retriever.invoke("1969")[0].page_content == "born in 1969"
 
@@ -63,17 +65,6 @@ def test_bm25_from_documents_and_bad_input(tmp_path):
     bad.write_text(json.dumps({"id": 1, "title": "no text"}) + "\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:1: .*'text'"):
         BM25Retriever.from_jsonl(bad)
-
-
-def test_bundled_corpus_index_is_built_once_and_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("SMARTRAG_CACHE_DIR", str(tmp_path))
-    retriever = BM25Retriever.bundled(k=3)
-    assert len(retriever) > 30_000 and sorted(p.name for p in BUNDLED_CORPUS_DIR.glob("*.jsonl.gz")) == [
-        "hotpotqa_paragraphs.jsonl.gz", "popqa_passages.jsonl.gz", "wiki_vital_summaries.jsonl.gz"
-    ]
-    assert "John Mayne" in titles(retriever.invoke("John Mayne occupation"))
-    (cached,) = tmp_path.glob("bm25-bundled-*")
-    assert BM25Retriever.bundled().invoke("Hamlet") == BM25Retriever.load(cached).invoke("Hamlet")
 
 
 def test_duckduckgo_results_become_documents(transport):

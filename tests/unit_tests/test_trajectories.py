@@ -1,12 +1,15 @@
 """Trajectories come from the same graph in sampling mode, record every policy call, and round-trip as JSONL."""
 
 import pytest
+
+from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, create_smartrag_graph
 from langchain_smartrag.training import QAExample
 from langchain_smartrag.training.trajectories import collect, load_episodes, save_episodes
 
-from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, create_smartrag_graph
-
-EXAMPLES = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]), QAExample("p", "Capital of France?", ["Paris"])]
+EXAMPLES = [
+    QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
+    QAExample("p", "Capital of France?", ["Paris"]),
+]
 
 
 def test_a_searching_episode_records_decide_rewrite_and_answer(searching_policy, retriever):
@@ -14,7 +17,9 @@ def test_a_searching_episode_records_decide_rewrite_and_answer(searching_policy,
     assert [s["node"] for s in episode["trace"]] == ["decide", "rewrite", "answer"]
     decide, rewrite, answer = episode["trace"]
     assert decide["text"] == SEARCH and decide["token_ids"] == searching_policy.encode(SEARCH)
-    assert decide["logprobs"] == pytest.approx(searching_policy.decide_batch([decide["prompt"]])[0].search_logprobs, abs=1e-4)
+    assert decide["logprobs"] == pytest.approx(
+        searching_policy.decide_batch([decide["prompt"]])[0].search_logprobs, abs=1e-4
+    )
     assert (rewrite["prefix"], answer["prefix"]) == (SEARCH, ANSWER) and "Observation:" not in rewrite["prompt"]
     for segment in (rewrite, answer):
         assert len(segment["logprobs"]) == len(segment["token_ids"]) > 0

@@ -1,11 +1,8 @@
 """Any causal LM: tiny random models of three families (Llama, Qwen2, Phi-3) with two tokenizer kinds (byte-level
 BPE like SmolLM2's, and a SentencePiece-style Unigram), each with a chat template of its family's shape, built
 offline. For each: both action prefixes are scored exactly, the decision's cache hand-off generates what a fresh
-prompt pass does, a batch generates what one prompt at a time does (fp32; bf16 on CPU runs), and a few SFT steps
-then two PPO iterations train and load."""
-
-import json
-import math
+prompt pass does, and a batch generates what one prompt at a time does (fp32; bf16 on CPU runs). That each trains
+(SFT, then PPO) is in `tests/integration_tests/test_architectures_training.py`."""
 
 import pytest
 import torch
@@ -26,15 +23,27 @@ from langchain_smartrag.protocol import INSTRUCTIONS
 TEXTS = [INSTRUCTIONS, SEARCH, ANSWER, "Question: Who wrote Hamlet? Observation: Hamlet is a play by Shakespeare.",
          "Paris is the capital of France.", "Apollo 11 landed on the Moon in 1969."] * 5
 TEMPLATES = {  # the family's chat shape, with its own turn markers as special tokens
-    "llama": (["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
-              ("{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}<|eot_id|>"
-              "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")),
-    "qwen2": (["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-              ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")),
-    "phi3": (["<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"],
-             ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-             "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")),
+    "llama": (
+        ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        (
+            "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] }}<|eot_id|>"
+            "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+        ),
+    ),
+    "qwen2": (
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        (
+            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+        ),
+    ),
+    "phi3": (
+        ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        (
+            "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+        ),
+    ),
 }
 MODELS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
           "phi3": (Phi3Config, Phi3ForCausalLM)}
@@ -119,24 +128,3 @@ def test_bf16_weights_decide_and_generate_on_a_cpu(family):
     assert all(len(g.token_ids) >= 1 for g in p.generate_batch(prompts, ANSWER))
 
 
-@pytest.mark.parametrize(("family", "kind"), CASES)
-def test_a_few_sft_steps_then_two_ppo_iterations_train_and_load(family, kind, world, tmp_path):
-    from langchain_smartrag.training.ppo import train as ppo_train
-    from langchain_smartrag.training.sft import SFTConfig
-    from langchain_smartrag.training.sft import train as sft_train
-    from langchain_smartrag.training.tiny_world import world_config
-
-    p = policy(family, kind)
-    p.model.save_pretrained(tmp_path / "base")
-    p.tokenizer.save_pretrained(tmp_path / "base")
-    rows = [{"prompt": p.prompt(q), "completion": f"{SEARCH} {q}" if i % 2 else f"{ANSWER} Paris"}
-            for i, q in enumerate(PROMPTS)]
-    (tmp_path / "warmup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    sft = sft_train(SFTConfig(data=str(tmp_path / "warmup.jsonl"), base_model=str(tmp_path / "base"), lora_r=4,
-                              batch_size=2, max_steps=3, bf16=False, output_dir=str(tmp_path / "sft")))
-    final = ppo_train(world_config(world, tmp_path / "ppo", base_model=str(tmp_path / "base"), init=str(sft), lora_r=4,
-                                   iterations=2, episodes_per_iteration=4, rollout_batch_size=4, minibatch_episodes=4))
-    log = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in log] == [1, 2] and all(math.isfinite(r["reward"]) for r in log)
-    trained = SmartRAGPolicy.from_pretrained(tmp_path / "base", adapter=final, autocast=False)
-    assert all(0 < d.p_search < 1 for d in trained.decide_batch([trained.prompt(q) for q in PROMPTS]))

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from langchain_smartrag.training.export import export_adapter
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.cli import main
+from langchain_smartrag.training.export import export_adapter
 
 QUESTIONS = ["Who wrote Hamlet?", "What is the capital of France?", "When did Apollo 11 land?"]
 
@@ -39,7 +39,9 @@ def test_the_export_is_bf16_for_inference_and_keeps_a_model_card(adapter_dir, tm
     original = json.loads((adapter_dir / "adapter_config.json").read_text())
     assert config["inference_mode"] and config["base_model_name_or_path"] == original["base_model_name_or_path"]
     assert (tmp_path / "shipped" / "README.md").read_text() == "model card"
-    assert (tmp_path / "shipped" / "adapter_model.safetensors").stat().st_size < 0.6 * (adapter_dir / "adapter_model.safetensors").stat().st_size
+    assert (tmp_path / "shipped" / "adapter_model.safetensors").stat().st_size < 0.6 * (
+        adapter_dir / "adapter_model.safetensors"
+    ).stat().st_size
 
 
 def test_an_exported_adapter_decides_as_the_original_merged_or_not(adapter_dir, tmp_path):

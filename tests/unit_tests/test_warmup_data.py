@@ -1,0 +1,53 @@
+"""SFT's data, without a training run: the loss mask covers exactly the completion, and warm-up rows are built from a
+policy and a retriever."""
+
+import json
+
+from langchain_smartrag import ANSWER, SEARCH, parse_action
+from langchain_smartrag.training import QAExample
+from langchain_smartrag.training.sft import completion_example
+from langchain_smartrag.training.warmup import build_warmup, warmup_ids, write_warmup
+
+
+def test_the_loss_mask_covers_exactly_the_completion(tiny_tokenizer):
+    example = completion_example(tiny_tokenizer, "Question: who?\nResponse:\n", "[Answer] Paris", max_length=512)
+    completion = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert tiny_tokenizer.decode(completion) == "[Answer] Paris<|im_end|>"
+    prompt_length = len(tiny_tokenizer("Question: who?\nResponse:\n", add_special_tokens=False).input_ids)
+    assert example["labels"][:prompt_length] == [-100] * prompt_length
+    assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
+
+
+def test_a_decision_word_alone_is_trained_without_ending_the_turn(tiny_tokenizer):
+    example = completion_example(tiny_tokenizer, "Question: who?\nResponse:\n", "[Answer]", max_length=512, end=False)
+    completion = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert tiny_tokenizer.decode(completion) == "[Answer]"  # what follows is the answer, not the end of the turn
+
+
+def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriever, tmp_path):
+    examples = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
+                QAExample("p", "What is the capital of France?", ["Paris"]),
+                QAExample("z", "Who is Zorblax?", ["nobody"])]
+    rows, report = build_warmup(policy, retriever, examples, rewrites=1)
+    assert report["questions"] == 3 and report["no_query_found_answer"] >= 1  # nothing retrieves "nobody"
+    for row in rows:
+        action = parse_action(row.completion)
+        assert action.well_formed and action.kind == ("search" if row.kind == "search" else "answer")
+        assert ("Observation:" in row.prompt) == (row.kind == "observed")
+    observed = {r.id: r.completion for r in rows if r.kind == "observed"}
+    assert observed.get("h") == f"{ANSWER} William Shakespeare" and observed.get("p") == f"{ANSWER} Paris"
+    write_warmup(rows, report, tmp_path / "w.jsonl")
+    assert len((tmp_path / "w.jsonl").read_text().splitlines()) == len(rows)
+    assert json.loads((tmp_path / "w.report.json").read_text())["mix"] == report["mix"]
+    assert warmup_ids(tmp_path / "w.jsonl") == {r.id for r in rows}  # what evaluations of the SFT run leave out
+    assert SEARCH  # the action grammar is the protocol's
+    assert "no-search" not in report["mix"]  # the paper's protocol labels no question it cannot answer
+
+
+def test_warmup_labels_what_nothing_answers_answer_when_asked(policy, retriever):
+    examples = [QAExample("p", "What is the capital of France?", ["Paris"]),
+                QAExample("z", "Who is Zorblax?", ["nobody"])]
+    rows, report = build_warmup(policy, retriever, examples, rewrites=1, no_search=True)
+    abstain = [r for r in rows if r.kind == "no-search"]
+    assert [r.id for r in abstain] == ["z"] and report["mix"]["no-search"] == 1  # nothing retrieves "nobody"
+    assert abstain[0].completion == ANSWER and not abstain[0].end and "Observation:" not in abstain[0].prompt
