@@ -25,7 +25,7 @@ def non_negative_int(text: str) -> int:
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Run a parsed command (`args.run(args)`); a bad value, file or path the user gave is one line and exit 2, not a
-    traceback."""
+    traceback, and so is a file system's refusal (a full disk, a read-only one: an `OSError`, which names the file)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
     from transformers.utils import logging as hf_logging
@@ -33,5 +33,5 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     hf_logging.disable_progress_bar()
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        parser.exit(2, f"smartrag: error: {error}\n")
+    except (ValueError, OSError) as error:
+        parser.exit(2, f"smartrag: error: {' '.join(str(error).split()) or type(error).__name__}\n")

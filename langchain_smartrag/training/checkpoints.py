@@ -2,14 +2,16 @@
 
 `save_state` holds the model (gathered when FSDP or DeepSpeed shards it), the optimizer and every process's RNG; the
 loop's own counters (`LoopState`) go beside them as JSON. A checkpoint is written aside and renamed into place, so a
-kill leaves no half checkpoint, and a resume reads tensors, plain values and JSON only: no file in it can run code. SFT (on TRL) and PPO share the folder rules here:
-which folders are checkpoints, the refusal to mix runs, the cut of a log back to the checkpoint resumed from, and
-the folder swap that replaces `final/`, PPO's `best/` and an export whole.
+kill leaves no half checkpoint, and a resume reads tensors, plain values and JSON only: no file in it can run code.
+SFT (on TRL) and PPO share the folder rules here: which folders are checkpoints, the refusal to mix runs, the cut of a
+log back to the checkpoint resumed from, and the folder swap that replaces `final/`, PPO's `best/` and an export whole.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import re
 import secrets
@@ -18,6 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from langchain_smartrag._files import check_output_folder, check_run_folder
+
+logger = logging.getLogger(__name__)
 
 LOOP_STATE_FILE = "loop_state.json"
 """The loop's values in a checkpoint folder (JSON, not accelerate's pickled custom state)."""
@@ -56,16 +61,40 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def prepare_output_dir(output_dir: Path, resume: bool) -> Path | None:
-    """Create the run directory; the checkpoint to resume from (None for a new run). Refuses to mix runs."""
+def prepare_output_dir(output_dir: Path, resume: bool,
+                       incomplete: Callable[[Path], str | None] | None = None) -> Path | None:
+    """Create the run directory; the checkpoint to resume from (None for a new run). Refuses to mix runs.
+
+    `incomplete(checkpoint)` says why a checkpoint was cut short by a kill or a full disk (None: it is whole) where
+    the trainer does not write its checkpoints aside (TRL): a resume takes the newest whole one and deletes the
+    half-written ones after it (the resumed run writes them again); a new run may start where there are only
+    half-written ones. A path that is a file, or a folder that takes no new file, raises before any work.
+    """
+    if resume and not output_dir.is_dir():
+        raise ValueError(f"no checkpoint to resume from in {output_dir}: no such folder (check --output-dir)")
+    check_run_folder(output_dir)
+    found = checkpoints(output_dir)
+    gaps = {c: incomplete(c) for c in found} if incomplete is not None else {}
+    whole = [c for c in found if gaps.get(c) is None]
+    cut_short = [c for c in found if gaps.get(c) is not None]
     if resume:
-        checkpoint = latest_checkpoint(output_dir)
-        if checkpoint is None:
-            raise ValueError(f"no checkpoint to resume from in {output_dir}")
-        return checkpoint
-    if output_dir.exists() and checkpoints(output_dir):
+        if not whole:
+            detail = "; ".join(f"{c.name} {gaps[c]}" for c in cut_short)
+            raise ValueError(f"no checkpoint to resume from in {output_dir}" if not detail else
+                             f"no complete checkpoint to resume from in {output_dir} ({detail}): start a new run "
+                             "(without --resume)")
+        step = int(whole[-1].name.split("-")[1])
+        for checkpoint in cut_short:
+            if int(checkpoint.name.split("-")[1]) > step:  # the resumed run saves it again
+                logger.warning("%s %s (a save cut short): deleted; resuming from %s", checkpoint, gaps[checkpoint],
+                               whole[-1].name)
+                shutil.rmtree(checkpoint, ignore_errors=True)  # every process may try
+        return whole[-1]
+    if whole:
         raise ValueError(f"{output_dir} holds checkpoints: pass resume=True (--resume) or choose a new output_dir")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    for checkpoint in cut_short:  # nothing in them resumes: a new run starts over them
+        logger.warning("%s %s (a save cut short): deleted; starting a new run", checkpoint, gaps[checkpoint])
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return None
 
 
@@ -117,9 +146,10 @@ def replace_directory(target: Path, write: Callable[[Path], None]) -> Path:
 
     The new folder is written aside, the old one renamed away, the new one renamed in, then the old one deleted: a kill
     leaves the old folder or the new one whole (between the renames, the old one under a hidden name beside it), never
-    a mix of the two, and an error while writing leaves `target` as it was.
+    a mix of the two, and an error while writing leaves `target` as it was. A link is replaced through (the folder it
+    points to is, and the link stays); a file, or the current folder (or one holding it), raises before `write` runs.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    given, target = target, check_output_folder(target, None)
     tmp = target.parent / f".{target.name}-{secrets.token_hex(4)}"
     old = tmp.with_name(f"{tmp.name}-old")
     tmp.mkdir()
@@ -131,4 +161,16 @@ def replace_directory(target: Path, write: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
-    return target
+    return given
+
+
+def move_folder(source: Path, destination: Path) -> None:
+    """Move the folder `source` onto `destination` (a new, empty folder): a rename, or a copy then a delete where
+    they lie on two file systems (a `final/` linked to another disk)."""
+    try:
+        os.replace(source, destination)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        shutil.copytree(source, destination, symlinks=True, dirs_exist_ok=True)
+        shutil.rmtree(source)

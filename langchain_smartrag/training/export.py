@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from langchain_smartrag._files import check_output_folder
 from langchain_smartrag.models import EMBEDDED_BASE, PROTOCOL_FILE, embedded_cache_path, protocol_settings
 
 from .checkpoints import replace_directory
@@ -44,20 +46,45 @@ def export_adapter(source: str | Path, target: str | Path, dtype: torch.dtype = 
     """
     source, target = Path(source), Path(target)
     config = adapter_config(source)
+    given, target = target, check_output_folder(target)  # before any work: not a file, not the current folder
     base = config.get("base_model_name_or_path")
     if base and Path(base).exists() and Path(base).resolve() == embedded_cache_path().resolve():
         config["base_model_name_or_path"] = EMBEDDED_BASE
     config["inference_mode"] = True
     protocol = protocol_settings(source)
-    weights = {name: tensor.to(dtype).contiguous() for name, tensor in load_file(source / "adapter_model.safetensors").items()}
+    weights_file = source / "adapter_model.safetensors"
+    try:
+        weights = {name: tensor.to(dtype).contiguous() for name, tensor in load_file(weights_file).items()}
+    except Exception as error:  # safetensors raises its own error type for a file cut short or empty
+        raise ValueError(f"{weights_file} is not a valid safetensors file ({' '.join(str(error).split())}): save or "
+                         "copy the adapter again") from error
 
     def write(tmp: Path) -> None:
         for entry in target.iterdir() if target.is_dir() else ():
             if entry.name not in (*FILES, PROTOCOL_FILE):
-                (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
+                keep(entry, tmp / entry.name)
         save_file(weights, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if protocol:
             (tmp / PROTOCOL_FILE).write_text(json.dumps(protocol) + "\n")
 
-    return replace_directory(target, write)
+    replace_directory(target, write)  # a link's target: the link stays
+    return given
+
+
+def keep(entry: Path, destination: Path) -> None:
+    """Carry a file the export keeps (a model card) into the new folder: a link stays a link, a file is hard-linked
+    where the file system allows (nothing copied), else copied."""
+
+    def link_or_copy(source: str, copy: str) -> None:
+        try:
+            os.link(source, copy)
+        except OSError:
+            shutil.copy2(source, copy)
+
+    if entry.is_symlink():
+        os.symlink(os.readlink(entry), destination)
+    elif entry.is_dir():
+        shutil.copytree(entry, destination, symlinks=True, copy_function=link_or_copy)
+    else:
+        link_or_copy(str(entry), str(destination))

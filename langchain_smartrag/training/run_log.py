@@ -18,13 +18,14 @@ ROLLOUT_FIELDS = ("id", "question", "golds", "queries", "answer", "well_formed",
 
 class RunLog:
     """The run's two JSONL logs, appended to by the main process only (elsewhere every write is a no-op). A resumed
-    run first cuts both back to the iteration its checkpoint holds, so each iteration is logged once."""
+    run first cuts both back to the iteration its checkpoint holds (a fresh one empties them), so each iteration is
+    logged once."""
 
     def __init__(self, output_dir: Path, main: bool, resumed_at: int | None = None, tracker: Any = None) -> None:
         self.output_dir, self.main, self.tracker = output_dir, main, tracker
-        if main and resumed_at is not None:
+        if main:  # a fresh run in a used folder starts its logs empty
             for name in ("metrics.jsonl", "rollouts.jsonl"):
-                truncate_log(output_dir / name, "iteration", resumed_at)
+                truncate_log(output_dir / name, "iteration", -1 if resumed_at is None else resumed_at)
         self.metrics = (output_dir / "metrics.jsonl").open("a") if main else None
 
     def write(self, record: dict[str, Any]) -> None:
@@ -103,7 +104,9 @@ def plot_curves(output_dir: str | Path, path: str | Path | None = None) -> Path:
     for ax, key, label in ((ax_reward, "reward", "reward"), (ax_retrieval, "retrieval_rate", "retrieval rate")):
         rollout_key, rollout_label = rollout_lines[key]
         ax.plot([r["iteration"] for r in train_rows], [r[rollout_key] for r in train_rows], ".-", label=rollout_label)
-        ax.plot([r["iteration"] for r in dev_rows], [r["dev"][key] for r in dev_rows], "o-", label=f"{label_set}, greedy")
+        ax.plot(
+            [r["iteration"] for r in dev_rows], [r["dev"][key] for r in dev_rows], "o-", label=f"{label_set}, greedy"
+        )
         ax.set_xlabel("PPO iteration")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -7,10 +7,12 @@ checkpoints that resume exactly). Our own config keeps the CLI's field names; `t
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+import re
 import shutil
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ import torch
 from transformers import TrainerCallback
 
 from langchain_smartrag import SmartRAGPolicy
+from langchain_smartrag._files import check_output_folder
 from langchain_smartrag.hardware import bf16_is_fast
 from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.models import PROTOCOL_FILE
 
-from .checkpoints import checkpoints, prepare_output_dir, replace_directory, truncate_log
-from .config import require_counts, require_numbers
+from .checkpoints import checkpoints, move_folder, prepare_output_dir, replace_directory, truncate_log
+from .config import accepts, describe, read_as, require_counts, require_numbers
 from .warmup import warmup_protocol
 
 
@@ -92,6 +95,54 @@ class SFTConfig:
             raise ValueError(f"kind_copies must map kinds to counts >= 0, got {self.kind_copies}")
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
+        self.trainer_args = check_trainer_args(self.trainer_args)
+
+
+BOOKKEEPING = {
+    "output_dir": lambda v: "give --output-dir (the run's checkpoints, metrics.jsonl and final/ live there together)",
+    "save_only_model": lambda v: None if v is False else (
+        "refused: --resume needs the optimizer and RNG state in each checkpoint to continue exactly; to keep fewer "
+        "checkpoints give --keep-checkpoints N"),
+    "max_steps": lambda v: None if v >= 1 else "give --max-steps N (N >= 1), or leave it out to train --epochs",
+    "num_train_epochs": lambda v: None if v > 0 else "give --epochs N (N >= 1)",
+}
+"""TRL fields that `trainer_args` may not set (or not so), for the run's own bookkeeping: what to do instead."""
+
+
+def check_trainer_args(values: Any) -> dict[str, Any]:
+    """`trainer_args` checked against TRL's own `SFTConfig` before any model loads: a mapping of its field names to
+    values of each field's declared type (a number YAML reads as text, `1e-8`, is read as the number), and none of the
+    `BOOKKEEPING` fields the run manages itself. Each mistake raises a ValueError naming the key and what to give."""
+    if not isinstance(values, dict):
+        got = f"the text {values!r}" if isinstance(values, str) else f"a {type(values).__name__}"
+        raise ValueError("trainer_args must be a mapping of TRL SFTConfig fields (trainer_args: "
+                         "{gradient_checkpointing: true}, or --trainer-args gradient_checkpointing=true), got " + got)
+    if not values:
+        return values
+    import difflib
+
+    import trl
+
+    hints = typing.get_type_hints(trl.SFTConfig)
+    ours = {f.name for f in dataclasses.fields(SFTConfig)}
+    checked = {}
+    for key, value in values.items():
+        where = f"--trainer-args {key}={value!r}"
+        if not isinstance(key, str) or key not in hints:
+            if key in ours:
+                raise ValueError(f"{where}: a setting of smartrag train sft itself: give --{key.replace('_', '-')}")
+            close = difflib.get_close_matches(str(key), hints, n=3)
+            raise ValueError(f"{where}: not a field of TRL's SFTConfig (trl {trl.__version__})"
+                             + (f"; did you mean {' or '.join(close)}?" if close else "")
+                             + " (its fields: help(trl.SFTConfig))")
+        value = read_as(hints[key], value)
+        if not accepts(hints[key], value):
+            raise ValueError(f"{where}: TRL's SFTConfig.{key} takes {describe(hints[key])}")
+        refusal = BOOKKEEPING[key](value) if key in BOOKKEEPING else None
+        if refusal:
+            raise ValueError(f"{where}: {refusal}")
+        checked[key] = value
+    return checked
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -100,7 +151,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     for number, row in read_jsonl(path):
         for key in ("prompt", "completion"):
             if not isinstance(row.get(key), str):
-                raise ValueError(f"{path}:{number}: a warm-up row needs a string field {key!r} (training.warmup writes them)")
+                raise ValueError(
+                    f"{path}:{number}: a warm-up row needs a string field {key!r} (training.warmup writes them)"
+                )
         rows.append(row)
     return rows
 
@@ -114,10 +167,12 @@ def copy_kinds(rows: list[dict[str, Any]], copies: dict[str, int] | None) -> lis
     absent = sorted(set(copies) - kinds)
     if absent:
         raise ValueError(f"kind_copies names kinds the data lacks: {absent} (it has: {sorted(map(str, kinds))})")
-    return [row for row in rows for _ in range(copies.get(row.get("kind"), 1))]
+    return [row for row in rows for _ in range(copies.get(row.get("kind", ""), 1))]
 
 
-def completion_example(tokenizer: Any, prompt: str, completion: str, max_length: int, end: bool = True) -> dict[str, list[int]]:
+def completion_example(
+    tokenizer: Any, prompt: str, completion: str, max_length: int, end: bool = True
+) -> dict[str, list[int]]:
     """input_ids = prompt + completion + end-of-turn (unless not `end`: a decision word alone goes on to an answer);
     labels are -100 except on the completion tokens.
 
@@ -130,15 +185,66 @@ def completion_example(tokenizer: Any, prompt: str, completion: str, max_length:
     return {"input_ids": prompt_ids + completion_ids, "labels": [-100] * len(prompt_ids) + completion_ids}
 
 
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+"""The weights a TRL checkpoint holds (an adapter, or the whole model, in one file or shards)."""
+
+
+def trl_checkpoint_gap(folder: Path) -> str | None:
+    """Why a TRL checkpoint was cut short (a kill or a full disk while it was saved), or None if it was saved whole.
+
+    TRL writes a checkpoint in place, its `trainer_state.json` last: without it, or without weights, the save never
+    finished, and `--resume` takes the checkpoint before (`prepare_output_dir`).
+    """
+    state = folder / "trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except FileNotFoundError:
+        return "is empty" if not any(folder.iterdir()) else "has no trainer_state.json"
+    except (OSError, ValueError):
+        return "has a trainer_state.json cut short"
+    sharded = any(p.is_dir() and p.name.startswith(("pytorch_model_fsdp", "global_step")) for p in folder.iterdir())
+    if not sharded and not any((folder / name).is_file() and (folder / name).stat().st_size for name in WEIGHT_FILES):
+        return "has no weights (adapter_model.safetensors or model.safetensors)"
+    return None
+
+
+def trl_resume_gap(folder: Path) -> str | None:
+    """The file a whole checkpoint lacks to resume exactly (TRL would go on without it, silently inexact): the
+    optimizer's state, the scheduler's, or the random generators'; None if it has them all."""
+    entries = list(folder.iterdir())
+    if not any(p.is_dir() and p.name.startswith("global_step") for p in entries):  # DeepSpeed keeps its own there
+        if not ((folder / "optimizer.pt").is_file() or (folder / "optimizer.bin").is_file()
+                or any(p.is_dir() and "optimizer" in p.name for p in entries)):
+            return "optimizer.pt"
+        if not (folder / "scheduler.pt").is_file():
+            return "scheduler.pt"
+    if not any(p.name.startswith("rng_state") and p.name.endswith(".pth") for p in entries):
+        return "rng_state.pth"
+    return None
+
+
 def trl_arguments(config: SFTConfig, bf16: bool) -> dict[str, Any]:
     """TRL's SFTConfig fields for ours, one to one; `trainer_args` adds or overrides any other."""
     return {
-        "output_dir": config.output_dir, "learning_rate": config.learning_rate, "weight_decay": config.weight_decay,
-        "per_device_train_batch_size": config.batch_size, "gradient_accumulation_steps": config.grad_accum,
-        "num_train_epochs": config.epochs, "max_steps": config.max_steps or -1, "warmup_steps": config.warmup_steps,
-        "max_length": config.max_length, "bf16": bf16, "save_steps": config.save_every, "logging_steps": config.log_every,
-        "report_to": config.report_to, "seed": config.seed, "data_seed": config.seed,
-        "lr_scheduler_type": "linear", "max_grad_norm": 1.0, "completion_only_loss": True,
+        "output_dir": config.output_dir,
+        "learning_rate": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps or -1,
+        "warmup_steps": config.warmup_steps,
+        "max_length": config.max_length,
+        "bf16": bf16,
+        "save_steps": config.save_every,
+        "logging_steps": config.log_every,
+        "report_to": config.report_to,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "lr_scheduler_type": "linear",
+        "max_grad_norm": 1.0,
+        "completion_only_loss": True,
         "use_cpu": not torch.accelerator.is_available(),  # so two CPU processes under torchrun train as one (gloo)
         "dataloader_pin_memory": torch.cuda.is_available(),
         "save_total_limit": None,  # `SFTCallback.on_save` keeps the newest `keep_checkpoints`
@@ -196,7 +302,32 @@ def train(config: SFTConfig) -> Path:
 
     output_dir = Path(config.output_dir)
     rows = copy_kinds(read_rows(config.data), config.kind_copies)
-    checkpoint = prepare_output_dir(output_dir, config.resume)
+    checkpoint = prepare_output_dir(output_dir, config.resume, incomplete=trl_checkpoint_gap)
+    lost = trl_resume_gap(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and lost:
+        raise ValueError(f"cannot resume exactly from {checkpoint}: it has no {lost} (saved with save_only_model, or "
+                         f"lost since): delete {checkpoint.name} to resume from the checkpoint before it, or start a "
+                         "new run in a new --output-dir")
+    check_output_folder(output_dir / "final", None)  # not a file; a link is replaced through
+    target = "cuda" if torch.cuda.is_available() else "cpu"
+    try:  # TRL's own checks on the arguments, before the model loads
+        arguments = trl.SFTConfig(**trl_arguments(config, config.bf16 and bf16_is_fast(target)))
+    except Exception as error:
+        if "deepspeed" in config.trainer_args:  # a half-built DeepSpeed config stays registered: every later model
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config  # load in this process fails
+
+            unset_hf_deepspeed_config()
+        if not config.trainer_args:
+            raise
+        hint = ""
+        if isinstance(error, ImportError):
+            package = re.search(r"'([A-Za-z0-9_.\-]+?)[<>=!~ ']", str(error))
+            hint = f": install it (pip install {package.group(1) if package else 'the package it names'})"
+        raise ValueError(f"--trainer-args: TRL's SFTConfig refused them: {type(error).__name__}: "
+                         f"{' '.join(str(error).split()).rstrip('.')}{hint}") from error
+    resumed_at = int(checkpoint.name.split("-")[1]) if checkpoint is not None else None
+    if arguments.process_index == 0:  # a new run starts its log afresh; a resumed one cuts it back to its checkpoint
+        truncate_log(output_dir / "metrics.jsonl", "step", resumed_at or 0)
     # float32 weights on the CPU; the trainer moves them to each process's device and casts per `bf16` (autocast)
     policy = SmartRAGPolicy.load(config.base_model, autocast=False, device="cpu")
     tokenizer, model = policy.tokenizer, policy.model
@@ -204,11 +335,6 @@ def train(config: SFTConfig) -> Path:
                 for r in rows]
     if not examples:
         raise ValueError(f"{config.data}: no training examples")
-    target = "cuda" if torch.cuda.is_available() else "cpu"
-    arguments = trl.SFTConfig(**trl_arguments(config, config.bf16 and bf16_is_fast(target)))
-    resumed_at = int(checkpoint.name.split("-")[1]) if checkpoint is not None else None
-    if arguments.process_index == 0 and resumed_at is not None:
-        truncate_log(output_dir / "metrics.jsonl", "step", resumed_at)
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                              target_modules="all-linear", task_type="CAUSAL_LM") if config.lora else None
     log = SFTCallback(config, resumed_at)
@@ -231,6 +357,6 @@ def train(config: SFTConfig) -> Path:
         protocol = warmup_protocol(config.data)
         if protocol:  # the prompts it learned from (e.g. a preview) go with the policy
             (staging / PROTOCOL_FILE).write_text(json.dumps(protocol))
-        replace_directory(final, lambda tmp: os.replace(staging, tmp))
+        replace_directory(final, lambda tmp: move_folder(staging, tmp))
     trainer.accelerator.wait_for_everyone()
     return final

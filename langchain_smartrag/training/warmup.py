@@ -31,6 +31,7 @@ from langchain_core.retrievers import BaseRetriever
 from tqdm import tqdm
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
+from langchain_smartrag._files import atomic_write_text
 from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.protocol import parse_action, preview_titles
 from langchain_smartrag.scoring import has_answer, normalize_answer
@@ -87,14 +88,20 @@ def build_warmup(
         candidates = [[e.question] for e in chunk]
         if rewrites:
             sampled = policy.generate_batch(
-                [p for p in prompts for _ in range(rewrites)], SEARCH, sample=True,
-                seeds=[seed * 1_000_003 + (first + i) * rewrites + j for i in range(len(chunk)) for j in range(rewrites)],
+                [p for p in prompts for _ in range(rewrites)],
+                SEARCH,
+                sample=True,
+                seeds=[
+                    seed * 1_000_003 + (first + i) * rewrites + j for i in range(len(chunk)) for j in range(rewrites)
+                ],
             )
             for i, generation in enumerate(sampled):
-                query = parse_action(SEARCH + generation.text)
-                if query.well_formed and query.text not in candidates[i // rewrites]:
-                    candidates[i // rewrites].append(query.text)
-        for e, prompt, plain_prompt, answer, queries in zip(chunk, prompts, plain, closed_book, candidates, strict=True):
+                action = parse_action(SEARCH + generation.text)
+                if action.well_formed and action.text not in candidates[i // rewrites]:
+                    candidates[i // rewrites].append(action.text)
+        for e, prompt, plain_prompt, answer, queries in zip(
+            chunk, prompts, plain, closed_book, candidates, strict=True
+        ):
             known = _alias_in(parse_action(ANSWER + answer.text).text, e.answers)
             if known is not None and prompt == plain_prompt:
                 direct.append(WarmupExample("direct", prompt, f"{ANSWER} {known}", e.id))
@@ -108,7 +115,9 @@ def build_warmup(
                     continue
                 if known is None:
                     search.append(WarmupExample("search", prompt, f"{SEARCH} {query}", e.id))
-                observed.append(WarmupExample("observed", policy.prompt(e.question, documents), f"{ANSWER} {gold}", e.id))
+                observed.append(
+                    WarmupExample("observed", policy.prompt(e.question, documents), f"{ANSWER} {gold}", e.id)
+                )
                 break
             else:
                 no_hit += 1
@@ -140,8 +149,8 @@ def write_warmup(rows: Sequence[WarmupExample], report: dict[str, Any], path: st
     """JSONL of {"kind", "prompt", "completion", "id", "end"} (what `training.sft` reads) and a report beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r.__dict__, ensure_ascii=False) + "\n" for r in rows))
-    path.with_suffix(".report.json").write_text(json.dumps(report, indent=1))
+    atomic_write_text(path, "".join(json.dumps(r.__dict__, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_text(path.with_suffix(".report.json"), json.dumps(report, indent=1))
 
 
 def warmup_ids(path: str | Path) -> frozenset[str]:
