@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.retrievers import BaseRetriever
@@ -13,10 +13,11 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
-from .nodes import SmartRAGNodes
+from .nodes import SmartRAGNodes, gate_of
 from .policy import SmartRAGPolicy
+from .protocol import validate_question
 from .retrievers.web import DuckDuckGoRetriever
-from .state import EPISODE_START, SmartRAGContext, SmartRAGInput, SmartRAGOutput, SmartRAGState
+from .state import EPISODE_START, Decider, Settings, SmartRAGContext, SmartRAGInput, SmartRAGOutput, SmartRAGState
 
 __all__ = [
     "EPISODE_START", "SmartRAGContext", "SmartRAGGraph", "SmartRAGInput", "SmartRAGOutput", "SmartRAGState",
@@ -37,6 +38,26 @@ def _preview_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, preview: 
     return preview
 
 
+def _decision_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, decision: str | None) -> Decider:
+    """Who decides: the caller's choice, else the policy's gate where it has one (not for a web search, whose probe
+    would be a real search and gives no scores), else the action token."""
+    if decision is None:
+        has_gate = getattr(policy, "gate", None) is not None
+        return "gate" if has_gate and not isinstance(retriever, DuckDuckGoRetriever) else "token"
+    if decision not in ("gate", "token"):
+        raise ValueError(f"decision must be 'gate' or 'token', not {decision!r}")
+    gate_of(policy, decision)  # raises for a gate the policy does not have
+    return "gate" if decision == "gate" else "token"
+
+
+def _checked(input: Any) -> Any:
+    """A new question is checked before it touches a thread: a bad one raises and leaves a paused or finished thread
+    as it was (None resumes a paused thread; a Command is LangGraph's own)."""
+    if isinstance(input, dict) and "question" in input:
+        validate_question(input["question"])
+    return input
+
+
 class SmartRAGGraph(CompiledStateGraph):
     """The compiled SmartRAG graph. `batch` and `abatch` run up to the policy's `max_batch_size` inputs at once
     unless the caller's config says otherwise, so the policy's dynamic batcher sees them together."""
@@ -50,13 +71,21 @@ class SmartRAGGraph(CompiledStateGraph):
             return config
         return {**(config or {}), "max_concurrency": default}
 
+    def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
+        """`CompiledStateGraph.stream` (what `invoke` runs), with the question checked before it enters a thread."""
+        return super().stream(_checked(input), config, **kwargs)
+
+    def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
+        """`CompiledStateGraph.astream` (what `ainvoke` runs), with the question checked first."""
+        return super().astream(_checked(input), config, **kwargs)
+
     def batch(self, inputs: Sequence[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         """`CompiledStateGraph.batch`, as many at once as the policy batches unless the config says otherwise."""
-        return super().batch(inputs, self._batch_config(config), **kwargs)
+        return super().batch(list(inputs), self._batch_config(config), **kwargs)
 
     async def abatch(self, inputs: Sequence[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         """`CompiledStateGraph.abatch`, as many at once as the policy batches unless the config says otherwise."""
-        return await super().abatch(inputs, self._batch_config(config), **kwargs)
+        return await super().abatch(list(inputs), self._batch_config(config), **kwargs)
 
 
 def create_smartrag_graph(
@@ -64,7 +93,8 @@ def create_smartrag_graph(
     retriever: BaseRetriever,
     *,
     max_retrievals: int = 1,
-    threshold: float = 0.5,
+    threshold: float | None = None,
+    decision: Decider | None = None,
     retriever_timeout: float | None = 30.0,
     rewrite_query: bool = True,
     preview: int | None = None,
@@ -77,7 +107,11 @@ def create_smartrag_graph(
     """Compile the SmartRAG graph: a Runnable taking `{"question": str}` and returning `SmartRAGOutput`.
 
     decide retrieves when P(search) >= `threshold` (0 always retrieves, above 1 never does) until
-    `max_retrievals`, after which the answer is forced. A retrieval that raises or takes longer than
+    `max_retrievals`, after which the answer is forced. The first decision's P(search) comes from the policy's
+    decision gate (`decision="gate"`, the default where the policy ships one: it reads the policy's hidden state and
+    the scores of a probe search with the question, counted in `previews`) or from the action token
+    (`decision="token"`, the paper's). `threshold` None takes the gate's own (selected when it was trained), or 0.5
+    for the token. A retrieval that raises or takes longer than
     `retriever_timeout` seconds is recorded in `errors` and the episode goes on without it. With
     `rewrite_query=False` the question itself is the query (plain retrieve-then-read). `checkpointer`,
     `store`, `interrupt_before`/`interrupt_after` (e.g. `["retrieve"]` to approve each search) and `name`
@@ -88,11 +122,9 @@ def create_smartrag_graph(
     None takes the setting the policy was trained with (`policy.preview`), except with `DuckDuckGoRetriever`,
     where it is off unless asked for; a setting other than the training's is a warning.
     """
-    if max_retrievals < 0:
-        raise ValueError("max_retrievals must be >= 0")
-    preview = _preview_setting(policy, retriever, preview)
-    defaults = SmartRAGContext(policy, retriever, threshold, max_retrievals, rewrite_query, preview, sample=False,
-                               record=False, temperature=1.0, sample_decision=True)
+    defaults = Settings(policy, retriever, threshold, max_retrievals, rewrite_query,
+                        _preview_setting(policy, retriever, preview), _decision_setting(policy, retriever, decision),
+                        sample=False, temperature=1.0, sample_decision=True, record=False)
     nodes = SmartRAGNodes(defaults, retriever_timeout)
 
     builder = StateGraph(SmartRAGState, context_schema=SmartRAGContext, input_schema=SmartRAGInput,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .cache import build_once, cache_dir
+from .gate import DecisionGate
 from .hardware import default_device, default_dtype
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,10 @@ EMBEDDED_BASE = "embedded"
 """What an adapter records as its base model when that base is the embedded model (any machine resolves it)."""
 PROTOCOL_FILE = "smartrag.json"
 """Beside a trained adapter or model: the protocol settings it was trained with (e.g. {"preview": 3})."""
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
+"""Any of these beside a model's config.json: it has a tokenizer to load."""
 
 
 def embedded_cache_path() -> Path:
@@ -97,8 +102,11 @@ def protocol_settings(directory: str | Path) -> dict[str, Any]:
         settings = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is corrupt ({error}); export the policy again") from None
-    if not isinstance(settings, dict) or set(settings) - {"preview"}:
-        raise ValueError(f"{path}: expected {{\"preview\": N}}, got {settings!r}")
+    preview = settings.get("preview", 0) if isinstance(settings, dict) else None
+    if not isinstance(settings, dict) or set(settings) - {"preview"} or not isinstance(preview, int) or (
+            isinstance(preview, bool) or preview < 0):
+        raise ValueError(f"{path}: expected {{\"preview\": N}} with N a whole number >= 0, got {settings!r}; "
+                         "export the policy again")
     return settings
 
 
@@ -111,7 +119,8 @@ def load_model(
     device: str | torch.device | None = None,
     **kwargs: Any,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """A causal LM, its tokenizer and its protocol settings, with a peft adapter on top (merged if `merge`).
+    """A causal LM, its tokenizer and its saved settings (the protocol's, and the decision gate when its folder has
+    one), with a peft adapter on top (merged if `merge`).
 
     A directory that holds only an adapter loads onto its recorded base model (`embedded`: the embedded model).
     `kwargs` go to `AutoModelForCausalLM.from_pretrained`; any failure to load is a ValueError.
@@ -127,9 +136,16 @@ def load_model(
         adapter_base(local_or_hub(adapter))  # a clear error for a broken adapter folder before any loading
     if path == EMBEDDED_BASE:
         path = embedded_model_dir()
+    if isinstance(path, Path) and path.is_dir() and "gguf_file" not in kwargs:  # else: "install sentencepiece"
+        if not (path / "config.json").exists():
+            raise ValueError(f"{path} holds no model or adapter (no config.json or adapter_config.json): give the "
+                             "folder that save_pretrained wrote, e.g. a run's final/")
+        if not any((path / name).exists() for name in TOKENIZER_FILES):
+            raise ValueError(f"{path} holds a model but no tokenizer (no tokenizer.json or tokenizer_config.json): "
+                             "save the tokenizer beside it (tokenizer.save_pretrained)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
         if "device_map" not in kwargs:
             model = model.to(device)
         if adapter is not None:
@@ -141,4 +157,7 @@ def load_model(
             model = model.merge_and_unload() if merge else model
     except Exception as error:  # corrupt or partial checkpoints raise many different types
         raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
-    return model, tokenizer, protocol_settings(adapter if isinstance(adapter, Path) else path)
+    folder = adapter if isinstance(adapter, Path) else path
+    settings = protocol_settings(folder)
+    gate = DecisionGate.load(folder) if isinstance(folder, Path) else None
+    return model, tokenizer, {**settings, "gate": gate} if gate is not None else settings

@@ -6,10 +6,10 @@ import asyncio
 import contextvars
 import random
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import replace
 from typing import Any
 
 from langchain_core.documents import Document
@@ -18,9 +18,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 from langgraph.types import Command, Overwrite
 
-from .policy import Decision, Generation
+from .gate import DecisionGate, index_features
+from .injection import split_instructions
+from .policy import Decision, Generation, SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, parse_action, preview_titles, validate_question
-from .state import EPISODE_START, SmartRAGContext, SmartRAGState
+from .state import EPISODE_CLEARED, EPISODE_START, Settings, SmartRAGContext, SmartRAGState
 from .tracing import PolicyRun, policy_run
 
 Search = tuple[list[Document], list[str]]
@@ -71,7 +73,7 @@ def _draws(config: RunnableConfig, node: str, retrievals: int) -> random.Random 
     return random if seed is None else random.Random(f"{seed}/{node}/{retrievals}")
 
 
-def _recorded(ctx: SmartRAGContext, node: str, prompt: str, prefix: str, generation: Generation) -> dict[str, Any]:
+def _recorded(ctx: Settings, node: str, prompt: str, prefix: str, generation: Generation) -> dict[str, Any]:
     """The generation as a `trace` entry when the call records, else no update."""
     if not ctx.record:
         return {}
@@ -80,8 +82,45 @@ def _recorded(ctx: SmartRAGContext, node: str, prompt: str, prefix: str, generat
 
 
 def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
-    """A retrieval's update: one more retrieval, its documents and any errors."""
+    """A retrieval's update: one more retrieval, its documents (less any that address the model: documents are data,
+    not instructions) and any errors."""
+    documents, dropped = split_instructions(documents)
+    if dropped:
+        titles = ", ".join(repr(str(d.metadata.get("title") or d.page_content[:40])) for d in dropped)
+        errors = [*errors, f"retrieve: left out {len(dropped)} document(s) that address the model rather than state "
+                  f"facts ({titles})"]
     return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
+
+
+def gate_of(policy: SmartRAGPolicy, decision: str) -> DecisionGate | None:
+    """The gate that takes the first decision, or None when the action token does."""
+    if decision != "gate":
+        return None
+    gate = getattr(policy, "gate", None)
+    if gate is None:
+        raise ValueError("decision='gate', but this policy has no decision gate (gate.json beside it): train one with "
+                         "`smartrag train gate`, or use decision='token'")
+    return gate
+
+
+def _gate_deciding(ctx: Settings, state: SmartRAGState) -> DecisionGate | None:
+    """The gate when it takes this decision: the first one, after a probe that gave scores; else None."""
+    gate = gate_of(ctx.policy, ctx.decision)
+    return gate if gate is not None and state.get("probe") is not None and not state.get("retrievals", 0) else None
+
+
+def _threshold(ctx: Settings, gate: DecisionGate | None) -> float:
+    """The call's threshold, else the decider's own: the gate's selected one, or 0.5 for the action token."""
+    if ctx.threshold is not None:
+        return ctx.threshold
+    return gate.threshold if gate is not None else 0.5
+
+
+def _decide_params(ctx: Settings, state: SmartRAGState) -> dict[str, Any]:
+    """The decision's invocation parameters a tracer sees."""
+    gate = _gate_deciding(ctx, state)
+    return {"threshold": _threshold(ctx, gate), "decision": "gate" if gate is not None else "token",
+            "sample": ctx.sample and ctx.sample_decision}
 
 
 class SmartRAGNodes:
@@ -90,20 +129,18 @@ class SmartRAGNodes:
     Sync and async variants share every step but the policy or retriever call itself.
     """
 
-    def __init__(self, defaults: SmartRAGContext, retriever_timeout: float | None = 30.0) -> None:
+    def __init__(self, defaults: Settings, retriever_timeout: float | None = 30.0) -> None:
         self.defaults, self.retriever_timeout = defaults, retriever_timeout
+        self._warned_no_scores = False
 
-    def settings(self) -> SmartRAGContext:
-        """This call's settings: the defaults with the run's context (its non-None fields) over them; the
-        defaults alone for a node called outside a graph."""
+    def settings(self) -> Settings:
+        """This call's settings: the defaults with the run's context over them; the defaults alone for a node
+        called outside a graph."""
         try:
             runtime = get_runtime(SmartRAGContext)
         except RuntimeError:  # no runnable context: a node called on its own
             return self.defaults
-        context = getattr(runtime, "context", None)
-        if context is None:
-            return self.defaults
-        return replace(self.defaults, **{k: v for k, v in vars(context).items() if v is not None})
+        return self.defaults.over(getattr(runtime, "context", None))
 
     # begin: one question, one episode --------------------------------------------------------
     def begin(self, state: SmartRAGState) -> Command:
@@ -113,7 +150,9 @@ class SmartRAGNodes:
             raise ValueError("the input has no 'question': invoke the graph with {\"question\": \"...\"}")
         validate_question(state["question"])
         update = {key: Overwrite(value) for key, value in EPISODE_START.items()}
-        return Command(update={**update, "preview": None}, goto="preview" if self.settings().preview else "decide")
+        ctx = self.settings()
+        probe = ctx.preview or gate_of(ctx.policy, ctx.decision) is not None
+        return Command(update={**update, **EPISODE_CLEARED}, goto="preview" if probe else "decide")
 
     # decide ---------------------------------------------------------------------------------
     def decide(self, state: SmartRAGState, config: RunnableConfig) -> Command:
@@ -121,7 +160,7 @@ class SmartRAGNodes:
         ctx, prompt = self._decision_prompt(state)
         if prompt is None:
             return Command(goto="answer")
-        with policy_run(config, "decide", prompt, ctx.policy, self._decide_params(ctx), stream=False) as run:
+        with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
             return self._route(state, config, ctx, prompt, ctx.policy.decide([prompt])[0], run)
 
     async def adecide(self, state: SmartRAGState, config: RunnableConfig) -> Command:
@@ -129,10 +168,10 @@ class SmartRAGNodes:
         ctx, prompt = self._decision_prompt(state)
         if prompt is None:
             return Command(goto="answer")
-        with policy_run(config, "decide", prompt, ctx.policy, self._decide_params(ctx), stream=False) as run:
+        with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
             return self._route(state, config, ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
 
-    def _decision_prompt(self, state: SmartRAGState) -> tuple[SmartRAGContext, str | None]:
+    def _decision_prompt(self, state: SmartRAGState) -> tuple[Settings, str | None]:
         """The settings and the prompt to score, or None when the quota forces the answer."""
         ctx = self.settings()
         if state.get("retrievals", 0) >= ctx.max_retrievals:
@@ -140,24 +179,24 @@ class SmartRAGNodes:
         return ctx, ctx.policy.prompt(state["question"], state.get("documents", []), state.get("preview"))
 
     @staticmethod
-    def _decide_params(ctx: SmartRAGContext) -> dict[str, Any]:
-        """The decision's invocation parameters a tracer sees."""
-        return {"threshold": ctx.threshold, "sample": bool(ctx.sample and ctx.sample_decision)}
-
-    @staticmethod
     def _route(
-        state: SmartRAGState, config: RunnableConfig, ctx: SmartRAGContext, prompt: str, decision: Decision,
+        state: SmartRAGState, config: RunnableConfig, ctx: Settings, prompt: str, decision: Decision,
         run: PolicyRun,
     ) -> Command:
         """Take the action (drawn from P(search) when sampling decisions, else at the threshold) and go there."""
+        p_search, gate = decision.p_search, _gate_deciding(ctx, state)
+        if gate is not None:
+            gate.check_scores(state["probe"])
+            p_search = gate.probability(gate.vector(decision.hidden, decision.search_logit, state["probe"]))
+        threshold = _threshold(ctx, gate)
         if ctx.sample and ctx.sample_decision:
-            search = _draws(config, "decide", state.get("retrievals", 0)).random() < decision.p_search
+            search = _draws(config, "decide", state.get("retrievals", 0)).random() < p_search
         else:
-            search = decision.p_search >= ctx.threshold
+            search = p_search >= threshold
         action = SEARCH if search else ANSWER
         action_ids = ctx.policy.encode(action)
-        run.end(action, decision.prompt_tokens, len(action_ids), search_probability=decision.p_search)
-        update: dict[str, Any] = {"search_probabilities": [decision.p_search]}
+        run.end(action, decision.prompt_tokens, len(action_ids), search_probability=p_search)
+        update: dict[str, Any] = {"search_probabilities": [p_search]}
         if ctx.record:
             logprobs = decision.search_logprobs if search else decision.answer_logprobs
             update["trace"] = [{"node": "decide", "prompt": prompt, "prefix": "", "text": action,
@@ -199,7 +238,7 @@ class SmartRAGNodes:
 
     def _generation_call(
         self, state: SmartRAGState, config: RunnableConfig, node: str
-    ) -> tuple[SmartRAGContext, str, dict[str, Any], dict[str, Any]]:
+    ) -> tuple[Settings, str, dict[str, Any], dict[str, Any]]:
         """Settings, prompt, sampling arguments (top-k 50, the paper's rollout setting, when sampling) and the
         invocation parameters a tracer sees."""
         ctx = self.settings()
@@ -217,7 +256,7 @@ class SmartRAGNodes:
 
     @staticmethod
     def _query_update(
-        state: SmartRAGState, ctx: SmartRAGContext, prompt: str, generation: Generation, run: PolicyRun
+        state: SmartRAGState, ctx: Settings, prompt: str, generation: Generation, run: PolicyRun
     ) -> dict[str, Any]:
         """The rewritten query, or the question with an error when the policy wrote none."""
         action = parse_action(SEARCH + generation.text)
@@ -229,7 +268,7 @@ class SmartRAGNodes:
         return {**update, "queries": [state["question"]], "errors": [error]}
 
     @staticmethod
-    def _answer_update(ctx: SmartRAGContext, prompt: str, generation: Generation, run: PolicyRun) -> dict[str, Any]:
+    def _answer_update(ctx: Settings, prompt: str, generation: Generation, run: PolicyRun) -> dict[str, Any]:
         """The parsed answer and whether it was well formed."""
         action = parse_action(ANSWER + generation.text)
         run.end(action.text, generation.prompt_tokens, len(generation.token_ids))
@@ -246,17 +285,25 @@ class SmartRAGNodes:
         return _retrieved(*await self._asearch("retrieve", state["queries"][-1], config))
 
     def preview(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
-        """Search with the question to show the first decision the top hits' titles."""
-        return self._previewed(*self._search("preview", state["question"], config))
+        """Search with the question to show the first decision the top hits' titles, or the gate their scores."""
+        return self._previewed(state["question"], *self._search("preview", state["question"], config))
 
     async def apreview(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         """`preview` with the retriever's async call."""
-        return self._previewed(*await self._asearch("preview", state["question"], config))
+        return self._previewed(state["question"], *await self._asearch("preview", state["question"], config))
 
-    def _previewed(self, documents: list[Document], errors: list[str]) -> dict[str, Any]:
-        """A preview's update: one more preview, the titles the decision sees and any errors."""
-        titles = preview_titles(documents, self.settings().preview)
-        return {"previews": 1, "preview": titles, **({"errors": errors} if errors else {})}
+    def _previewed(self, question: str, documents: list[Document], errors: list[str]) -> dict[str, Any]:
+        """A preview's update: one more preview, the titles the decision sees, what the gate reads, any errors."""
+        ctx = self.settings()
+        titles = preview_titles(documents, ctx.preview) if ctx.preview else None
+        update: dict[str, Any] = {"previews": 1, "preview": titles}
+        if gate_of(ctx.policy, ctx.decision) is not None:
+            update["probe"] = index_features(question, documents)
+            if update["probe"] is None and not self._warned_no_scores:
+                self._warned_no_scores = True
+                warnings.warn("the retriever gives no scores (Document.metadata['score'] or 'relevance_score'), which "
+                              "the decision gate reads: the action token decides instead", stacklevel=2)
+        return {**update, **({"errors": errors} if errors else {})}
 
     def _failed(self, node: str, error: BaseException) -> Search:
         """No documents and the error to record (a timeout says how long it waited)."""
@@ -280,6 +327,7 @@ class SmartRAGNodes:
     async def _asearch(self, node: str, query: str, config: RunnableConfig) -> Search:
         """`_search` with the retriever's async call; a sync-only retriever gets its own daemon thread."""
         retriever = self.settings().retriever
+        call: Awaitable[Any]
         try:
             if type(retriever)._aget_relevant_documents is BaseRetriever._aget_relevant_documents:
                 # a sync-only retriever: its own daemon thread, not the event loop's shared default pool

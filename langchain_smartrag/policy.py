@@ -12,7 +12,7 @@ import inspect
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,12 @@ from langchain_core.documents import Document
 from .batching import DynamicBatcher
 from .chat_model import SmartRAGChatModel
 from .decoding import StopTokens, TextStream, decode, visible_text
+from .gate import DecisionGate
 from .hardware import bf16_is_fast
 from .models import TRAINED_ADAPTER, adapter_base, embedded_cache_path, embedded_model_dir, load_model, local_or_hub
 from .prefix_cache import CachedPrefix, PrefixCache, cache_row, join_rows, weights_version
 from .prompt_fit import documents_that_fit, fit_question
-from .protocol import ANSWER, SEARCH, render_prompt
+from .protocol import ANSWER, OBSERVATION_DOCUMENTS, SEARCH, render_prompt
 from .tensors import left_pad, length_chunks, position_ids
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,13 @@ class Decision:
     search_logprobs: list[float]
     answer_logprobs: list[float]
     prompt_tokens: int = 0
+    hidden: list[float] | None = None
+    """The final hidden state at the decision position (what the LM head read): a decision gate's input."""
+
+    @property
+    def search_logit(self) -> float:
+        """log P("[Search]") - log P("[Answer]"): P(search) before the sigmoid."""
+        return sum(self.search_logprobs) - sum(self.answer_logprobs)
 
 
 class SmartRAGPolicy:
@@ -80,6 +88,7 @@ class SmartRAGPolicy:
         max_wait_ms: float = 5.0,
         prefill_chunk_tokens: int | None = None,
         preview: int = 0,
+        gate: DecisionGate | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -89,6 +98,8 @@ class SmartRAGPolicy:
         self.max_new_tokens = max_new_tokens
         self.max_batch_size = max_batch_size
         self.preview = preview
+        self.gate = gate
+        """The decision gate saved with this policy (`gate.json`), used by the graph's first decision; None: none."""
         # what tracers report as `ls_model_name`: the model's directory or hub name
         self.model_name = Path(str(getattr(model, "name_or_path", "") or type(model).__name__)).name
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
@@ -174,6 +185,7 @@ class SmartRAGPolicy:
         question = fit_question(question, self.max_question_tokens, self.encode, self.tokenizer)
         if not documents:
             return render_prompt(question, (), self.tokenizer, preview)
+        documents = documents[:OBSERVATION_DOCUMENTS]
         budget = self.max_context - self.max_new_tokens - len(self._answer_ids)
         kept = documents_that_fit(question, documents, budget, self.encode, self.tokenizer)
         return render_prompt(question, documents[:kept], self.tokenizer)
@@ -265,8 +277,9 @@ class SmartRAGPolicy:
         items = [(p, prefix, c, s) for p, c, s in zip(prompts, callbacks, seeds, strict=True)]
         return ("generate", *sorted(sampling.items())), items
 
-    def _run_batch(self, key: tuple, items: list[tuple]) -> list[Any]:
-        """The batcher's one entry into the model: a coalesced group of equal-keyed requests."""
+    def _run_batch(self, key: Hashable, items: list[tuple]) -> list[Any]:
+        """The batcher's one entry into the model: a coalesced group of equal-keyed requests (key: `_generate_request`'s or the decision's)."""
+        assert isinstance(key, tuple)
         if key[0] == "decide":
             return self.decide_batch([prompt for (prompt,) in items])
         prompts, prefixes, callbacks, seeds = zip(*items)
@@ -276,10 +289,22 @@ class SmartRAGPolicy:
 
     # -- one batched pass -----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _head_inputs(self) -> Iterator[list[torch.Tensor]]:
+        """Collect, per model call, the last-position hidden state the LM head reads (the final layer, normed)."""
+        seen: list[torch.Tensor] = []
+        head = self.model.get_output_embeddings()
+        handle = head.register_forward_pre_hook(lambda _module, args: seen.append(args[0][:, -1].float().cpu()))
+        try:
+            yield seen
+        finally:
+            handle.remove()
+
     def _prefill(
         self, sequences: Sequence[list[int]], cached: Sequence[CachedPrefix | None] | None = None
-    ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
-        """The prompt pass: last-position logits, key/value cache, attention mask and positions, left-padded.
+    ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The prompt pass: last-position logits, key/value cache, attention mask, positions (left-padded) and,
+        when no row was cached, the last-position hidden states.
 
         Rows with a `cached` prefix (from the decision) skip the model. The others run in chunks of rows sorted
         by length, about `prefill_chunk_tokens` tokens each (less padding, bounded memory), and all rows' caches
@@ -289,20 +314,24 @@ class SmartRAGPolicy:
         input_ids, attention_mask = self._left_pad(sequences)
         positions = position_ids(attention_mask)
         budget = self.prefill_chunk_tokens
-        if not any(cached) and (budget is None or input_ids.numel() <= budget):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                             use_cache=True, logits_to_keep=1)
-            return out.logits[:, -1], out.cache, attention_mask, positions
-        fresh = [i for i, entry in enumerate(cached) if entry is None]
-        for rows in length_chunks([len(seq) for seq in sequences], fresh, budget):
-            ids, mask = self._left_pad([sequences[i] for i in rows])
-            out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=True, logits_to_keep=1
-            )
-            for j, row in enumerate(rows):
-                cached[row] = CachedPrefix(cache_row(out.cache, j), out.logits[j, -1])
-        cache = join_rows([entry.layers for entry in cached], attention_mask.shape[1], self.model.config)
-        return torch.stack([entry.next_logits for entry in cached]), cache, attention_mask, positions
+        with self._head_inputs() as seen:
+            if not any(cached) and (budget is None or input_ids.numel() <= budget):
+                out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                                 use_cache=True, logits_to_keep=1)
+                return out.logits[:, -1], out.cache, attention_mask, positions, seen[-1]
+            fresh = [i for i, entry in enumerate(cached) if entry is None]
+            hidden: dict[int, torch.Tensor] = {}
+            for rows in length_chunks([len(seq) for seq in sequences], fresh, budget):
+                ids, mask = self._left_pad([sequences[i] for i in rows])
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                                 use_cache=True, logits_to_keep=1)
+                for j, row in enumerate(rows):
+                    cached[row] = CachedPrefix(cache_row(out.cache, j), out.logits[j, -1])
+                    hidden[row] = seen[-1][j]
+        prefixes = [entry for entry in cached if entry is not None]
+        cache = join_rows([entry.layers for entry in prefixes], attention_mask.shape[1], self.model.config)
+        states = torch.stack([hidden[i] for i in range(len(sequences))]) if len(hidden) == len(sequences) else None
+        return torch.stack([entry.next_logits for entry in prefixes]), cache, attention_mask, positions, states
 
     def search_probability_batch(self, prompts: Sequence[str]) -> list[float]:
         """P(search) after each prompt, in one pass (see `decide_batch`)."""
@@ -323,7 +352,7 @@ class SmartRAGPolicy:
         branches = [self._search_ids, self._answer_ids]
         width = max(len(ids) for ids in branches)
         with self._inference(autocast=False):  # fp32: a decision does not depend on which prompts share its batch
-            last_logits, cache, attention_mask, positions = self._prefill(sequences)
+            last_logits, cache, attention_mask, positions, hidden = self._prefill(sequences)
             first = torch.log_softmax(last_logits.float(), dim=-1)
             # Row 2i + b continues prompt i with branch b's tokens (right-padded to `width`).
             batch, device = len(prompts), attention_mask.device
@@ -350,8 +379,9 @@ class SmartRAGPolicy:
         if not torch.isfinite(p_search).all():
             raise ValueError("the policy's decision is NaN or infinite: its weights are corrupt "
                              "(reload or re-export them)")
-        return [Decision(float(p), s.tolist(), a.tolist(), len(seq))
-                for p, s, a, seq in zip(p_search, *token_logprobs, sequences, strict=True)]
+        states = [None] * batch if hidden is None else hidden.tolist()
+        return [Decision(float(p), s.tolist(), a.tolist(), len(seq), h)
+                for p, s, a, seq, h in zip(p_search, *token_logprobs, sequences, states, strict=True)]
 
     def _keep_prefixes(
         self, prompts: Sequence[str], sequences: Sequence[list[int]], cache: Any, logits: torch.Tensor, width: int
@@ -399,7 +429,7 @@ class SmartRAGPolicy:
             version = weights_version(self.model)
             cached = [self.prefix_cache.take(version, p, x) for p, x in zip(prompts, prefixes, strict=True)]
             out = decode(
-                self.model, *self._prefill(sequences, cached), self._stop_tokens,
+                self.model, *self._prefill(sequences, cached)[:4], self._stop_tokens,
                 max_new_tokens=max_new_tokens or self.max_new_tokens, sample=sample, temperature=temperature,
                 top_k=top_k, seeds=seeds, streams=streams,
             )

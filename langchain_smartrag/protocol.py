@@ -23,6 +23,9 @@ INSTRUCTIONS = (
 )
 DOCUMENT_CHARS = 400
 """Each retrieved document enters the observation cut to this many characters (prefill is the cost)."""
+OBSERVATION_DOCUMENTS = 8
+"""At most this many documents (the retriever's first, best ranked) enter an observation, so a retriever that returns
+thousands costs what one that returns eight does."""
 
 PREVIEW_TITLE_CHARS = 40
 """Each title in a preview is cut to this many characters, so the preview's size is fixed by its count."""
@@ -32,6 +35,7 @@ PREVIEW_TITLE_WORDS = 6
 ActionKind = Literal["search", "answer", "invalid"]
 
 _ACTION = re.compile(r"\s*\[(search|answer)\]", re.IGNORECASE)
+_ACTION_WORD = re.compile(r"\[(search|answer)\]", re.IGNORECASE)
 _NEXT_ACTION = re.compile(r"\[(?:search|answer)\]", re.IGNORECASE)
 
 
@@ -75,6 +79,12 @@ def validate_question(question: Any) -> str:
     return question
 
 
+def neutralise_actions(text: str) -> str:
+    """The protocol's action words as plain text, for text that is data (a document, a title): `[Answer]` becomes
+    `(Answer)`, so a document cannot write the policy's action for it."""
+    return _ACTION_WORD.sub(lambda m: f"({m.group(1)})", text)
+
+
 @functools.lru_cache(maxsize=16)
 def _special_strings(tokenizer: Any) -> tuple[str, ...]:
     """The texts a tokenizer turns into special (control) tokens, longest first."""
@@ -95,13 +105,14 @@ def as_text(text: str, tokenizer: Any = None) -> str:
 
 
 def render_observation(documents: Sequence[Document], tokenizer: Any = None) -> str:
-    """Retrieved documents as the observation text: numbered, titled, each cut to DOCUMENT_CHARS."""
+    """Retrieved documents as the observation text: the first OBSERVATION_DOCUMENTS, numbered, titled, each cut to
+    DOCUMENT_CHARS, with the protocol's action words in them written as plain text (`[Answer]` -> `(Answer)`)."""
     lines = []
-    for i, doc in enumerate(documents, 1):
-        text = " ".join(doc.page_content.split())
+    for i, doc in enumerate(documents[:OBSERVATION_DOCUMENTS], 1):
+        text = neutralise_actions(" ".join(doc.page_content.split()))
         if len(text) > DOCUMENT_CHARS:
             text = text[:DOCUMENT_CHARS].rsplit(" ", 1)[0] + " ..."
-        title = doc.metadata.get("title")
+        title = neutralise_actions(str(doc.metadata.get("title") or ""))
         line = f"({i}) {title}: {text}" if title else f"({i}) {text}"
         lines.append(as_text(line, tokenizer))
     return "\n".join(lines)

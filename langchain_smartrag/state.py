@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import operator
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, NotRequired
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, ClassVar, Literal, NotRequired
 
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -13,6 +14,10 @@ from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
 from .policy import SmartRAGPolicy
+
+
+Decider = Literal["gate", "token"]
+"""Who takes the first decision: the policy's decision gate, or the action token's P(search)."""
 
 
 class SmartRAGInput(TypedDict):
@@ -36,9 +41,11 @@ class SmartRAGOutput(TypedDict, total=False):
     trace: list[dict[str, Any]]
     """With `record=True`: every policy call as {node, prompt, prefix, token_ids, logprobs} (for training)."""
     previews: int
-    """Searches made only to show the first decision the top hits' titles (0 with the preview off)."""
+    """Searches made only for the first decision: to show it the top hits' titles, or their scores to the gate."""
     preview: list[str] | None
     """The titles that decision saw (None with the preview off)."""
+    probe: dict[str, float] | None
+    """What the decision gate read of the index (`gate.INDEX_FEATURES`; None when no gate decided)."""
 
 
 class SmartRAGState(TypedDict):
@@ -55,6 +62,7 @@ class SmartRAGState(TypedDict):
     trace: NotRequired[Annotated[list[dict[str, Any]], operator.add]]
     previews: NotRequired[Annotated[int, operator.add]]
     preview: NotRequired[list[str] | None]
+    probe: NotRequired[dict[str, float] | None]
 
 
 EPISODE_START: dict[str, Any] = {
@@ -62,6 +70,9 @@ EPISODE_START: dict[str, Any] = {
     "previews": 0,
 }
 """Each accumulating channel's value when a question starts (written over whatever a thread or parent held)."""
+
+EPISODE_CLEARED: dict[str, Any] = {"answer": "", "well_formed": False, "preview": None, "probe": None}
+"""The other channels a question starts without: no thread ever shows a new question with an earlier answer."""
 
 
 @dataclass
@@ -77,6 +88,9 @@ class SmartRAGContext:
     rewrite_query: bool | None = None
     preview: int | None = None
     """Titles of the question's top hits the first decision sees (0: off, the paper's protocol)."""
+    decision: Decider | None = None
+    """Who takes the first decision: the policy's decision gate (reads the index's scores; the default where the
+    policy ships one) or the action token's P(search) (the paper's)."""
     sample: bool | None = None
     """Training rollouts: draw the decision from P(search) and sample text (top-k 50) instead of greedy.
     `config["configurable"]["seed"]` seeds an episode's draws, whatever else shares its batches."""
@@ -87,3 +101,58 @@ class SmartRAGContext:
     still sampled (paired PPO rollouts force each branch with threshold 0 and above 1)."""
     record: bool | None = None
     """Append every policy call to the state's `trace`."""
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One call's settings, resolved: the graph's defaults with the call's non-None context fields over them."""
+
+    policy: SmartRAGPolicy
+    retriever: BaseRetriever
+    threshold: float | None
+    """None: the decider's own (0.5 for the action token, the gate's selected threshold for a gate)."""
+    max_retrievals: int
+    rewrite_query: bool
+    preview: int
+    decision: Decider
+    sample: bool
+    temperature: float
+    sample_decision: bool
+    record: bool
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def over(self, context: SmartRAGContext | None) -> Settings:
+        """These settings with the call's context (its non-None fields) over them."""
+        if context is None:
+            return self
+        return replace(self, **{k: v for k, v in vars(context).items() if v is not None})
+
+
+def _check(settings: SmartRAGContext | Settings) -> None:
+    """Check each setting where it enters: a bad one is a ValueError naming it, never a silent default."""
+    _number("threshold", settings.threshold, low=0.0)  # above 1: never search (P(search) is at most 1)
+    _number("temperature", settings.temperature, low=0.0, low_open=True)
+    for name in ("max_retrievals", "preview"):
+        value = getattr(settings, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    if settings.decision not in (None, "gate", "token"):
+        raise ValueError(f"decision must be 'gate' or 'token', got {settings.decision!r}")
+    for name in ("rewrite_query", "sample", "sample_decision", "record"):
+        if getattr(settings, name) not in (None, True, False):
+            raise ValueError(f"{name} must be true or false, got {getattr(settings, name)!r}")
+
+
+def _number(name: str, value: Any, *, low: float, low_open: bool = False) -> None:
+    """A setting that must be a real number above `low` (or None: the default)."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if value < low or (low_open and value == low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")

@@ -26,14 +26,16 @@ from .data import QAExample
 MODES = ("smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question")
 
 
-def mode_context(mode: str, threshold: float = 0.5, preview: int | None = None) -> SmartRAGContext:
+def mode_context(mode: str, threshold: float | None = None, preview: int | None = None,
+                 decision: str | None = None) -> SmartRAGContext:
     """The per-call graph settings that make a mode. Only `smartrag` decides, so only it may preview (`preview`
-    None: the graph's own setting); the fixed strategies never pay for one."""
+    None: the graph's own setting) and only it reads `decision` (gate or token; None: the graph's own) and `threshold`
+    (None: the decider's own); the fixed strategies never pay for a preview, nor for a gate's probe."""
     contexts = {
-        "smartrag": SmartRAGContext(threshold=threshold, preview=preview),
-        "no-retrieval": SmartRAGContext(max_retrievals=0, preview=0),
-        "always-retrieve": SmartRAGContext(threshold=0.0, preview=0),
-        "always-retrieve-question": SmartRAGContext(threshold=0.0, rewrite_query=False, preview=0),
+        "smartrag": SmartRAGContext(threshold=threshold, preview=preview, decision=decision),  # type: ignore[arg-type]
+        "no-retrieval": SmartRAGContext(max_retrievals=0, preview=0, decision="token"),
+        "always-retrieve": SmartRAGContext(threshold=0.0, preview=0, decision="token"),
+        "always-retrieve-question": SmartRAGContext(threshold=0.0, rewrite_query=False, preview=0, decision="token"),
     }
     if mode not in contexts:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -41,7 +43,10 @@ def mode_context(mode: str, threshold: float = 0.5, preview: int | None = None) 
 
 
 def score_episode(
-    example: QAExample, state: dict[str, Any] | BaseException, alpha: float = ALPHA, alpha_preview: float = ALPHA_PREVIEW
+    example: QAExample,
+    state: dict[str, Any] | BaseException,
+    alpha: float = ALPHA,
+    alpha_preview: float = ALPHA_PREVIEW,
 ) -> dict[str, Any]:
     """One question's record: what the graph did and how it scored (an exception scores as a format error)."""
     if isinstance(state, BaseException):
@@ -97,7 +102,7 @@ def evaluate(
     examples: Sequence[QAExample],
     *,
     mode: str = "smartrag",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     batch_size: int = 32,
     progress: bool = True,
     config: dict[str, Any] | None = None,
@@ -105,15 +110,17 @@ def evaluate(
     alpha: float = ALPHA,
     preview: int | None = None,
     alpha_preview: float = ALPHA_PREVIEW,
+    decision: str | None = None,
 ) -> dict[str, Any]:
     """Answer every example through `graph` in `mode`, `batch_size` questions at a time, and score them.
 
-    `preview` (smartrag mode) overrides the graph's preview; each preview is charged `alpha_preview`.
+    `preview` and `decision` (smartrag mode) override the graph's; each preview (or gate probe) is charged
+    `alpha_preview`.
 
     With `format_policy`, each question's first turn is also generated with no forced action prefix and
     parsed: `free_format_error_rate` is how often the policy, left to itself, writes neither action.
     """
-    context = mode_context(mode, threshold, preview)
+    context = mode_context(mode, threshold, preview, decision)
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
     with tqdm(total=len(examples), desc=mode, file=sys.stderr, disable=not progress) as bar:
@@ -129,7 +136,8 @@ def evaluate(
                 for record, generation in zip(records[-len(chunk) :], free, strict=True):
                     record["free_action"] = parse_action(generation.text).kind
             bar.update(len(chunk))
-    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None, "alpha": alpha,
+    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None,
+              "decision": decision if mode == "smartrag" else None, "alpha": alpha,
               "alpha_preview": alpha_preview, **(config or {})}
     return summarize(records, time.perf_counter() - start, config)
 
