@@ -1,4 +1,4 @@
-"""The training commands of `smartrag`: `eval`, and `train warmup|sft|ppo|export`.
+"""The training commands of `smartrag`: `eval`, and `train warmup|sft|ppo|gate|export`.
 
 `add_eval_command` and `add_train_command` are entry points of the `langchain_smartrag.commands` group
 (pyproject.toml), which `smartrag` imports only when one of them runs (`smartrag ask` and `--help` never load the
@@ -11,12 +11,12 @@ import argparse
 import functools
 import json
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from langchain_smartrag._cli import non_negative_int, positive_int, run_command
+from langchain_smartrag._files import atomic_write_text, check_output_file
 from langchain_smartrag.graph import create_smartrag_graph
 from langchain_smartrag.policy import SmartRAGPolicy
 from langchain_smartrag.retrievers import build_retriever
@@ -26,19 +26,11 @@ from . import evaluate as run_evaluation
 from .config import field_docs
 
 
-def check_writable(path: Path) -> None:
-    """Fail before the work, not after it: `path`'s folder is created and must take a new file, and `path` must be a
-    file that can be written, if it exists."""
-    try:
-        if path.is_dir():
-            raise IsADirectoryError("it is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.open("a").close()
-        else:
-            tempfile.TemporaryFile(dir=path.parent).close()
-    except OSError as error:
-        raise ValueError(f"--output {path}: cannot write there ({error}): choose another path") from error
+def check_writable(path: Path, flag: str = "--output") -> Path:
+    """Fail before the work, not after it (`_files.check_output_file`): `path` must not be a folder nor a link that
+    leads nowhere, its folder is created and must take a new file, an existing file must be writable. Returns the
+    file that writing `path` writes (a link's target)."""
+    return check_output_file(path, flag)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -46,18 +38,21 @@ def evaluate(args: argparse.Namespace) -> int:
 
     if (args.data is None) == (args.dataset is None):
         raise ValueError("smartrag eval: give exactly one of --data PATH or --dataset NAME")
-    check_writable(Path(args.output))
+    output = Path(args.output)
+    check_writable(output)
     path = Path(args.data) if args.data else dataset_path(args.dataset, args.split)
     examples = sample(load_qa(path), args.limit, args.seed)
+    retriever = build_retriever(args.retriever, args.corpus, args.k)  # a factory's mistake before the model loads
     torch.manual_seed(args.seed)
     policy = SmartRAGPolicy.load(args.policy)
-    graph = create_smartrag_graph(policy, build_retriever(args.retriever, args.corpus, args.k))
+    graph = create_smartrag_graph(policy, retriever)
     config = {"data": str(path), "corpus": args.corpus or "bundled", "policy": args.policy or "embedded",
               "k": args.k, "limit": args.limit, "seed": args.seed}
     results = run_evaluation(graph, examples, mode=args.mode, threshold=args.threshold, batch_size=args.batch_size,
-                             config=config, format_policy=policy if args.check_format else None, preview=args.preview)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+                             config=config, format_policy=policy if args.check_format else None, preview=args.preview,
+                             decision=args.decision)
+    check_writable(output)  # again: the folder may have gone while it ran
+    atomic_write_text(output, json.dumps(results, indent=1, ensure_ascii=False))  # the old file stays whole till then
     print(summary_line(results))
     return 0
 
@@ -65,12 +60,14 @@ def evaluate(args: argparse.Namespace) -> int:
 def train_warmup(args: argparse.Namespace) -> int:
     from .warmup import build_warmup, write_warmup
 
+    check_writable(Path(args.output))
     sources = [Path(f) for f in args.data] if args.data else [dataset_path(name, args.split) for name in args.datasets]
     counts = args.per_dataset * len(sources) if len(args.per_dataset) == 1 else args.per_dataset
     if len(counts) != len(sources):
         raise ValueError(f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}")
     examples = [e for path, n in zip(sources, counts, strict=True) for e in sample(load_qa(path), n, args.seed)]
-    rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), build_retriever(args.retriever, args.corpus, args.k), examples,
+    retriever = build_retriever(args.retriever, args.corpus, args.k)
+    rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), retriever, examples,
                                 rewrites=args.rewrites, seed=args.seed, no_search=args.no_search_examples,
                                 preview=args.preview)
     write_warmup(rows, report, args.output)
@@ -82,6 +79,50 @@ def train_export(args: argparse.Namespace) -> int:
     from .export import export_adapter
 
     print(export_adapter(args.adapter, args.output))
+    return 0
+
+
+def train_gate(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW
+
+    from .gate import decision_features, fit_gate, plot_curve
+    from .pairs import drawn_apart, play_pairs, read_pairs
+    from .questions import covered
+    from .warmup import warmup_ids
+
+    output = Path(args.output_dir)
+    pairs_path = Path(args.pairs) if args.pairs else output / "pairs.jsonl"
+    policy = SmartRAGPolicy.load(args.policy)
+    retriever = build_retriever(args.retriever, args.corpus, args.k)
+    if not args.fit_only:
+        names = [Path(f).name for f in args.data] if args.data else args.datasets
+        sources = [Path(f) for f in args.data] if args.data else [dataset_path(n, "train") for n in args.datasets]
+        counts = args.per_dataset * len(sources) if len(args.per_dataset) == 1 else args.per_dataset
+        if len(counts) != len(sources):
+            raise ValueError(f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}")
+        sets = {name: [e for e in load_qa(path) if covered(e) or not args.covered_only]
+                for name, path in zip(names, sources, strict=True)}
+        exclude = frozenset().union(*(warmup_ids(f) for f in args.exclude))
+        examples = drawn_apart(sets, dict(zip(names, counts, strict=True)), args.seed, exclude)
+        graph = create_smartrag_graph(policy, retriever, decision="token")
+        play_pairs(graph, examples, pairs_path, batch_size=args.batch_size)
+    pairs = read_pairs(pairs_path)
+    if len(pairs) < 40:
+        raise ValueError(f"{pairs_path}: {len(pairs)} paired questions; a gate needs at least 40 (more is better)")
+    rows = decision_features(policy, retriever, [p["question"] for p in pairs])
+    trained_under = {"policy": args.policy or "embedded", "retriever": args.retriever, "corpus": args.corpus or "bundled",
+                     "k": args.k, "alpha": ALPHA, "probe_cost": ALPHA_PREVIEW, "date": date.today().isoformat()}
+    gate, report = fit_gate(rows, pairs, probe_cost=ALPHA_PREVIEW, seed=args.seed, trained_under=trained_under)
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "report.json", json.dumps(report, indent=1))
+    plot_curve(report, output / "gate.png")
+    print(f"gate: {report['candidate']} threshold {report['threshold']:.2f}; held-out (n={report['held_out']}): "
+          f"AUC {report['held_out_auc']:.3f}, reward {report['held_out_reward']:.3f} (never "
+          f"{report['held_out_never']:.3f}, always {report['held_out_always']:.3f}, oracle "
+          f"{report['held_out_oracle']:.3f}); oracle gap closed {report['held_out_oracle_share']:.2f}")
+    print(gate.save(args.save_to or output))
     return 0
 
 
@@ -99,6 +140,31 @@ def config_file(name: str) -> Path:
         return shipped
     known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
     raise ValueError(f"--config {name}: no such file, and no shipped config of that name ({known})")
+
+
+def read_config(name: str, config_class: type) -> dict[str, Any]:
+    """A `--config` file's fields: YAML that does not parse, or is not a mapping of fields, raises naming the file."""
+    import yaml
+
+    path = config_file(name)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--config {path}: not UTF-8 text ({error.reason}): save it as UTF-8") from error
+    except OSError as error:
+        raise ValueError(f"--config {path}: cannot read it ({error.strerror or error})") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"--config {path}: not valid YAML ({where}{problem}): fix it, one `field: value` a line"
+                         ) from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected field: value lines (a mapping of {config_class.__name__} "
+                         f"fields), got a {'list' if isinstance(values, list) else type(values).__name__}")
+    return values
 
 
 def add_retriever_flag(parser: argparse.ArgumentParser) -> None:
@@ -163,15 +229,21 @@ class _KeyValues(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
+        import yaml
+
         pairs = {}
         for text in values:
             key, equals, value = text.partition("=")
+            if not key or not equals:
+                parser.error(f"{option_string}: expected KEY=VALUE, got {text!r}")
             try:
-                if not key or not equals:
-                    raise ValueError(text)
                 pairs[key] = self.convert(value)
             except ValueError:
                 parser.error(f"{option_string}: expected KEY=VALUE, got {text!r}")
+            except yaml.YAMLError as error:
+                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+                parser.error(f"{option_string}: {text} is not valid YAML ({problem}): quote the value if it is text "
+                             f"({key}='...')")
         setattr(namespace, self.dest, pairs)
 
 
@@ -195,6 +267,8 @@ def train_stage(args: argparse.Namespace) -> int:
     """`smartrag train sft|ppo`: the stage's config from `--config` YAML, overridden by flags; prints the output."""
     import dataclasses
 
+    train: Callable[..., Path]
+    config_class: type
     if args.stage == "sft":
         from .sft import SFTConfig as config_class
         from .sft import train
@@ -202,20 +276,18 @@ def train_stage(args: argparse.Namespace) -> int:
         from .ppo import train
         from .ppo_config import PPOConfig as config_class
 
-    values: dict[str, Any] = {}
-    if args.config:
-        import yaml
-
-        values.update(yaml.safe_load(config_file(args.config).read_text()) or {})
+    values: dict[str, Any] = read_config(args.config, config_class) if args.config else {}
     names = {f.name for f in dataclasses.fields(config_class)}
     unknown = set(values) - names
     if unknown:
-        raise SystemExit(f"smartrag train {args.stage}: unknown config fields {sorted(unknown)}")
+        raise ValueError(f"--config {args.config}: unknown config fields {sorted(map(str, unknown))} (the fields: "
+                         f"smartrag train {args.stage} --help)")
     values.update(dataclass_flag_values(args, config_class))
     missing = [f.name for f in dataclasses.fields(config_class)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values]
     if missing:
-        raise SystemExit(f"smartrag train {args.stage}: give --{missing[0].replace('_', '-')} or a config with `{missing[0]}:`")
+        raise ValueError(f"smartrag train {args.stage}: give --{missing[0].replace('_', '-')} or a config with "
+                         f"`{missing[0]}:`")
     print(train(config_class(**values)))
     return 0
 
@@ -225,7 +297,7 @@ def add_eval_command(commands: Any) -> None:
 
     Adds `eval` to an argparse subparsers object (an entry point of `langchain_smartrag.commands`; the line above is
     its help in `smartrag --help`)."""
-    p = commands.add_parser("eval", help=add_eval_command.__doc__.splitlines()[0])
+    p = commands.add_parser("eval", help=(add_eval_command.__doc__ or "").splitlines()[0])
     p.add_argument("--data", help="QA JSONL(.gz) with id, question, answers")
     p.add_argument("--dataset", help="the repository's own data set (popqa, ambignq, hotpotqa, nq, triviaqa, ...)")
     p.add_argument("--split", default="dev")
@@ -233,7 +305,10 @@ def add_eval_command(commands: Any) -> None:
     add_retriever_flag(p)
     p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
     p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)")
-    p.add_argument("--threshold", type=float, default=0.5, help="smartrag mode: retrieve when P(search) >= this")
+    p.add_argument("--threshold", type=float,
+                   help="smartrag mode: retrieve when P(search) >= this (default: the gate's own, or 0.5 for the token)")
+    p.add_argument("--decision", choices=["gate", "token"],
+                   help="smartrag mode: who takes the first decision (default: the gate where the policy has one)")
     p.add_argument("--preview", type=non_negative_int,
                    help="smartrag mode: titles of the top hits the first decision sees (default: the policy's own)")
     p.add_argument("--limit", type=positive_int, help="score only the first N questions (after the seeded shuffle)")
@@ -258,8 +333,8 @@ def add_train_command(commands: Any) -> None:
     from .ppo_config import PPOConfig
     from .sft import SFTConfig
 
-    train_commands = commands.add_parser("train", help=add_train_command.__doc__.splitlines()[0]).add_subparsers(
-        dest="stage", required=True)
+    summary = (add_train_command.__doc__ or "").splitlines()[0]
+    train_commands = commands.add_parser("train", help=summary).add_subparsers(dest="stage", required=True)
     p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
     p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"], help="bundled data sets to draw from")
     p.add_argument("--data", nargs="+", metavar="FILE", help="your own QA JSONL(.gz) files instead of --datasets")
@@ -286,6 +361,28 @@ def add_train_command(commands: Any) -> None:
     p.add_argument("--config", help="YAML file of PPOConfig fields, or a shipped config's name (smartrag_paired); flags override it")
     add_dataclass_flags(p, PPOConfig)
     p.set_defaults(run=train_stage)
+    p = train_commands.add_parser("gate", help="learn the decision gate from paired episodes (each question searched "
+                                  "and answered) through the graph")
+    p.add_argument("--policy", help="model or adapter directory (default: the trained embedded policy)")
+    p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa", "nq", "2wikimultihopqa", "musique"],
+                   help="bundled data sets whose train split is played")
+    p.add_argument("--data", nargs="+", metavar="FILE", help="your own QA JSONL(.gz) files instead of --datasets")
+    p.add_argument("--per-dataset", type=positive_int, nargs="+", default=[200],
+                   help="questions drawn from each data set: one count for all, or one per data set")
+    p.add_argument("--covered-only", action="store_true", help="only questions the bundled corpus covers")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="WARMUP",
+                   help="warm-up files whose questions are left out (the policy was trained on them)")
+    p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
+    add_retriever_flag(p)
+    p.add_argument("--k", type=positive_int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="questions per graph.batch")
+    p.add_argument("--output-dir", default="runs/gate", help="pairs.jsonl (resumable), report.json, gate.png")
+    p.add_argument("--pairs", help="the pairs file (default: OUTPUT_DIR/pairs.jsonl)")
+    p.add_argument("--fit-only", action="store_true", help="fit on the pairs already played; play no episodes")
+    p.add_argument("--save-to", help="folder for gate.json: the policy's folder makes it the policy's default "
+                   "decision (default: OUTPUT_DIR)")
+    p.set_defaults(run=train_gate)
     p = train_commands.add_parser("export", help="a trained adapter as bf16, its base recorded portably, for shipping")
     p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-paired/best)")
     p.add_argument("--output", required=True, help="where to write it (a model card there is kept)")

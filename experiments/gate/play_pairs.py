@@ -1,0 +1,55 @@
+"""Play train (or dev) questions both ways through the serving graph with the shipped policy, for the decision gate.
+
+    python experiments/gate/play_pairs.py --split train --out runs/gate/train-pairs.jsonl
+    python experiments/gate/play_pairs.py --split dev --datasets nq 2wikimultihopqa musique --per-dataset 150 \
+        --out runs/gate/dev-pairs.jsonl
+
+Train questions leave out the warm-up's (the first 150 of each set's seed-0 shuffle, what `smartrag train warmup
+--per-dataset 150` drew); HotpotQA keeps the questions whose paragraphs the bundled corpus holds, as its dev set does.
+Resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag.training.data import dataset_path, load_qa, sample
+from langchain_smartrag.training.pairs import drawn_apart, play_pairs
+from langchain_smartrag.training.questions import covered
+
+TRAIN_MIX = {"popqa": 450, "popqa-covered": 250, "ambignq": 150, "hotpotqa": 200, "nq": 150,
+             "2wikimultihopqa": 100, "musique": 100}
+"""Train questions per set: PopQA twice (all, and the covered ones the dev table reports apart)."""
+
+
+def train_questions(mix: dict[str, int], seed: int) -> list:
+    """The mix, none of the warm-up's questions, HotpotQA's and PopQA-covered's from the covered ones."""
+    sets, warmup = {}, set()
+    for name in mix:
+        base = name.removesuffix("-covered")
+        examples = load_qa(dataset_path(base, "train"))
+        warmup.update(e.id for e in sample(examples, 150, seed=0))
+        sets[name] = [e for e in examples if covered(e)] if name.endswith("-covered") or base == "hotpotqa" else examples
+    return drawn_apart(sets, mix, seed, frozenset(warmup))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", choices=["train", "dev"], default="train")
+    parser.add_argument("--datasets", nargs="+", help="dev: the sets to play")
+    parser.add_argument("--per-dataset", type=int, default=300, help="dev: questions per set (the dev tables' sample)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    if args.split == "train":
+        examples = train_questions(TRAIN_MIX, args.seed)
+    else:
+        examples = [e for name in args.datasets for e in sample(load_qa(dataset_path(name, "dev")), args.per_dataset, 0)]
+    graph = create_smartrag_graph(SmartRAGPolicy.embedded(), BM25Retriever.bundled(k=4))
+    pairs = play_pairs(graph, examples, args.out)
+    print(f"{len(pairs)} pairs in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
