@@ -8,7 +8,8 @@ Measures, each after a warm-up and on its own (a failure is recorded as {"error"
                     (retrieval not included): `serving.py`'s modes (a)-(d), its functions reused;
   sft               tokens/s of 10 LoRA steps of `training.sft.train` on warm-up rows built from the dev questions;
   ppo               seconds per iteration and update tokens/s of two iterations of the shipped recipe
-                    (langchain_smartrag/training/configs/smartrag_paired.yaml: 32 questions, each played both ways = 64 episodes),
+                    (langchain_smartrag/training/configs/smartrag_paired.yaml: 32 questions, each played both
+                    ways = 64 episodes),
                     from the recipe's SFT adapter if runs/ holds it, else the shipped one; no in-run evaluation.
 train_speed.py's update-vs-raw comparison is not run: its `update_speed` builds the value head and the zero
 tensors on the CPU, so it runs on CPU machines only.
@@ -49,7 +50,8 @@ def measure(results: dict, name: str, run, *args) -> None:
 
 
 def fresh_accelerate() -> None:
-    """Forget accelerate's process-wide state: PPO's `Accelerator()` and the SFT trainer's (bf16) refuse each other's."""
+    """Forget accelerate's process-wide state: PPO's `Accelerator()` and the SFT trainer's (bf16) refuse each
+    other's."""
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -81,11 +83,17 @@ def serving_speed(questions: list[str], repeats: int) -> dict:
         "sequential_invoke": best_rate("(a) sequential invoke", lambda: [graph.invoke(x) for x in inputs], n, 1),
         "graph_batch": best_rate("(b) graph.batch", lambda: graph.batch(inputs, {"max_concurrency": n}), n, repeats),
         "graph_abatch": best_rate("(c) graph.abatch", lambda: asyncio.run(graph.abatch(inputs)), n, repeats),
-        "raw_batched_policy": best_rate("(d) raw batched policy calls",
-                                        lambda: raw_policy_calls(policy, questions, states), n, repeats),
+        "raw_batched_policy": best_rate(
+            "(d) raw batched policy calls", lambda: raw_policy_calls(policy, questions, states), n, repeats
+        ),
     }
-    return {"dtype": str(policy.model.dtype), "autocast_bf16": policy.autocast, "questions": n,
-            "retrieval_rate": sum(s["retrievals"] for s in states) / n, "questions_per_second": rates}
+    return {
+        "dtype": str(policy.model.dtype),
+        "autocast_bf16": policy.autocast,
+        "questions": n,
+        "retrieval_rate": sum(s["retrievals"] for s in states) / n,
+        "questions_per_second": rates,
+    }
 
 
 def sft_speed(questions: list[str], answers: list[str], steps: int = 10) -> dict:
@@ -95,13 +103,26 @@ def sft_speed(questions: list[str], answers: list[str], steps: int = 10) -> dict
 
     policy, retriever = policy_and_retriever(len(questions))  # its prompts; SFT loads the model afresh to train
     fresh_accelerate()
-    rows = [row for i, (q, a) in enumerate(zip(questions, answers, strict=True)) for row in (
-        WarmupExample("direct", policy.prompt(q), f"{ANSWER} {a}", str(i)),
-        WarmupExample("observed", policy.prompt(q, retriever.invoke(q)), f"{ANSWER} {a}", str(i)))]
+    rows = [
+        row
+        for i, (q, a) in enumerate(zip(questions, answers, strict=True))
+        for row in (
+            WarmupExample("direct", policy.prompt(q), f"{ANSWER} {a}", str(i)),
+            WarmupExample("observed", policy.prompt(q, retriever.invoke(q)), f"{ANSWER} {a}", str(i)),
+        )
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         write_warmup(rows, {}, Path(tmp, "warmup.jsonl"))
-        train(SFTConfig(data=str(Path(tmp, "warmup.jsonl")), base_model="embedded-base", output_dir=str(Path(tmp, "sft")),
-                        max_steps=steps, batch_size=8, log_every=5))
+        train(
+            SFTConfig(
+                data=str(Path(tmp, "warmup.jsonl")),
+                base_model="embedded-base",
+                output_dir=str(Path(tmp, "sft")),
+                max_steps=steps,
+                batch_size=8,
+                log_every=5,
+            )
+        )
         last = [json.loads(line) for line in Path(tmp, "sft", "metrics.jsonl").read_text().splitlines()][-1]
     # tokens/s as sft.py logs it: every token trained on since the run began (the first step's warm-up included)
     return {"rows": len(rows), "batch_size": 8, "steps": last["step"], "tokens_per_second": last["tokens_per_second"]}
@@ -115,8 +136,18 @@ def ppo_config(tmp: str):
 
     recipe = yaml.safe_load((ROOT / "langchain_smartrag" / "training" / "configs" / "smartrag_paired.yaml").read_text())
     init = ROOT / recipe["init"] if (ROOT / recipe["init"] / "adapter_config.json").exists() else TRAINED_ADAPTER
-    return PPOConfig(**{**recipe, "output_dir": tmp, "init": str(init), "iterations": 2, "validation_per_dataset": 0,
-                        "dev_dataset": None, "value_warmup_iterations": 0, "progress": False})
+    return PPOConfig(
+        **{
+            **recipe,
+            "output_dir": tmp,
+            "init": str(init),
+            "iterations": 2,
+            "validation_per_dataset": 0,
+            "dev_dataset": None,
+            "value_warmup_iterations": 0,
+            "progress": False,
+        }
+    )
 
 
 def ppo_speed() -> dict:
@@ -130,12 +161,16 @@ def ppo_speed() -> dict:
         iterations, _ = read_metrics(tmp)
     # ppo.train logs per iteration its phases' seconds and update_tokens_per_second: every non-pad token of every
     # forward+backward pass (prompt and completion, all `ppo_epochs`) over the update phase's seconds
-    return {"init": config.init, "episodes_per_iteration": config.episodes_per_iteration,
-            "questions_per_iteration": config.episodes_per_iteration // config.episodes_per_question,
-            "per_iteration": [{"seconds": r["seconds"], "update_tokens_per_second": r["update_tokens_per_second"]}
-                              for r in iterations],
-            "seconds_per_iteration": min(sum(r["seconds"].values()) for r in iterations),
-            "update_tokens_per_second": max(r["update_tokens_per_second"] for r in iterations)}
+    return {
+        "init": config.init,
+        "episodes_per_iteration": config.episodes_per_iteration,
+        "questions_per_iteration": config.episodes_per_iteration // config.episodes_per_question,
+        "per_iteration": [
+            {"seconds": r["seconds"], "update_tokens_per_second": r["update_tokens_per_second"]} for r in iterations
+        ],
+        "seconds_per_iteration": min(sum(r["seconds"].values()) for r in iterations),
+        "update_tokens_per_second": max(r["update_tokens_per_second"] for r in iterations),
+    }
 
 
 def main() -> int:
@@ -157,8 +192,11 @@ def main() -> int:
     examples = load_qa(DATA / "hotpotqa" / "dev.jsonl")[: args.n]
     questions, answers = [e.question for e in examples], [e.answers[0] for e in examples]
     results: dict = {
-        "date": time.strftime("%Y-%m-%d"), "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-        "cuda": torch.version.cuda, "transformers": transformers.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
         "model": "SmolLM2-135M-Instruct (embedded)",
     }
     measure(results, "serving", serving_speed, questions, args.repeats)

@@ -63,17 +63,31 @@ def main() -> None:
     for name, template in {"clean": None, **ATTACKS}.items():
         retriever = Planted(text=None if template is None else template.format(t=TARGET))
         graph = create_smartrag_graph(policy, retriever)
-        states = graph.batch([{"question": q["question"]} for q in questions],
-                             context=SmartRAGContext(threshold=0.0))
+        states = graph.batch([{"question": q["question"]} for q in questions], context=SmartRAGContext(threshold=0.0))
         hacked = [TARGET.lower() in s["answer"].lower() for s in states]
-        results[name] = {"attack_success": sum(hacked) / len(states),
-                         "em": sum(exact_match(s["answer"], q["answers"]) for s, q in zip(states, questions)) / len(states),
-                         "answers": [s["answer"] for s in states], "errors": [s["errors"] for s in states]}
+        results[name] = {
+            "attack_success": sum(hacked) / len(states),
+            "em": sum(exact_match(s["answer"], q["answers"]) for s, q in zip(states, questions)) / len(states),
+            "answers": [s["answer"] for s in states],
+            "errors": [s["errors"] for s in states],
+        }
         print(f"{name:15s} attack success {results[name]['attack_success']:.2f}  EM {results[name]['em']:.2f}")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"date": date.today().isoformat(), "commit": commit.strip(),
-                                             "n": len(questions), "target": TARGET, "results": results}, indent=1))
+    Path(args.output).write_text(
+        json.dumps(
+            {
+                "date": date.today().isoformat(),
+                "commit": commit.strip(),
+                "n": len(questions),
+                "target": TARGET,
+                "results": results,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

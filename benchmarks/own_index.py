@@ -38,17 +38,33 @@ DECISIONS = ("gate", "token")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--policy", default=None,
-                        help="the policy, as SmartRAGPolicy.load reads it: a directory or hub id, 'embedded' "
-                             "(default: the shipped trained embedded policy) or 'embedded-base'")
-    parser.add_argument("--split", choices=("dev", "test", "all"), default="all",
-                        help="which questions: dev (tune on these), test (held out) or all (default)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="at most the first N questions of each kind (domain, general) of the split")
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="the policy, as SmartRAGPolicy.load reads it: a directory or hub id, 'embedded' "
+        "(default: the shipped trained embedded policy) or 'embedded-base'",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("dev", "test", "all"),
+        default="all",
+        help="which questions: dev (tune on these), test (held out) or all (default)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most the first N questions of each kind (domain, general) of the split",
+    )
     parser.add_argument("--output", type=Path, default=None, metavar="JSON", help="write the results here")
-    parser.add_argument("--decision", choices=DECISIONS, default=None,
-                        help="passed to create_smartrag_graph(decision=...) when the graph takes one "
-                             "(ignored, with a warning, when it does not); default: the graph's own")
+    parser.add_argument(
+        "--decision",
+        choices=DECISIONS,
+        default=None,
+        help="passed to create_smartrag_graph(decision=...) when the graph takes one "
+        "(ignored, with a warning, when it does not); default: the graph's own",
+    )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="which modes (default: all)")
     parser.add_argument("--threshold", type=float, default=0.5, help="smartrag's P(search) threshold (default 0.5)")
     parser.add_argument("--k", type=int, default=4, help="documents per search (default 4)")
@@ -86,8 +102,7 @@ def build_index(k: int) -> Any:
     fingerprint.update(FACTS.read_bytes())
     target = cache_dir() / f"bm25-own-index-{fingerprint.hexdigest()[:12]}"
     if not target.exists():
-        print(f"building the index over {', '.join(p.name for p in paths)} (once; cached in {target})",
-              file=sys.stderr)
+        print(f"building the index over {', '.join(p.name for p in paths)} (once; cached in {target})", file=sys.stderr)
     build_once(target, lambda out: BM25Retriever.from_jsonl(*paths).save(out))
     return BM25Retriever.load(target, k=k)
 
@@ -111,8 +126,10 @@ def annotate(records: list[dict[str, Any]], states: list[Any], rows: list[dict[s
     whether its fact was the top hit / among the hits."""
     for record, state, row in zip(records, states, rows, strict=True):
         documents = [] if isinstance(state, BaseException) else state.get("documents", [])
-        retrieved = [{"id": d.metadata.get("id"), "title": d.metadata.get("title"), "score": d.metadata.get("score")}
-                     for d in documents]
+        retrieved = [
+            {"id": d.metadata.get("id"), "title": d.metadata.get("title"), "score": d.metadata.get("score")}
+            for d in documents
+        ]
         record.update(kind=row["kind"], split=row["split"], retrieved=retrieved, top1=None, in_k=None)
         if row["kind"] == "domain" and record["retrievals"]:
             is_fact = [d["id"] == row["fact"] or d["title"] == row["title"] for d in retrieved]
@@ -140,15 +157,19 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     def cell(value: float | None, digits: int = 3) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    lines = ["| mode | kind | n | search | EM | F1 | reward | fact top-1 | fact in top-k |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| mode | kind | n | search | EM | F1 | reward | fact top-1 | fact in top-k |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for mode, by_kind in results.items():
         for kind in KINDS:
             m = by_kind.get(kind)
             if m is None:
                 continue
-            lines.append(f"| {mode} | {kind} | {m['n']} | {cell(m['retrieval_rate'], 2)} | {cell(m['em'])} | "
-                         f"{cell(m['f1'])} | {cell(m['reward'])} | {cell(m['top1'], 2)} | {cell(m['in_k'], 2)} |")
+            lines.append(
+                f"| {mode} | {kind} | {m['n']} | {cell(m['retrieval_rate'], 2)} | {cell(m['em'])} | "
+                f"{cell(m['f1'])} | {cell(m['reward'])} | {cell(m['top1'], 2)} | {cell(m['in_k'], 2)} |"
+            )
     return "\n".join(lines)
 
 
@@ -169,26 +190,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         if decision_supported:
             graph_kwargs["decision"] = args.decision
         else:
-            print(f"warning: create_smartrag_graph takes no `decision` here; --decision {args.decision} ignored",
-                  file=sys.stderr)
+            print(
+                f"warning: create_smartrag_graph takes no `decision` here; --decision {args.decision} ignored",
+                file=sys.stderr,
+            )
     graph = create_smartrag_graph(policy, retriever, **graph_kwargs)
-    examples = [QAExample(r["id"], r["question"], r["answers"], {k: v for k, v in r.items()
-                                                                  if k not in ("id", "question", "answers")})
-                for r in rows]
+    examples = [
+        QAExample(
+            r["id"], r["question"], r["answers"], {k: v for k, v in r.items() if k not in ("id", "question", "answers")}
+        )
+        for r in rows
+    ]
     policy_name = args.policy or "embedded"
-    config = {"data": str(QUESTIONS.relative_to(Path(__file__).resolve().parent.parent)), "split": args.split,
-              "limit": args.limit, "k": args.k, "policy": policy_name, "decision": graph_kwargs.get("decision")}
+    config = {
+        "data": str(QUESTIONS.relative_to(Path(__file__).resolve().parent.parent)),
+        "split": args.split,
+        "limit": args.limit,
+        "k": args.k,
+        "policy": policy_name,
+        "decision": graph_kwargs.get("decision"),
+    }
 
     runs: dict[str, dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
     for mode in args.modes:
         recording = RecordingGraph(graph)
-        run = evaluate(recording, examples, mode=mode, threshold=args.threshold, batch_size=args.batch_size,
-                       progress=not args.no_progress, config=config)
+        run = evaluate(
+            recording,
+            examples,
+            mode=mode,
+            threshold=args.threshold,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+            config=config,
+        )
         annotate(run["records"], recording.states, rows)
         runs[mode] = run
-        results[mode] = {kind: kind_metrics([r for r in run["records"] if kind == "all" or r["kind"] == kind])
-                         for kind in KINDS}
+        results[mode] = {
+            kind: kind_metrics([r for r in run["records"] if kind == "all" or r["kind"] == kind]) for kind in KINDS
+        }
 
     print(table(results))
     if args.output is not None:

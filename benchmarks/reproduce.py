@@ -31,16 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from baselines import VARIANTS, slug
-from langchain_smartrag.training import at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.models import TRAINED_ADAPTER
+from langchain_smartrag.training import at_threshold, dataset_path, evaluate, load_qa, means, sample
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_SETS = {**VARIANTS, "TriviaQA (transfer)": ("triviaqa", None)}
 """Table name: (data set, row filter). TriviaQA was never trained on, and the bundled corpus was not built for it."""
-FORCED = {"sft": ("no-retrieval", "always-retrieve", "always-retrieve-question"),
-          "smartrag": ("no-retrieval", "always-retrieve")}
+FORCED = {
+    "sft": ("no-retrieval", "always-retrieve", "always-retrieve-question"),
+    "smartrag": ("no-retrieval", "always-retrieve"),
+}
 THRESHOLDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01]
 ROWS = [  # table row: (policy, mode), a forced run or "derived" (the policy decides at threshold 0.5)
     ("no-retrieval", ("sft", "no-retrieval")),
@@ -61,7 +63,9 @@ def fingerprint(adapter: Path) -> str:
     return hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
 
 
-def decided(results: dict[tuple[str, str, str], dict[str, Any]], variant: str, name: str, threshold: float) -> list[dict]:
+def decided(
+    results: dict[tuple[str, str, str], dict[str, Any]], variant: str, name: str, threshold: float
+) -> list[dict]:
     """`name`'s records on `variant` when it decides at `threshold`, read off its two forced runs."""
     return at_threshold(results[variant, name, "always-retrieve"], results[variant, name, "no-retrieval"], threshold)
 
@@ -71,8 +75,10 @@ def recorded(out: Path, name: str) -> str:
     its table rows can still be read (not rerun) as long as every result came from that one adapter."""
     found = {json.loads(path.read_text())["config"].get("adapter_sha256") for path in out.glob(f"*--{name}--*.json")}
     if len(found) != 1:
-        raise SystemExit(f"--{name}: no adapter there and no results of one adapter in {out} "
-                         "(train it with benchmarks/train_embedded.sh)")
+        raise SystemExit(
+            f"--{name}: no adapter there and no results of one adapter in {out} "
+            "(train it with benchmarks/train_embedded.sh)"
+        )
     return found.pop()
 
 
@@ -83,8 +89,9 @@ def measured(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
     return f"{dates[0]}{' to ' + dates[-1] if len(dates) > 1 else ''}, {machines} CPU"
 
 
-def run_all(adapters: dict[str, Path], hashes: dict[str, str], variants: list[str], n: int, out: Path, check: bool
-            ) -> dict[tuple[str, str, str], dict[str, Any]]:
+def run_all(
+    adapters: dict[str, Path], hashes: dict[str, str], variants: list[str], n: int, out: Path, check: bool
+) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every (data set, policy, mode) run of the policies in `adapters` on `variants`, loading each policy once
     and only if one of its runs is missing: a found result is kept if the same adapter (`hashes`) wrote it on
     the same questions."""
@@ -99,16 +106,30 @@ def run_all(adapters: dict[str, Path], hashes: dict[str, str], variants: list[st
         data, keep = DATA_SETS[variant]
         examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], n, seed=0)
         found = json.loads(path.read_text()) if path.exists() else None
-        if (found is None or found["config"].get("adapter_sha256") != hashes[name]
-                or [r["id"] for r in found["records"]] != [e.id for e in examples]):
+        if (
+            found is None
+            or found["config"].get("adapter_sha256") != hashes[name]
+            or [r["id"] for r in found["records"]] != [e.id for e in examples]
+        ):
             if not (adapters[name] / "adapter_model.safetensors").exists():
                 raise SystemExit(f"--{name} {adapters[name]}: no adapter there, and {path.name} needs a run")
             if name not in policies:
                 policies[name] = SmartRAGPolicy.from_pretrained(adapters[name], merge=True)
-            found = evaluate(create_smartrag_graph(policies[name], retriever), examples, mode=mode,
-                             config={"data": f"{data}/dev", "variant": variant, "k": 4, "policy": name,
-                                     "adapter": str(adapters[name]), "adapter_sha256": hashes[name],
-                                     "date": datetime.date.today().isoformat(), "machine": platform.machine()})
+            found = evaluate(
+                create_smartrag_graph(policies[name], retriever),
+                examples,
+                mode=mode,
+                config={
+                    "data": f"{data}/dev",
+                    "variant": variant,
+                    "k": 4,
+                    "policy": name,
+                    "adapter": str(adapters[name]),
+                    "adapter_sha256": hashes[name],
+                    "date": datetime.date.today().isoformat(),
+                    "machine": platform.machine(),
+                },
+            )
             path.write_text(json.dumps(found, indent=1, ensure_ascii=False))
         results[variant, name, mode] = found
         print(f"{variant:28s} {name:9s} {mode:25s} reward {found['reward']:.3f}", flush=True)
@@ -130,8 +151,10 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
         best = max(c[2]["reward"] for c in cells)
         for row, n, m in cells:
             reward = f"**{m['reward']:.3f}**" if m["reward"] == best else f"{m['reward']:.3f}"
-            lines.append(f"| {variant} | {n} | {row} | {100 * m['em']:.1f} | {100 * m['f1']:.1f} | "
-                         f"{m['retrieval_rate']:.2f} | {reward} |")
+            lines.append(
+                f"| {variant} | {n} | {row} | {100 * m['em']:.1f} | {100 * m['f1']:.1f} | "
+                f"{m['retrieval_rate']:.2f} | {reward} |"
+            )
     return lines
 
 
@@ -146,8 +169,8 @@ def auc(scores: list[float], labels: list[bool]) -> float | None:
 
 
 DECISION_NOTE = (
-    "Does the decision know *when* to search? Per data set and policy: the mean P(search), its AUC for \"the search "
-    "episode scored higher than the no-search one\" (questions where the two tie are left out; 0.5 = chance), and "
+    'Does the decision know *when* to search? Per data set and policy: the mean P(search), its AUC for "the search '
+    'episode scored higher than the no-search one" (questions where the two tie are left out; 0.5 = chance), and '
     "the reward of an oracle that takes the better of the two episodes per question: the most any decision could "
     "get out of these weights."
 )
@@ -155,20 +178,33 @@ DECISION_NOTE = (
 
 def decision_table(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
     """Per data set and policy, does P(search) know *when* a search pays? (`DECISION_NOTE`)."""
-    lines = [("| data set | policy | mean P(search) | AUC: P(search) vs \"search paid\" | questions where search paid / hurt | "
-             "reward at 0.5 | oracle decision's reward |"), "|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            '| data set | policy | mean P(search) | AUC: P(search) vs "search paid" | '
+            "questions where search paid / hurt | reward at 0.5 | oracle decision's reward |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
     for variant in DATA_SETS:
         for name, label in (("sft", "SFT only"), ("smartrag", "SmartRAG")):
-            always, never = results[variant, name, "always-retrieve"]["records"], results[variant, name, "no-retrieval"]["records"]
-            pairs = [(a["search_probabilities"][0], a["reward"] > b["reward"]) for a, b in zip(always, never, strict=True)
-                     if a["reward"] != b["reward"]]
+            always, never = (
+                results[variant, name, "always-retrieve"]["records"],
+                results[variant, name, "no-retrieval"]["records"],
+            )
+            pairs = [
+                (a["search_probabilities"][0], a["reward"] > b["reward"])
+                for a, b in zip(always, never, strict=True)
+                if a["reward"] != b["reward"]
+            ]
             score = auc([p for p, _ in pairs], [y for _, y in pairs])
             paid = sum(y for _, y in pairs)
             oracle = sum(max(a["reward"], b["reward"]) for a, b in zip(always, never, strict=True)) / len(always)
             at_half = means(decided(results, variant, name, 0.5))
             mean_p = sum(a["search_probabilities"][0] for a in always) / len(always)
-            lines.append(f"| {variant} | {label} | {mean_p:.2f} | {'-' if score is None else f'{score:.2f}'} | "
-                         f"{paid} / {len(pairs) - paid} | {at_half['reward']:.3f} | {oracle:.3f} |")
+            lines.append(
+                f"| {variant} | {label} | {mean_p:.2f} | {'-' if score is None else f'{score:.2f}'} | "
+                f"{paid} / {len(pairs) - paid} | {at_half['reward']:.3f} | {oracle:.3f} |"
+            )
     return lines
 
 
@@ -179,8 +215,10 @@ def checks(results: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
         real = results.get((variant, "smartrag", "smartrag"))
         if real is not None:
             derived = means(decided(results, variant, "smartrag", 0.5))
-            out.append(f"{variant}: reward {derived['reward']:.3f} derived vs {real['reward']:.3f} real, retrieval rate "
-                       f"{derived['retrieval_rate']:.2f} vs {real['retrieval_rate']:.2f}")
+            out.append(
+                f"{variant}: reward {derived['reward']:.3f} derived vs {real['reward']:.3f} real, retrieval rate "
+                f"{derived['retrieval_rate']:.2f} vs {real['retrieval_rate']:.2f}"
+            )
     return out
 
 
@@ -195,8 +233,13 @@ def plot_sweep(results: dict[tuple[str, str, str], dict[str, Any]], path: Path) 
     for axis, variant in zip(axes, DATA_SETS, strict=True):
         for name, style in (("sft", "s--"), ("smartrag", "o-")):
             points = [means(decided(results, variant, name, t)) for t in THRESHOLDS]
-            axis.plot([p["retrieval_rate"] for p in points], [p["reward"] for p in points], style,
-                      label="SFT only" if name == "sft" else "SmartRAG", markersize=4)
+            axis.plot(
+                [p["retrieval_rate"] for p in points],
+                [p["reward"] for p in points],
+                style,
+                label="SFT only" if name == "sft" else "SmartRAG",
+                markersize=4,
+            )
             at_half = points[THRESHOLDS.index(0.5)]
             axis.plot([at_half["retrieval_rate"]], [at_half["reward"]], "k*", markersize=9)
         axis.set_title(variant, fontsize=9)
@@ -211,43 +254,67 @@ def plot_sweep(results: dict[tuple[str, str, str], dict[str, Any]], path: Path) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sft", default="runs/sft-embedded/final", help="the SFT adapter (benchmarks/train_embedded.sh)")
-    parser.add_argument("--smartrag", default=str(TRAINED_ADAPTER), help="the SmartRAG adapter (default: the shipped one)")
+    parser.add_argument(
+        "--sft", default="runs/sft-embedded/final", help="the SFT adapter (benchmarks/train_embedded.sh)"
+    )
+    parser.add_argument(
+        "--smartrag", default=str(TRAINED_ADAPTER), help="the SmartRAG adapter (default: the shipped one)"
+    )
     parser.add_argument("--n", type=int, default=300, help="questions per data set (a seeded sample of dev)")
     parser.add_argument("--out", default="benchmarks/results/reproduce")
     parser.add_argument("--no-check", action="store_true", help="skip the real smartrag-mode runs")
     parser.add_argument("--only", choices=sorted(FORCED), help="run one policy's evaluations only (no table)")
-    parser.add_argument("--datasets", nargs="+", choices=[slug(v) for v in DATA_SETS],
-                        help="run these data sets only (no table); several processes can share the work this way")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=[slug(v) for v in DATA_SETS],
+        help="run these data sets only (no table); several processes can share the work this way",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     adapters = {"sft": Path(args.sft), "smartrag": Path(args.smartrag)}
     adapters = {args.only: adapters[args.only]} if args.only else adapters
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
-    hashes = {name: fingerprint(adapter) if (adapter / "adapter_model.safetensors").exists() else recorded(out, name)
-              for name, adapter in adapters.items()}
+    hashes = {
+        name: fingerprint(adapter) if (adapter / "adapter_model.safetensors").exists() else recorded(out, name)
+        for name, adapter in adapters.items()
+    }
     variants = [v for v in DATA_SETS if args.datasets is None or slug(v) in args.datasets]
     results = run_all(adapters, hashes, variants, args.n, out, check=not args.no_check)
     if args.only or args.datasets:
         return
     plot_sweep(results, out / "sweep.png")
-    text = "\n".join([
-        (f"Embedded SmolLM2-135M-Instruct + LoRA; BM25 (bm25s) over the bundled corpus, k=4; **dev** questions, a seeded "
-        f"sample of {args.n} per data set (PopQA's subject-in-corpus subset has only "
-        f"{results['PopQA (subject in corpus)', 'sft', 'no-retrieval']['n']}); greedy; retrieval quota 1; threshold "
-        f"0.5; reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale; best per data set in "
-        f"bold). SFT adapter {hashes['sft']}, SmartRAG adapter {hashes['smartrag']} "
-        f"(sha256 prefixes). Measured {measured(results)}, "
-        f"`python benchmarks/reproduce.py --n {args.n}`."), "", *table(results), "",
-        f"![threshold sweep](../{(out / 'sweep.png').relative_to(ROOT)})", "",
-        DECISION_NOTE, "",
-        *decision_table(results), "",
-        "Derived vs real smartrag-mode runs of SmartRAG: " + ("; ".join(checks(results)) or "not run") + ".",
-    ])
+    text = "\n".join(
+        [
+            (
+                f"Embedded SmolLM2-135M-Instruct + LoRA; BM25 (bm25s) over the bundled corpus, k=4; **dev** questions, "
+                f"a seeded sample of {args.n} per data set (PopQA's subject-in-corpus subset has only "
+                f"{results['PopQA (subject in corpus)', 'sft', 'no-retrieval']['n']}); greedy; retrieval quota 1; "
+                f"threshold 0.5; reward = EM + F1 - 0.2 x retrievals (EM and F1 here in %, reward on the 0..2 scale; "
+                f"best per data set in bold). SFT adapter {hashes['sft']}, SmartRAG adapter {hashes['smartrag']} "
+                f"(sha256 prefixes). Measured {measured(results)}, "
+                f"`python benchmarks/reproduce.py --n {args.n}`."
+            ),
+            "",
+            *table(results),
+            "",
+            f"![threshold sweep](../{(out / 'sweep.png').relative_to(ROOT)})",
+            "",
+            DECISION_NOTE,
+            "",
+            *decision_table(results),
+            "",
+            "Derived vs real smartrag-mode runs of SmartRAG: " + ("; ".join(checks(results)) or "not run") + ".",
+        ]
+    )
     readme = (ROOT / "docs" / "results.md").read_text()
-    readme, found = re.subn(r"(<!-- reproduce:start -->\n).*?(\n<!-- reproduce:end -->)",
-                            lambda m: m.group(1) + text + m.group(2), readme, flags=re.DOTALL)
+    readme, found = re.subn(
+        r"(<!-- reproduce:start -->\n).*?(\n<!-- reproduce:end -->)",
+        lambda m: m.group(1) + text + m.group(2),
+        readme,
+        flags=re.DOTALL,
+    )
     if found:
         (ROOT / "docs" / "results.md").write_text(readme)
     print(text)

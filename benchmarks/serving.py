@@ -25,10 +25,10 @@ import warnings
 
 import torch
 from langchain_core.runnables import Runnable
-from langchain_smartrag.training import DATA_DIR as DATA
 
 from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy, create_smartrag_graph
 from langchain_smartrag.jsonl import read_jsonl
+from langchain_smartrag.training import DATA_DIR as DATA
 
 
 def raw_policy_calls(policy: SmartRAGPolicy, questions: list[str], states: list[dict]) -> None:
@@ -47,15 +47,22 @@ def plain_rag_chain(policy: SmartRAGPolicy, retriever: BM25Retriever, batch_size
     from langchain_huggingface import HuggingFacePipeline
     from transformers import pipeline
 
-    generator = pipeline("text-generation", model=policy.model, tokenizer=policy.tokenizer,
-                         max_new_tokens=policy.max_new_tokens, do_sample=False, return_full_text=False)
+    generator = pipeline(
+        "text-generation",
+        model=policy.model,
+        tokenizer=policy.tokenizer,
+        max_new_tokens=policy.max_new_tokens,
+        do_sample=False,
+        return_full_text=False,
+    )
     llm = HuggingFacePipeline(pipeline=generator, batch_size=batch_size)
 
     def prompt(inputs: dict) -> str:
         context = "\n".join(d.page_content for d in inputs["documents"])
         message = f"Answer the question briefly from the context.\nContext:\n{context}\nQuestion: {inputs['question']}"
-        return policy.tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
-                                                    add_generation_prompt=True)
+        return policy.tokenizer.apply_chat_template(
+            [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+        )
 
     return {"documents": retriever, "question": RunnablePassthrough()} | RunnableLambda(prompt) | llm
 
@@ -86,19 +93,28 @@ def main() -> None:
     graph = create_smartrag_graph(policy, retriever)
     inputs = [{"question": q} for q in questions]
     states = graph.batch(inputs, {"max_concurrency": args.n})  # warm-up, and the prompts for (d)
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"SmolLM2-135M-Instruct ({'bf16 autocast' if policy.autocast else 'fp32'}), {args.n} {args.dataset} dev questions, "
-          f"retrieval rate {sum(s['retrievals'] for s in states) / args.n:.2f}", flush=True)
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+        f"SmolLM2-135M-Instruct ({'bf16 autocast' if policy.autocast else 'fp32'}), {args.n} {args.dataset} dev "
+        f"questions, retrieval rate {sum(s['retrievals'] for s in states) / args.n:.2f}",
+        flush=True,
+    )
 
     rate_a = best_rate("(a) sequential invoke", lambda: [graph.invoke(x) for x in inputs], args.n, args.repeats)
-    rate_b = best_rate("(b) graph.batch", lambda: graph.batch(inputs, {"max_concurrency": args.n}), args.n, args.repeats)
+    rate_b = best_rate(
+        "(b) graph.batch", lambda: graph.batch(inputs, {"max_concurrency": args.n}), args.n, args.repeats
+    )
     best_rate("(b') graph.batch, default config", lambda: graph.batch(inputs), args.n, args.repeats)
     rate_c = best_rate("(c) graph.abatch", lambda: asyncio.run(graph.abatch(inputs)), args.n, args.repeats)
-    rate_d = best_rate("(d) raw batched policy calls", lambda: raw_policy_calls(policy, questions, states), args.n, args.repeats)
+    rate_d = best_rate(
+        "(d) raw batched policy calls", lambda: raw_policy_calls(policy, questions, states), args.n, args.repeats
+    )
     chain = plain_rag_chain(policy, retriever, args.n)
     rate_e = best_rate("(e) peer: plain RAG chain, .batch", lambda: chain.batch(questions), args.n, args.repeats)
-    print(f"(b)/(a) = {rate_b / rate_a:.2f}x   (c)/(a) = {rate_c / rate_a:.2f}x   (b)/(e) = {rate_b / rate_e:.2f}x   "
-          f"graph overhead over raw calls: (d)/(b) - 1 = {rate_d / rate_b - 1:+.1%}")
+    print(
+        f"(b)/(a) = {rate_b / rate_a:.2f}x   (c)/(a) = {rate_c / rate_a:.2f}x   (b)/(e) = {rate_b / rate_e:.2f}x   "
+        f"graph overhead over raw calls: (d)/(b) - 1 = {rate_d / rate_b - 1:+.1%}"
+    )
 
 
 if __name__ == "__main__":

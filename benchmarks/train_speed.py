@@ -53,8 +53,9 @@ def update_speed(config: PPOConfig, episodes: int, repeats: int) -> dict[str, fl
 
     def ppo_epoch() -> None:
         for rows in passes:  # one optimizer step per pass: the most steps the real loop could take
-            loss, _, _ = minibatch_loss(learner, segments, rows, pad_id, device, config.bf16, zeros, zeros, zeros, zeros,
-                                        config, warmup=False)
+            loss, _, _ = minibatch_loss(
+                learner, segments, rows, pad_id, device, config.bf16, zeros, zeros, zeros, zeros, config, warmup=False
+            )
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -63,8 +64,12 @@ def update_speed(config: PPOConfig, episodes: int, repeats: int) -> dict[str, fl
         for rows in passes:
             input_ids, attention_mask, width, targets, mask = batch_inputs(segments, rows, pad_id, device)
             with torch.autocast(device.type, torch.bfloat16, enabled=config.bf16):
-                logits = policy.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=width + 1).logits
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(), reduction="none")
+                logits = policy.model(
+                    input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=width + 1
+                ).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().flatten(0, 1), targets.flatten(), reduction="none"
+            )
             (loss * mask.flatten()).sum().backward()
             policy.model.zero_grad(set_to_none=True)
 
@@ -73,9 +78,14 @@ def update_speed(config: PPOConfig, episodes: int, repeats: int) -> dict[str, fl
         start = time.perf_counter()
         run()
         best[name] = max(best.get(name, 0.0), tokens / (time.perf_counter() - start))
-    return {"segments": len(segments), "tokens": tokens, "passes": len(passes),
-            "raw_tokens_per_second": best["raw"], "ppo_tokens_per_second": best["ppo"],
-            "ppo_over_raw": best["ppo"] / best["raw"]}
+    return {
+        "segments": len(segments),
+        "tokens": tokens,
+        "passes": len(passes),
+        "raw_tokens_per_second": best["raw"],
+        "ppo_tokens_per_second": best["ppo"],
+        "ppo_over_raw": best["ppo"] / best["raw"],
+    }
 
 
 def main() -> None:
@@ -87,26 +97,39 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     init = args.init if Path(args.init, "adapter_config.json").exists() else None
     with tempfile.TemporaryDirectory() as tmp:
-        config = PPOConfig(output_dir=tmp, init=init, datasets=["hotpotqa"], dev_dataset=None, iterations=2,
-                           episodes_per_iteration=args.episodes, rollout_batch_size=args.episodes,
-                           value_warmup_iterations=0, progress=False)
+        config = PPOConfig(
+            output_dir=tmp,
+            init=init,
+            datasets=["hotpotqa"],
+            dev_dataset=None,
+            iterations=2,
+            episodes_per_iteration=args.episodes,
+            rollout_batch_size=args.episodes,
+            value_warmup_iterations=0,
+            progress=False,
+        )
         train(config)
         iterations, _ = read_metrics(tmp)
     phases = {phase: min(r["seconds"][phase] for r in iterations) for phase in ("rollout", "score", "update")}
     speed = update_speed(config, args.episodes, args.repeats)
     results = {
-        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "model": "SmolLM2-135M-Instruct (embedded) + " + (f"adapter {init}" if init else "fresh LoRA r16"),
-        "episodes_per_iteration": args.episodes, "ppo_epochs": config.ppo_epochs,
-        "iteration_seconds": phases, "iteration_update_tokens_per_second": max(r["update_tokens_per_second"] for r in iterations),
+        "episodes_per_iteration": args.episodes,
+        "ppo_epochs": config.ppo_epochs,
+        "iteration_seconds": phases,
+        "iteration_update_tokens_per_second": max(r["update_tokens_per_second"] for r in iterations),
         "update_vs_raw": speed,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     total = sum(phases.values())
     print(" | ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in phases.items()) + f" | iteration {total:.1f} s")
-    print(f"update {speed['ppo_tokens_per_second']:.0f} tok/s vs raw forward+backward {speed['raw_tokens_per_second']:.0f}"
-          f" tok/s: {speed['ppo_over_raw']:.0%} (target >= 70%)")
+    print(
+        f"update {speed['ppo_tokens_per_second']:.0f} tok/s vs raw forward+backward "
+        f"{speed['raw_tokens_per_second']:.0f} tok/s: {speed['ppo_over_raw']:.0%} (target >= 70%)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,18 @@ from reproduce import DATA_SETS, auc, result_path
 
 from langchain_smartrag.training import dataset_path, load_qa
 
-__all__ = ["DATA_SETS", "ROOT", "VARIANTS", "auc", "coverage_by_template", "logit", "mostly_covered_templates",
-           "paired_episodes", "result_path", "slug"]
+__all__ = [
+    "DATA_SETS",
+    "ROOT",
+    "VARIANTS",
+    "auc",
+    "coverage_by_template",
+    "logit",
+    "mostly_covered_templates",
+    "paired_episodes",
+    "result_path",
+    "slug",
+]
 
 
 def paired_episodes(run: str | Path) -> list[tuple[int, dict, dict]]:
@@ -37,8 +47,11 @@ def paired_episodes(run: str | Path) -> list[tuple[int, dict, dict]]:
         if line.strip():
             episode = json.loads(line)
             branches[episode["iteration"], episode["id"]].setdefault(episode["retrievals"] > 0, episode)
-    return [(iteration, pair[True], pair[False]) for (iteration, _), pair in branches.items()
-            if len(pair) == 2 and pair[True]["search_probabilities"]]
+    return [
+        (iteration, pair[True], pair[False])
+        for (iteration, _), pair in branches.items()
+        if len(pair) == 2 and pair[True]["search_probabilities"]
+    ]
 
 
 def logit(p: float) -> float:

@@ -27,8 +27,10 @@ def resolve_output(path: str | os.PathLike[str], flag: str | None = None) -> Pat
     path = Path(path)
     target = Path(os.path.realpath(path))
     if path.is_symlink() and not target.exists() and not target.parent.is_dir():
-        raise ValueError(f"{_named(path, flag)}: a link to {os.readlink(path)}, whose folder does not exist: create "
-                         "that folder, or remove the link")
+        raise ValueError(
+            f"{_named(path, flag)}: a link to {os.readlink(path)}, whose folder does not exist: create "
+            "that folder, or remove the link"
+        )
     return target
 
 
@@ -39,8 +41,9 @@ def _writable_folder(folder: Path, path: str | os.PathLike[str], flag: str | Non
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as error:
         reason = error.strerror or str(error)
-        raise ValueError(f"{_named(path, flag)}: cannot write there ({reason}: {error.filename or folder}): choose "
-                         f"another {what}") from error
+        raise ValueError(
+            f"{_named(path, flag)}: cannot write there ({reason}: {error.filename or folder}): choose another {what}"
+        ) from error
 
 
 def check_output_file(path: str | os.PathLike[str], flag: str | None = "--output") -> Path:
@@ -48,15 +51,18 @@ def check_output_file(path: str | os.PathLike[str], flag: str | None = "--output
     created and must take a new file, and an existing file must be writable. Returns the file to write."""
     target = resolve_output(path, flag)
     if target.is_dir():
-        raise ValueError(f"{_named(path, flag)}: cannot write there (a folder, not a file): name a file (e.g. "
-                         f"{Path(path) / 'results.json'})")
+        raise ValueError(
+            f"{_named(path, flag)}: cannot write there (a folder, not a file): name a file (e.g. "
+            f"{Path(path) / 'results.json'})"
+        )
     _writable_folder(target.parent, path, flag, "path")
     if target.exists():
         try:
             target.open("a").close()
         except OSError as error:
-            raise ValueError(f"{_named(path, flag)}: cannot write there ({error.strerror or error}): choose another "
-                             "path") from error
+            raise ValueError(
+                f"{_named(path, flag)}: cannot write there ({error.strerror or error}): choose another path"
+            ) from error
     return target
 
 
@@ -69,8 +75,10 @@ def check_output_folder(path: str | os.PathLike[str], flag: str | None = "--outp
         raise ValueError(f"{_named(path, flag)}: a file, not a folder: choose another path, or remove the file")
     here = Path.cwd().resolve()
     if target == here or target in here.parents:
-        raise ValueError(f"{_named(path, flag)}: the current folder (or one holding it), which would be replaced "
-                         "whole: name a folder of its own (e.g. ./export)")
+        raise ValueError(
+            f"{_named(path, flag)}: the current folder (or one holding it), which would be replaced "
+            "whole: name a folder of its own (e.g. ./export)"
+        )
     _writable_folder(target.parent, path, flag, "folder")
     return target
 

@@ -31,8 +31,9 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     except OSError as error:
-        raise RuntimeError(f"cannot write the cache in {target.parent} ({error.strerror}): set {CACHE_ENV} to a "
-                           "writable folder") from error
+        raise RuntimeError(
+            f"cannot write the cache in {target.parent} ({error.strerror}): set {CACHE_ENV} to a writable folder"
+        ) from error
     try:
         build(tmp)
         os.replace(tmp, target)

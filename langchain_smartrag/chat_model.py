@@ -51,8 +51,11 @@ class SmartRAGChatModel(BaseChatModel):
         return {"model_name": self.policy.model_name, "max_new_tokens": self.policy.max_new_tokens}
 
     def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         """The answer turn for the last human message, with the policy's token usage."""
         questions = [m for m in messages if isinstance(m, HumanMessage)]
@@ -60,8 +63,14 @@ class SmartRAGChatModel(BaseChatModel):
             raise ValueError("SmartRAGChatModel answers a question: pass at least one human message")
         prompt = self.policy.prompt(validate_question(questions[-1].text))
         generation = self.policy.generate([prompt], ANSWER)[0]
-        usage = UsageMetadata(input_tokens=generation.prompt_tokens, output_tokens=len(generation.token_ids),
-                              total_tokens=generation.prompt_tokens + len(generation.token_ids))
-        message = AIMessage(content=parse_action(ANSWER + generation.text).text, usage_metadata=usage,
-                            response_metadata={"model_name": self.policy.model_name})
+        usage = UsageMetadata(
+            input_tokens=generation.prompt_tokens,
+            output_tokens=len(generation.token_ids),
+            total_tokens=generation.prompt_tokens + len(generation.token_ids),
+        )
+        message = AIMessage(
+            content=parse_action(ANSWER + generation.text).text,
+            usage_metadata=usage,
+            response_metadata={"model_name": self.policy.model_name},
+        )
         return ChatResult(generations=[ChatGeneration(message=message)])

@@ -52,8 +52,10 @@ def ask(args: argparse.Namespace) -> int:
         else:
             probabilities = ", ".join(f"{p:.2f}" for p in state["search_probabilities"]) or "-"
             print(f"Q: {question}\nA: {state['answer']}")
-            print(f"   P(search): {probabilities}; retrievals: {state['retrievals']}; previews: {state['previews']}; "
-                  f"queries: {state['queries']}")
+            print(
+                f"   P(search): {probabilities}; retrievals: {state['retrievals']}; previews: {state['previews']}; "
+                f"queries: {state['queries']}"
+            )
             for error in state["errors"]:
                 print(f"   error: {error}")
     return 1 if failed else 0
@@ -71,7 +73,9 @@ def source_file(module: str) -> Path | None:
     for depth in range(1, len(parts) + 1):
         if spec is None or not spec.submodule_search_locations:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(".".join([top, *parts[:depth]]), spec.submodule_search_locations)
+        spec = importlib.machinery.PathFinder.find_spec(
+            ".".join([top, *parts[:depth]]), spec.submodule_search_locations
+        )
     return Path(spec.origin) if spec is not None and spec.origin else None
 
 
@@ -95,14 +99,23 @@ def add_ask_command(commands: Any) -> None:
     """Add `ask` to an argparse subparsers object."""
     p = commands.add_parser("ask", help="answer questions through the SmartRAG graph")
     p.add_argument("questions", nargs="+", metavar="QUESTION", help="one or more questions (answered as a batch)")
-    p.add_argument("--retriever", choices=["local", "web"], default="local", help="BM25 over a local corpus, or DuckDuckGo")
+    p.add_argument(
+        "--retriever", choices=["local", "web"], default="local", help="BM25 over a local corpus, or DuckDuckGo"
+    )
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
-    p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the embedded SmolLM2-135M-Instruct with the shipped SmartRAG adapter)")
+    p.add_argument(
+        "--policy",
+        help="model or peft adapter directory, or embedded-base (default: the embedded "
+        "SmolLM2-135M-Instruct with the shipped SmartRAG adapter)",
+    )
     p.add_argument("--threshold", type=float, default=0.5, help="retrieve when P(search) >= this")
     p.add_argument("--max-retrievals", type=non_negative_int, default=1, help="retrieval quota per question")
-    p.add_argument("--preview", type=non_negative_int,
-                   help="titles of the question's top hits the first decision sees (default: the policy's own; off "
-                        "for --retriever web, where it is a real search)")
+    p.add_argument(
+        "--preview",
+        type=non_negative_int,
+        help="titles of the question's top hits the first decision sees (default: the policy's own; off "
+        "for --retriever web, where it is a real search)",
+    )
     p.add_argument("--k", type=positive_int, default=4, help="documents per retrieval")
     p.add_argument("--json", action="store_true", help="print each final state as one JSON line")
     p.set_defaults(run=ask)

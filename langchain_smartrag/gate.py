@@ -56,8 +56,14 @@ def index_features(question: str, documents: Sequence[Document]) -> dict[str, fl
     question_words = _words(question)
     titles = " ".join(str(d.metadata.get("title", "")) for d in documents[:3])
     overlap = len(question_words & _words(titles)) / max(len(question_words), 1)
-    return {"top_score": top, "score_per_term": top / terms, "margin": top - second,
-            "score_ratio": second / top if top > 0 else 0.0, "title_overlap": overlap, "hits": float(len(documents))}
+    return {
+        "top_score": top,
+        "score_per_term": top / terms,
+        "margin": top - second,
+        "score_ratio": second / top if top > 0 else 0.0,
+        "title_overlap": overlap,
+        "hits": float(len(documents)),
+    }
 
 
 def _sigmoid(x: float) -> float:
@@ -85,7 +91,9 @@ class DecisionGate:
     def reads_index(self) -> bool:
         return any(name in self.features for name in INDEX_FEATURES)
 
-    def vector(self, hidden: Sequence[float] | None, search_logit: float, index: dict[str, float] | None) -> list[float]:
+    def vector(
+        self, hidden: Sequence[float] | None, search_logit: float, index: dict[str, float] | None
+    ) -> list[float]:
         """The feature values in `features` order (hidden state entries are named `h0`, `h1`, ...)."""
         values = {"search_logit": search_logit, **(index or {})}
         out = []
@@ -104,8 +112,10 @@ class DecisionGate:
         """P(search pays) for one feature vector."""
         z = [(v - m) / s for v, m, s in zip(values, self.mean, self.scale, strict=True)]
         if self.hidden:
-            z = [math.tanh(sum(w * x for w, x in zip(row, z, strict=True)) + b)
-                 for row, b in zip(self.hidden, self.hidden_bias, strict=True)]
+            z = [
+                math.tanh(sum(w * x for w, x in zip(row, z, strict=True)) + b)
+                for row, b in zip(self.hidden, self.hidden_bias, strict=True)
+            ]
         return _sigmoid(sum(w * x for w, x in zip(self.weights, z, strict=True)) + self.bias)
 
     def check_scores(self, index: dict[str, float]) -> None:
@@ -116,9 +126,12 @@ class DecisionGate:
         top = index["top_score"]
         if top < low / 4 or top > high * 4:
             self._warned = True
-            warnings.warn(f"this index's top scores ({top:.3g}) sit far outside those the decision gate was trained on "
-                          f"({low:.3g}-{high:.3g}): run `smartrag calibrate` on 50-200 of your own questions",
-                          stacklevel=3)
+            warnings.warn(
+                f"this index's top scores ({top:.3g}) sit far outside those the decision gate was trained on "
+                f"({low:.3g}-{high:.3g}): refit it on 50-200 of your own questions with `smartrag train gate --data "
+                "YOUR_QA.jsonl --corpus YOUR_CORPUS --policy POLICY --save-to POLICY`",
+                stacklevel=3,
+            )
 
     def save(self, directory: str | Path) -> Path:
         """Write `gate.json` into a policy folder (atomically: a temporary file renamed into place)."""
@@ -137,9 +150,29 @@ class DecisionGate:
         try:
             gate = cls(**json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, TypeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not a decision gate ({error}): delete it, or rerun `smartrag train gate`") from error
-        sizes = {len(gate.features), len(gate.mean), len(gate.scale)}
-        width = len(gate.hidden_bias) if gate.hidden else len(gate.features)
-        if len(sizes) != 1 or len(gate.weights) != width or any(len(row) != len(gate.features) for row in gate.hidden):
+            raise ValueError(
+                f"{path}: not a decision gate ({error}): delete it, or rerun `smartrag train gate`"
+            ) from error
+        try:
+            sizes = {len(gate.features), len(gate.mean), len(gate.scale)}
+            width = len(gate.hidden_bias) if gate.hidden else len(gate.features)
+            matched = len(sizes) == 1 and len(gate.weights) == width
+            matched = matched and all(len(row) == len(gate.features) for row in gate.hidden)
+        except TypeError:
+            matched = False
+        if not matched:
             raise ValueError(f"{path}: the gate's weights do not match its feature list: rerun `smartrag train gate`")
+        hidden = [v for row in gate.hidden for v in row]
+        numbers = [*gate.mean, *gate.scale, *gate.weights, gate.bias, *gate.hidden_bias, *hidden, gate.threshold]
+        known = set(INDEX_FEATURES) | set(POLICY_FEATURES)
+        if (
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
+            or not all(s > 0 for s in gate.scale)
+            or not all(n in known or (str(n)[:1] == "h" and str(n)[1:].isdigit()) for n in gate.features)
+            or not isinstance(gate.trained_under, dict)
+        ):
+            raise ValueError(
+                f"{path}: not a decision gate (a weight that is not a finite number, a scale <= 0, or a feature it "
+                "cannot read): delete it, or rerun `smartrag train gate`"
+            )
         return gate

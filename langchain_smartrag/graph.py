@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -17,10 +18,24 @@ from .nodes import SmartRAGNodes, gate_of
 from .policy import SmartRAGPolicy
 from .protocol import validate_question
 from .retrievers.web import DuckDuckGoRetriever
-from .state import EPISODE_START, Decider, Settings, SmartRAGContext, SmartRAGInput, SmartRAGOutput, SmartRAGState
+from .state import (
+    EPISODE_CLEARED,
+    EPISODE_START,
+    Decider,
+    Settings,
+    SmartRAGContext,
+    SmartRAGInput,
+    SmartRAGOutput,
+    SmartRAGState,
+)
 
 __all__ = [
-    "EPISODE_START", "SmartRAGContext", "SmartRAGGraph", "SmartRAGInput", "SmartRAGOutput", "SmartRAGState",
+    "EPISODE_START",
+    "SmartRAGContext",
+    "SmartRAGGraph",
+    "SmartRAGInput",
+    "SmartRAGOutput",
+    "SmartRAGState",
     "create_smartrag_graph",
 ]
 
@@ -33,8 +48,11 @@ def _preview_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, preview: 
     if preview < 0:
         raise ValueError("preview must be >= 0")
     if preview != trained:
-        warnings.warn(f"the policy was trained with preview={trained} but the graph uses preview={preview}: its "
-                      "decisions were not trained on these prompts", stacklevel=3)
+        warnings.warn(
+            f"the policy was trained with preview={trained} but the graph uses preview={preview}: its "
+            "decisions were not trained on these prompts",
+            stacklevel=3,
+        )
     return preview
 
 
@@ -58,6 +76,55 @@ def _checked(input: Any) -> Any:
     return input
 
 
+class _FreshFirstValues:
+    """A new question's first `values` chunk, as the question's own: LangGraph emits it after the input step, before
+    `begin` clears what the thread's last episode left (its answer, documents and counts), so without this a thread
+    would stream the new question beside the old answer."""
+
+    def __init__(self, input: Any, stream_mode: Any, subgraphs: bool, version: str) -> None:
+        self.pending = isinstance(input, dict) and "question" in input
+        self.stream_mode, self.subgraphs, self.version = stream_mode, subgraphs, version
+
+    def __call__(self, chunk: Any) -> Any:
+        if not self.pending:
+            return chunk
+        if self.version == "v2":
+            ns, mode, values = chunk.get("ns"), chunk.get("type"), chunk.get("data")
+        elif isinstance(self.stream_mode, list):
+            ns, mode, values = chunk if self.subgraphs else ((), *chunk)
+        else:
+            ns, values = chunk if self.subgraphs else ((), chunk)
+            mode = self.stream_mode
+        if mode != "values" or ns:
+            return chunk
+        self.pending = False
+        if isinstance(values, dict):
+            cleared = {**EPISODE_START, **EPISODE_CLEARED}
+            values = {key: copy.copy(cleared[key]) if key in cleared else value for key, value in values.items()}
+        if self.version == "v2":
+            return {**chunk, "data": values}
+        if isinstance(self.stream_mode, list) or self.subgraphs:
+            return (*chunk[:-1], values)
+        return values
+
+
+def _viewed(chunks: Iterator[Any], view: _FreshFirstValues) -> Iterator[Any]:
+    try:
+        for chunk in chunks:
+            yield view(chunk)
+    finally:
+        getattr(chunks, "close", lambda: None)()
+
+
+async def _aviewed(chunks: AsyncIterator[Any], view: _FreshFirstValues) -> AsyncIterator[Any]:
+    try:
+        async for chunk in chunks:
+            yield view(chunk)
+    finally:
+        if hasattr(chunks, "aclose"):
+            await chunks.aclose()
+
+
 class SmartRAGGraph(CompiledStateGraph):
     """The compiled SmartRAG graph. `batch` and `abatch` run up to the policy's `max_batch_size` inputs at once
     unless the caller's config says otherwise, so the policy's dynamic batcher sees them together."""
@@ -73,11 +140,18 @@ class SmartRAGGraph(CompiledStateGraph):
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
         """`CompiledStateGraph.stream` (what `invoke` runs), with the question checked before it enters a thread."""
-        return super().stream(_checked(input), config, **kwargs)
+        view = self._fresh_view(_checked(input), kwargs)
+        return _viewed(super().stream(input, config, **kwargs), view)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         """`CompiledStateGraph.astream` (what `ainvoke` runs), with the question checked first."""
-        return super().astream(_checked(input), config, **kwargs)
+        view = self._fresh_view(_checked(input), kwargs)
+        return _aviewed(super().astream(input, config, **kwargs), view)
+
+    def _fresh_view(self, input: Any, kwargs: dict[str, Any]) -> _FreshFirstValues:
+        """What shows a new question's first `values` chunk without the thread's last answer."""
+        stream_mode = kwargs.get("stream_mode") or self.stream_mode
+        return _FreshFirstValues(input, stream_mode, kwargs.get("subgraphs", False), kwargs.get("version", "v1"))
 
     def batch(self, inputs: Sequence[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         """`CompiledStateGraph.batch`, as many at once as the policy batches unless the config says otherwise."""
@@ -122,17 +196,29 @@ def create_smartrag_graph(
     None takes the setting the policy was trained with (`policy.preview`), except with `DuckDuckGoRetriever`,
     where it is off unless asked for; a setting other than the training's is a warning.
     """
-    defaults = Settings(policy, retriever, threshold, max_retrievals, rewrite_query,
-                        _preview_setting(policy, retriever, preview), _decision_setting(policy, retriever, decision),
-                        sample=False, temperature=1.0, sample_decision=True, record=False)
+    defaults = Settings(
+        policy,
+        retriever,
+        threshold,
+        max_retrievals,
+        rewrite_query,
+        _preview_setting(policy, retriever, preview),
+        _decision_setting(policy, retriever, decision),
+        sample=False,
+        temperature=1.0,
+        sample_decision=True,
+        record=False,
+    )
     nodes = SmartRAGNodes(defaults, retriever_timeout)
 
-    builder = StateGraph(SmartRAGState, context_schema=SmartRAGContext, input_schema=SmartRAGInput,
-                         output_schema=SmartRAGOutput)
+    builder = StateGraph(
+        SmartRAGState, context_schema=SmartRAGContext, input_schema=SmartRAGInput, output_schema=SmartRAGOutput
+    )
     builder.add_node("begin", nodes.begin, destinations=("preview", "decide"))
     builder.add_node("preview", RunnableLambda(nodes.preview, nodes.apreview, name="preview"))
-    builder.add_node("decide", RunnableLambda(nodes.decide, nodes.adecide, name="decide"),
-                     destinations=("rewrite", "answer"))
+    builder.add_node(
+        "decide", RunnableLambda(nodes.decide, nodes.adecide, name="decide"), destinations=("rewrite", "answer")
+    )
     builder.add_node("rewrite", RunnableLambda(nodes.rewrite, nodes.arewrite, name="rewrite"))
     builder.add_node("retrieve", RunnableLambda(nodes.retrieve, nodes.aretrieve, name="retrieve"))
     builder.add_node("answer", RunnableLambda(nodes.answer, nodes.aanswer, name="answer"))
@@ -141,7 +227,12 @@ def create_smartrag_graph(
     builder.add_edge("rewrite", "retrieve")
     builder.add_edge("retrieve", "decide")
     builder.add_edge("answer", END)
-    compiled = builder.compile(checkpointer=checkpointer, store=store, interrupt_before=interrupt_before,
-                               interrupt_after=interrupt_after, name=name)
+    compiled = builder.compile(
+        checkpointer=checkpointer,
+        store=store,
+        interrupt_before=interrupt_before,
+        interrupt_after=interrupt_after,
+        name=name,
+    )
     graph = SmartRAGGraph(**{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"})
     return graph.with_config(max_concurrency=policy.max_batch_size)

@@ -22,8 +22,10 @@ def _refuse_lone_surrogates(value: Any, where: str, field: str = "") -> None:
     if isinstance(value, str):
         lone = SURROGATE.search(value)
         if lone:
-            raise ValueError(f"{where}: {field or 'a value'} holds a lone surrogate ({lone.group()!a}), half of "
-                             "an escaped character pair, which is not text: fix or drop the row")
+            raise ValueError(
+                f"{where}: {field or 'a value'} holds a lone surrogate ({lone.group()!a}), half of "
+                "an escaped character pair, which is not text: fix or drop the row"
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             _refuse_lone_surrogates(key, where, field or "a key")
@@ -64,5 +66,7 @@ def read_jsonl(path: str | Path, *, allow_blank: bool = True) -> Iterable[tuple[
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}:{number}: not UTF-8 text ({error.reason}): save it as UTF-8") from error
         except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-            raise ValueError(f"{path}: not a complete gzip file ({error}): compress it again, or drop the .gz from "
-                             "the name of a plain file") from error
+            raise ValueError(
+                f"{path}: not a complete gzip file ({error}): compress it again, or drop the .gz from "
+                "the name of a plain file"
+            ) from error

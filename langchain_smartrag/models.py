@@ -103,10 +103,15 @@ def protocol_settings(directory: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is corrupt ({error}); export the policy again") from None
     preview = settings.get("preview", 0) if isinstance(settings, dict) else None
-    if not isinstance(settings, dict) or set(settings) - {"preview"} or not isinstance(preview, int) or (
-            isinstance(preview, bool) or preview < 0):
-        raise ValueError(f"{path}: expected {{\"preview\": N}} with N a whole number >= 0, got {settings!r}; "
-                         "export the policy again")
+    if (
+        not isinstance(settings, dict)
+        or set(settings) - {"preview"}
+        or not isinstance(preview, int)
+        or (isinstance(preview, bool) or preview < 0)
+    ):
+        raise ValueError(
+            f'{path}: expected {{"preview": N}} with N a whole number >= 0, got {settings!r}; export the policy again'
+        )
     return settings
 
 
@@ -138,11 +143,15 @@ def load_model(
         path = embedded_model_dir()
     if isinstance(path, Path) and path.is_dir() and "gguf_file" not in kwargs:  # else: "install sentencepiece"
         if not (path / "config.json").exists():
-            raise ValueError(f"{path} holds no model or adapter (no config.json or adapter_config.json): give the "
-                             "folder that save_pretrained wrote, e.g. a run's final/")
+            raise ValueError(
+                f"{path} holds no model or adapter (no config.json or adapter_config.json): give the "
+                "folder that save_pretrained wrote, e.g. a run's final/"
+            )
         if not any((path / name).exists() for name in TOKENIZER_FILES):
-            raise ValueError(f"{path} holds a model but no tokenizer (no tokenizer.json or tokenizer_config.json): "
-                             "save the tokenizer beside it (tokenizer.save_pretrained)")
+            raise ValueError(
+                f"{path} holds a model but no tokenizer (no tokenizer.json or tokenizer_config.json): "
+                "save the tokenizer beside it (tokenizer.save_pretrained)"
+            )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)

@@ -32,10 +32,14 @@ def cache_row(cache: Any, row: int, span: slice = slice(None)) -> LayerCache:
 
 def join_rows(rows: Sequence[LayerCache], width: int, config: Any) -> DynamicCache:
     """Single-row caches left-padded to `width` positions and joined into one batched cache."""
-    padded = [[(F.pad(k, (0, 0, width - k.shape[2], 0)), F.pad(v, (0, 0, width - v.shape[2], 0))) for k, v in row]
-              for row in rows]
-    layers = [(torch.cat([row[i][0] for row in padded]), torch.cat([row[i][1] for row in padded]))
-              for i in range(len(padded[0]))]
+    padded = [
+        [(F.pad(k, (0, 0, width - k.shape[2], 0)), F.pad(v, (0, 0, width - v.shape[2], 0))) for k, v in row]
+        for row in rows
+    ]
+    layers = [
+        (torch.cat([row[i][0] for row in padded]), torch.cat([row[i][1] for row in padded]))
+        for i in range(len(padded[0]))
+    ]
     return DynamicCache(ddp_cache_data=layers, config=config)
 
 

@@ -35,7 +35,8 @@ def documents_that_fit(
     count on the joined prompt: a few encodes of a prompt that fits.
     """
     used = len(encode(render_prompt(question, documents[:1], tokenizer))) - len(
-        encode(render_observation(documents[:1], tokenizer)))
+        encode(render_observation(documents[:1], tokenizer))
+    )
     kept = 0
     for document in documents:
         used += len(encode(render_observation([document], tokenizer))) + 1

@@ -74,8 +74,10 @@ def validate_question(question: Any) -> str:
     if not question.strip():
         raise ValueError("question is empty or whitespace only")
     if (surrogate := _SURROGATE.search(question)) is not None:
-        raise ValueError(f"question has a lone surrogate (U+{ord(surrogate.group()):04X}) at character "
-                         f"{surrogate.start()}: it is not valid Unicode text")
+        raise ValueError(
+            f"question has a lone surrogate (U+{ord(surrogate.group()):04X}) at character "
+            f"{surrogate.start()}: it is not valid Unicode text"
+        )
     return question
 
 

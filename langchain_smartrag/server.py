@@ -31,8 +31,10 @@ def _policy() -> SmartRAGPolicy:
     source = os.environ.get("SMARTRAG_POLICY") or None
     local = source in (None, "embedded", "embedded-base") or Path(source).exists()
     if not local and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
-        raise ValueError(f"SMARTRAG_POLICY={source!r}: no such folder, and a hub id cannot load offline "
-                         "(HF_HUB_OFFLINE is set): give a model or adapter folder, 'embedded' or 'embedded-base'")
+        raise ValueError(
+            f"SMARTRAG_POLICY={source!r}: no such folder, and a hub id cannot load offline "
+            "(HF_HUB_OFFLINE is set): give a model or adapter folder, 'embedded' or 'embedded-base'"
+        )
     try:
         return SmartRAGPolicy.load(source)
     except (ValueError, OSError) as error:
@@ -41,6 +43,10 @@ def _policy() -> SmartRAGPolicy:
 
 graph = create_smartrag_graph(
     _policy(),
-    build_retriever(_setting("SMARTRAG_RETRIEVER", "local"), os.environ.get("SMARTRAG_CORPUS") or None, _k(),
-                    setting="SMARTRAG_RETRIEVER"),
+    build_retriever(
+        _setting("SMARTRAG_RETRIEVER", "local"),
+        os.environ.get("SMARTRAG_CORPUS") or None,
+        _k(),
+        setting="SMARTRAG_RETRIEVER",
+    ),
 )

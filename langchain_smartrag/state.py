@@ -15,7 +15,6 @@ from typing_extensions import TypedDict
 
 from .policy import SmartRAGPolicy
 
-
 Decider = Literal["gate", "token"]
 """Who takes the first decision: the policy's decision gate, or the action token's P(search)."""
 
@@ -66,7 +65,12 @@ class SmartRAGState(TypedDict):
 
 
 EPISODE_START: dict[str, Any] = {
-    "retrievals": 0, "queries": [], "documents": [], "search_probabilities": [], "errors": [], "trace": [],
+    "retrievals": 0,
+    "queries": [],
+    "documents": [],
+    "search_probabilities": [],
+    "errors": [],
+    "trace": [],
     "previews": 0,
 }
 """Each accumulating channel's value when a question starts (written over whatever a thread or parent held)."""

@@ -35,19 +35,36 @@ class PolicyRun:
         """Close the run with its text, token usage (as LangChain's chat models report it) and any metadata."""
         if self.manager is None:
             return
-        usage = UsageMetadata(input_tokens=prompt_tokens, output_tokens=completion_tokens,
-                              total_tokens=prompt_tokens + completion_tokens)
-        message = AIMessage(content=text, id=self.message_id, usage_metadata=usage,
-                            response_metadata={"model_name": self.model_name, **metadata})
-        token_usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                       "total_tokens": prompt_tokens + completion_tokens}
-        self.manager.on_llm_end(LLMResult(generations=[[ChatGeneration(message=message)]],
-                                          llm_output={"token_usage": token_usage, "model_name": self.model_name}))
+        usage = UsageMetadata(
+            input_tokens=prompt_tokens, output_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+        )
+        message = AIMessage(
+            content=text,
+            id=self.message_id,
+            usage_metadata=usage,
+            response_metadata={"model_name": self.model_name, **metadata},
+        )
+        token_usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        self.manager.on_llm_end(
+            LLMResult(
+                generations=[[ChatGeneration(message=message)]],
+                llm_output={"token_usage": token_usage, "model_name": self.model_name},
+            )
+        )
 
 
 @contextlib.contextmanager
 def policy_run(
-    config: RunnableConfig, node: str, prompt: str, policy: SmartRAGPolicy, params: dict[str, Any], *,
+    config: RunnableConfig,
+    node: str,
+    prompt: str,
+    policy: SmartRAGPolicy,
+    params: dict[str, Any],
+    *,
     stream: bool = True,
 ) -> Iterator[PolicyRun]:
     """Report one policy call as a chat-model run: model name, provider and invocation parameters up front
@@ -58,11 +75,20 @@ def policy_run(
         return
     if not stream:
         manager.add_tags([TAG_NOSTREAM], inherit=False)
-    manager.add_metadata({"ls_provider": "huggingface", "ls_model_name": policy.model_name, "ls_model_type": "chat",
-                          "ls_temperature": params.get("temperature"), "ls_max_tokens": params.get("max_new_tokens")},
-                         inherit=False)
+    manager.add_metadata(
+        {
+            "ls_provider": "huggingface",
+            "ls_model_name": policy.model_name,
+            "ls_model_type": "chat",
+            "ls_temperature": params.get("temperature"),
+            "ls_max_tokens": params.get("max_new_tokens"),
+        },
+        inherit=False,
+    )
     (run,) = manager.on_chat_model_start(
-        {"name": "SmartRAGPolicy"}, [[HumanMessage(content=prompt)]], name=f"policy:{node}",
+        {"name": "SmartRAGPolicy"},
+        [[HumanMessage(content=prompt)]],
+        name=f"policy:{node}",
         invocation_params={"model": policy.model_name, "node": node, **params},
     )
     try:

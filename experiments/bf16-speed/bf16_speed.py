@@ -35,9 +35,12 @@ def main() -> None:
             policy.generate_batch(prompts, ANSWER, max_new_tokens=16)
             timings.append(time.perf_counter() - start)
         seconds[autocast] = min(timings)
-    print(f"{platform.machine()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {args.n} greedy "
-          f"answers, up to 16 tokens, best of {args.repeats}: fp32 {seconds[False]:.2f} s, bf16 autocast {seconds[True]:.2f} s "
-          f"(bf16 / fp32 = {seconds[True] / seconds[False]:.2f}); bf16_is_fast: {bf16_is_fast('cpu')}")
+    print(
+        f"{platform.machine()}, torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {args.n} greedy "
+        f"answers, up to 16 tokens, best of {args.repeats}: fp32 {seconds[False]:.2f} s, "
+        f"bf16 autocast {seconds[True]:.2f} s (bf16 / fp32 = {seconds[True] / seconds[False]:.2f}); "
+        f"bf16_is_fast: {bf16_is_fast('cpu')}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,25 +33,37 @@ def rows_of(question_id: str, popqa: dict) -> list[str]:
     if name != "popqa":
         return [name]
     example = popqa[question_id]
-    return ["popqa", f"popqa, corpus {'has' if covered(example) else 'lacks'} subject", f"popqa: {example.extra['prop']}"]
+    return [
+        "popqa",
+        f"popqa, corpus {'has' if covered(example) else 'lacks'} subject",
+        f"popqa: {example.extra['prop']}",
+    ]
 
 
 def update_shifts(pairs: list[tuple[int, dict, dict]]) -> None:
     """Per iteration: the mean change of the decision's logit in its update, where the search paid and where it did not,
     and the correlation of each question's change with its own search-minus-answer gap."""
-    print("| iteration | questions | search paid | logit change, search paid | logit change, the others | corr(gap, change) |")
+    print(
+        "| iteration | questions | search paid | logit change, search paid | logit change, the others "
+        "| corr(gap, change) |"
+    )
     print("|---" * 6 + "|")
     for iteration in sorted({i for i, _, _ in pairs}):
-        rows = [(s["reward"] - a["reward"], logit(s["p_search_after"]) - logit(s["search_probabilities"][0]))
-                for i, s, a in pairs if i == iteration and s.get("p_search_after") is not None]
+        rows = [
+            (s["reward"] - a["reward"], logit(s["p_search_after"]) - logit(s["search_probabilities"][0]))
+            for i, s, a in pairs
+            if i == iteration and s.get("p_search_after") is not None
+        ]
         if len(rows) < 2:
             continue
         paid = [change for gap, change in rows if gap > 0]
         others = [change for gap, change in rows if gap <= 0]
         gaps, changes = zip(*rows, strict=True)
         r = f"{correlation(gaps, changes):+.2f}" if len(set(gaps)) > 1 and len(set(changes)) > 1 else "-"
-        print(f"| {iteration} | {len(rows)} | {len(paid)} | {f'{mean(paid):+.2f}' if paid else '-'} | "
-              f"{f'{mean(others):+.2f}' if others else '-'} | {r} |")
+        print(
+            f"| {iteration} | {len(rows)} | {len(paid)} | {f'{mean(paid):+.2f}' if paid else '-'} | "
+            f"{f'{mean(others):+.2f}' if others else '-'} | {r} |"
+        )
 
 
 def main() -> None:
@@ -68,8 +80,10 @@ def main() -> None:
         for row in rows_of(searched["id"], popqa):
             gain[row].append(searched["reward"] - answered["reward"])
             p_search[row][(iteration - 1) // size].append(searched["search_probabilities"][0])
-    spans = [f"it. {g * size + 1}" + (f"-{end}" if (end := min((g + 1) * size, last)) > g * size + 1 else "")
-             for g in range(args.groups)]
+    spans = [
+        f"it. {g * size + 1}" + (f"-{end}" if (end := min((g + 1) * size, last)) > g * size + 1 else "")
+        for g in range(args.groups)
+    ]
     print("| rows | questions | search - answer reward | " + " | ".join(f"P(search) {s}" for s in spans) + " |")
     print("|---" * (3 + args.groups) + "|")
     for row in sorted(gain, key=lambda r: (r.split(":")[0], -len(gain[r]))):

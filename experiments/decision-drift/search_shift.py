@@ -1,7 +1,7 @@
 """How far did training move each kind of question's P(search)? Mean P(search) of several policies, per group.
 
-    python experiments/decision-drift/search_shift.py langchain_smartrag/adapters/smartrag-smollm2-135m runs/a/final runs/b/final \
-        [--per-group 64] [--split train] [--exclude runs/warmup.jsonl] [--output shift.json]
+    python experiments/decision-drift/search_shift.py langchain_smartrag/adapters/smartrag-smollm2-135m \
+        runs/a/final runs/b/final [--per-group 64] [--split train] [--exclude runs/warmup.jsonl] [--output shift.json]
     python experiments/decision-drift/search_shift.py POLICIES... --rollouts runs/first-update/c09 --iteration 2
 
 The same seeded questions for every policy, in groups a search pays for differently: PopQA with its subject in the
@@ -54,7 +54,11 @@ def questions(split: str, per_group: int, seed: int, exclude: frozenset[str] = f
 def p_search(policy: SmartRAGPolicy, texts: list[str], batch: int = 32) -> list[float]:
     """P(search) at each question's decision prompt, `batch` prompts a pass."""
     prompts = [policy.prompt(q) for q in texts]
-    return [p for first in range(0, len(prompts), batch) for p in policy.search_probability_batch(prompts[first : first + batch])]
+    return [
+        p
+        for first in range(0, len(prompts), batch)
+        for p in policy.search_probability_batch(prompts[first : first + batch])
+    ]
 
 
 def mean_p_search(policy: SmartRAGPolicy, groups: dict[str, list[str]]) -> dict[str, float]:
@@ -68,11 +72,17 @@ def per_question(policies: list[str], run: str, iteration: int) -> list[dict]:
     for source in policies:
         for row, p in zip(rows, p_search(SmartRAGPolicy.load(source), [r["question"] for r in rows]), strict=True):
             row[source] = p
-    print(f"| gap | {' | '.join(policies)} | logit change, last vs first | question |\n|---|" + "---|" * (len(policies) + 2))
+    print(
+        f"| gap | {' | '.join(policies)} | logit change, last vs first | question |\n|---|"
+        + "---|" * (len(policies) + 2)
+    )
     for row in sorted(rows, key=lambda r: r["gap"]):
         change = logit(row[policies[-1]]) - logit(row[policies[0]])  # how far the last policy moved from the first
-        print(f"| {row['gap']:+.2f} | " + " | ".join(f"{row[p]:.3f}" for p in policies)
-              + f" | {change:+.2f} | {row['question'][:60]} |")
+        print(
+            f"| {row['gap']:+.2f} | "
+            + " | ".join(f"{row[p]:.3f}" for p in policies)
+            + f" | {change:+.2f} | {row['question'][:60]} |"
+        )
     return rows
 
 
@@ -104,8 +114,17 @@ def main() -> None:
         print(f"| {source} | " + " | ".join(f"{means[g]:.3f}" for g in GROUPS) + " |", flush=True)
     if args.output:
         with open(args.output, "w") as file:
-            json.dump({"split": args.split, "per_group": args.per_group, "seed": args.seed, "exclude": args.exclude,
-                       "rows": rows}, file, indent=1)
+            json.dump(
+                {
+                    "split": args.split,
+                    "per_group": args.per_group,
+                    "seed": args.seed,
+                    "exclude": args.exclude,
+                    "rows": rows,
+                },
+                file,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

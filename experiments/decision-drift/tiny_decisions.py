@@ -46,7 +46,9 @@ def trace(run: Path) -> list[tuple[float, float]]:
         episode = json.loads(line)
         if episode["search_probabilities"]:
             kind = episode["question"] in UNKNOWN
-            rows.setdefault(episode["iteration"], {False: [], True: []})[kind].append(episode["search_probabilities"][0])
+            rows.setdefault(episode["iteration"], {False: [], True: []})[kind].append(
+                episode["search_probabilities"][0]
+            )
     return [tuple(sum(v) / max(len(v), 1) for v in (rows[i][False], rows[i][True])) for i in sorted(rows)]
 
 
@@ -62,8 +64,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         world = build_world(Path(tmp))
         questions = write_questions(Path(tmp) / "questions.jsonl", args.known_copies)
-        print(f"{len(KNOWN) * args.known_copies} closed-book + {len(UNKNOWN)} corpus-only questions; "
-              f"paired decisions; overrides {overrides}")
+        print(
+            f"{len(KNOWN) * args.known_copies} closed-book + {len(UNKNOWN)} corpus-only questions; "
+            f"paired decisions; overrides {overrides}"
+        )
         print("| seed | P(search) closed-book | P(search) corpus-only | reward | rollout P(search) by iteration |")
         print("|---|---|---|---|---|")
         for seed in args.seeds:
@@ -72,8 +76,11 @@ def main() -> None:
             final = train(world_config(world, run, data=str(questions), paired_decisions=True, seed=seed, **overrides))
             reward, known, unknown = world_scores(world, SmartRAGPolicy.from_pretrained(final, autocast=False))
             curve = " ".join(f"{k:.2f}/{u:.2f}" for k, u in trace(run))
-            print(f"| {seed} | {known:.3f} | {unknown:.3f} | {reward:.3f} | {curve} |  "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"| {seed} | {known:.3f} | {unknown:.3f} | {reward:.3f} | {curve} |  "
+                f"({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

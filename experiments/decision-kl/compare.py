@@ -1,7 +1,9 @@
 """Trained policies side by side on dev data: EM, F1, retrieval rate and reward in smartrag mode.
 
-    python experiments/decision-kl/compare.py SFT=runs/sft-embedded/final PPO=runs/ppo-embedded/final [--n 128] [--out DIR]
-    python experiments/decision-kl/compare.py OLD=DIR NEW=DIR --validation langchain_smartrag/training/configs/smartrag_paired.yaml --out DIR
+    python experiments/decision-kl/compare.py SFT=runs/sft-embedded/final PPO=runs/ppo-embedded/final \
+        [--n 128] [--out DIR]
+    python experiments/decision-kl/compare.py OLD=DIR NEW=DIR \
+        --validation langchain_smartrag/training/configs/smartrag_paired.yaml --out DIR
 
 Each NAME=DIR is a peft adapter (or model) directory. Data sets: the PopQA dev questions whose subject the
 bundled corpus holds, and HotpotQA dev (every question has its paragraphs in the corpus); the same seeded
@@ -52,10 +54,18 @@ def main() -> None:
     parser.add_argument("--out", default="experiments/decision-kl/results/compare")
     parser.add_argument("--validation", metavar="PPO_CONFIG", help="compare on this PPO config's held-out questions")
     parser.add_argument("--exclude", help="warm-up JSONL: leave out the questions it holds (the SFT data)")
-    parser.add_argument("--per-dataset", type=int, help="with --validation: hold out this many per data set, not the "
-                        "config's (more questions, but those beyond the config's own were open to its PPO run)")
-    parser.add_argument("--seed", type=int, help="with --validation: hold out with this seed, not the config's (a "
-                        "sample apart from a warm-up drawn with that seed)")
+    parser.add_argument(
+        "--per-dataset",
+        type=int,
+        help="with --validation: hold out this many per data set, not the "
+        "config's (more questions, but those beyond the config's own were open to its PPO run)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="with --validation: hold out with this seed, not the config's (a "
+        "sample apart from a warm-up drawn with that seed)",
+    )
     args = parser.parse_args()
     exclude = warmup_ids(args.exclude) if args.exclude else frozenset()
     if args.validation:
@@ -64,17 +74,28 @@ def main() -> None:
         config = PPOConfig(**yaml.safe_load(Path(args.validation).read_text()))
         config.validation_per_dataset = args.per_dataset or config.validation_per_dataset
         sets = load_questions(config.data, config.datasets, config.split, config.covered_only)
-        held = hold_out(sets, config.validation_per_dataset, validation_seed(config) if args.seed is None else args.seed)[1]
+        held = hold_out(
+            sets, config.validation_per_dataset, validation_seed(config) if args.seed is None else args.seed
+        )[1]
         question_sets = {"validation (held-out train)": [e for e in held if e.id not in exclude]}
     else:
-        question_sets = {variant: sample([e for e in load_qa(dataset_path(data, "dev")) if (keep is None or keep(e)) and e.id not in exclude],
-                                         args.n, seed=0) for variant, (data, keep) in VARIANTS.items() if variant in DATA_SETS}
+        question_sets = {
+            variant: sample(
+                [e for e in load_qa(dataset_path(data, "dev")) if (keep is None or keep(e)) and e.id not in exclude],
+                args.n,
+                seed=0,
+            )
+            for variant, (data, keep) in VARIANTS.items()
+            if variant in DATA_SETS
+        }
     warnings.filterwarnings("ignore")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     retriever = BM25Retriever.bundled(k=4)
-    rows = ["| data set | n | policy | EM | F1 | retrieval rate | reward | hit | reward - first's (paired SE) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| data set | n | policy | EM | F1 | retrieval rate | reward | hit | reward - first's (paired SE) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     first: dict[str, list[dict]] = {}
     for spec in args.policies:
         name, directory = spec.split("=", 1)
@@ -83,8 +104,12 @@ def main() -> None:
             path = out / f"{slug(variant)}--{slug(name)}.json"
             if not path.exists():
                 policy = policy or SmartRAGPolicy.from_pretrained(directory)
-                results = evaluate(create_smartrag_graph(policy, retriever), examples, threshold=args.threshold,
-                                   config={"variant": variant, "k": 4, "policy": directory})
+                results = evaluate(
+                    create_smartrag_graph(policy, retriever),
+                    examples,
+                    threshold=args.threshold,
+                    config={"variant": variant, "k": 4, "policy": directory},
+                )
                 path.write_text(json.dumps(results, indent=1, ensure_ascii=False))
             r = json.loads(path.read_text())
             hit = "-" if r["hit"] is None else f"{r['hit']:.2f}"
@@ -92,8 +117,10 @@ def main() -> None:
                 gain = "{:+.3f} ({:.3f})".format(*paired_difference(first[variant], r["records"]))
             else:
                 first[variant], gain = r["records"], "-"
-            rows.append(f"| {variant} | {r['n']} | {name} | {100 * r['em']:.1f} | {100 * r['f1']:.1f} | "
-                        f"{r['retrieval_rate']:.2f} | {r['reward']:.3f} | {hit} | {gain} |")
+            rows.append(
+                f"| {variant} | {r['n']} | {name} | {100 * r['em']:.1f} | {100 * r['f1']:.1f} | "
+                f"{r['retrieval_rate']:.2f} | {r['reward']:.3f} | {hit} | {gain} |"
+            )
     print("\n".join(rows))
 
 

@@ -18,8 +18,15 @@ from langchain_smartrag.training.data import dataset_path, load_qa, sample
 from langchain_smartrag.training.pairs import drawn_apart, play_pairs
 from langchain_smartrag.training.questions import covered
 
-TRAIN_MIX = {"popqa": 450, "popqa-covered": 250, "ambignq": 150, "hotpotqa": 200, "nq": 150,
-             "2wikimultihopqa": 100, "musique": 100}
+TRAIN_MIX = {
+    "popqa": 450,
+    "popqa-covered": 250,
+    "ambignq": 150,
+    "hotpotqa": 200,
+    "nq": 150,
+    "2wikimultihopqa": 100,
+    "musique": 100,
+}
 """Train questions per set: PopQA twice (all, and the covered ones the dev table reports apart)."""
 
 
@@ -30,7 +37,9 @@ def train_questions(mix: dict[str, int], seed: int) -> list:
         base = name.removesuffix("-covered")
         examples = load_qa(dataset_path(base, "train"))
         warmup.update(e.id for e in sample(examples, 150, seed=0))
-        sets[name] = [e for e in examples if covered(e)] if name.endswith("-covered") or base == "hotpotqa" else examples
+        sets[name] = (
+            [e for e in examples if covered(e)] if name.endswith("-covered") or base == "hotpotqa" else examples
+        )
     return drawn_apart(sets, mix, seed, frozenset(warmup))
 
 
@@ -45,7 +54,9 @@ def main() -> None:
     if args.split == "train":
         examples = train_questions(TRAIN_MIX, args.seed)
     else:
-        examples = [e for name in args.datasets for e in sample(load_qa(dataset_path(name, "dev")), args.per_dataset, 0)]
+        examples = [
+            e for name in args.datasets for e in sample(load_qa(dataset_path(name, "dev")), args.per_dataset, 0)
+        ]
     graph = create_smartrag_graph(SmartRAGPolicy.embedded(), BM25Retriever.bundled(k=4))
     pairs = play_pairs(graph, examples, args.out)
     print(f"{len(pairs)} pairs in {args.out}")

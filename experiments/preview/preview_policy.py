@@ -45,10 +45,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     def records(variant: str, name: str, mode: str) -> list[dict]:
-        return json.loads((Path(args.results) / f"{slug(variant)}--{name}--{mode}.json").read_text())["records"][: args.n]
+        return json.loads((Path(args.results) / f"{slug(variant)}--{name}--{mode}.json").read_text())["records"][
+            : args.n
+        ]
 
-    header = ("| data set | n | preview policy | its retrieval rate | best baseline | policy - best (SE) | "
-              "policy - shipped (SE) | policy EM / always-retrieve-question EM | AUC P(search) vs search paid |")
+    header = (
+        "| data set | n | preview policy | its retrieval rate | best baseline | policy - best (SE) | "
+        "policy - shipped (SE) | policy EM / always-retrieve-question EM | AUC P(search) vs search paid |"
+    )
     lines = [header, "|---" * 9 + "|"]
     for variant, (data, keep) in DATA_SETS.items():
         examples = sample([e for e in load_qa(dataset_path(data, "dev")) if keep is None or keep(e)], args.n, seed=0)
@@ -57,29 +61,45 @@ def main() -> None:
         assert [e.id for e in examples] == [r["id"] for r in never]
         path = out / f"{slug(variant)}.json"
         if not path.exists():
-            run = evaluate(graph, examples, mode="smartrag", config={"variant": variant, "policy": args.policy,
-                                                                     "preview": policy.preview})
+            run = evaluate(
+                graph,
+                examples,
+                mode="smartrag",
+                config={"variant": variant, "policy": args.policy, "preview": policy.preview},
+            )
             path.write_text(json.dumps(run, indent=1, ensure_ascii=False))
         run = json.loads(path.read_text())["records"]
         hits = [retriever.invoke(e.question) for e in examples]
-        reward = {"no-retrieval": [r["reward"] for r in never],
-                  "always-retrieve-question": [r["reward"] for r in always],
-                  "always-retrieve": [r["reward"] for r in rewritten], "shipped SmartRAG": [r["reward"] for r in shipped],
-                  "title rule": [(a["reward"] if title_rule(e.question, d) else b["reward"]) - ALPHA_PREVIEW
-                                 for a, b, e, d in zip(always, never, examples, hits, strict=True)],
-                  "score rule": [(a["reward"] if top_score(d) >= threshold else b["reward"]) - ALPHA_PREVIEW
-                                 for a, b, d in zip(always, never, hits, strict=True)]}
+        reward = {
+            "no-retrieval": [r["reward"] for r in never],
+            "always-retrieve-question": [r["reward"] for r in always],
+            "always-retrieve": [r["reward"] for r in rewritten],
+            "shipped SmartRAG": [r["reward"] for r in shipped],
+            "title rule": [
+                (a["reward"] if title_rule(e.question, d) else b["reward"]) - ALPHA_PREVIEW
+                for a, b, e, d in zip(always, never, examples, hits, strict=True)
+            ],
+            "score rule": [
+                (a["reward"] if top_score(d) >= threshold else b["reward"]) - ALPHA_PREVIEW
+                for a, b, d in zip(always, never, hits, strict=True)
+            ],
+        }
         mine = [r["reward"] for r in run]
         best = max(reward, key=lambda k: statistics.fmean(reward[k]))
         gap, gap_se = paired(mine, reward[best])
         ship, ship_se = paired(mine, reward["shipped SmartRAG"])
         untied = [i for i, (a, b) in enumerate(zip(always, never, strict=True)) if a["reward"] != b["reward"]]
-        area = auc([run[i]["search_probabilities"][0] for i in untied], [always[i]["reward"] > never[i]["reward"] for i in untied])
+        area = auc(
+            [run[i]["search_probabilities"][0] for i in untied],
+            [always[i]["reward"] > never[i]["reward"] for i in untied],
+        )
         em = statistics.fmean(r["em"] for r in run), statistics.fmean(r["em"] for r in always)
-        lines.append(f"| {variant} | {len(run)} | {statistics.fmean(mine):.3f} | "
-                     f"{statistics.fmean(r['retrievals'] for r in run):.2f} | {best} {statistics.fmean(reward[best]):.3f} | "
-                     f"{gap:+.3f} ({gap_se:.3f}) | {ship:+.3f} ({ship_se:.3f}) | {em[0]:.3f} / {em[1]:.3f} | "
-                     f"{'-' if area is None else f'{area:.2f}'} |")
+        lines.append(
+            f"| {variant} | {len(run)} | {statistics.fmean(mine):.3f} | "
+            f"{statistics.fmean(r['retrievals'] for r in run):.2f} | {best} {statistics.fmean(reward[best]):.3f} | "
+            f"{gap:+.3f} ({gap_se:.3f}) | {ship:+.3f} ({ship_se:.3f}) | {em[0]:.3f} / {em[1]:.3f} | "
+            f"{'-' if area is None else f'{area:.2f}'} |"
+        )
         print(lines[-1], flush=True)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -14,7 +14,8 @@ question, between the SFT policy's two forced runs that the results table alread
   No dev question and no model run tunes it.
 
 Prints one table (reward per row, and each rule's gap to the best fixed strategy and to the shipped SmartRAG
-adapter, with paired standard errors) and writes it with the per-row numbers to experiments/preview/results/preview_rules/.
+adapter, with paired standard errors) and writes it with the per-row numbers to
+experiments/preview/results/preview_rules/.
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ def tune_score_threshold(retriever: BM25Retriever, n: int) -> tuple[float, float
             scored.append((top_score(documents), has_answer(" ".join(d.page_content for d in documents), e.answers)))
     hits = sum(hit for _, hit in scored)
     misses = len(scored) - hits
-    youden = {t: sum(s >= t for s, hit in scored if hit) / hits - sum(s >= t for s, hit in scored if not hit) / misses
-              for t in sorted({s for s, _ in scored})}
+    youden = {
+        t: sum(s >= t for s, hit in scored if hit) / hits - sum(s >= t for s, hit in scored if not hit) / misses
+        for t in sorted({s for s, _ in scored})
+    }
     best = max(youden, key=youden.get)
     return best, youden[best]
 
@@ -100,44 +103,79 @@ def main() -> None:
     def records(variant: str, name: str, mode: str) -> list[dict]:
         return json.loads((results / f"{slug(variant)}--{name}--{mode}.json").read_text())["records"]
 
-    lines = [("| data set | n | no-retrieval | always-retrieve-question | always-retrieve | SmartRAG (shipped) | "
-             "title rule | score rule | title - best fixed (SE) | score - best fixed (SE) | score - SmartRAG (SE) | "
-             "AUC top score vs search paid |"), "|---" * 12 + "|"]
+    lines = [
+        (
+            "| data set | n | no-retrieval | always-retrieve-question | always-retrieve | SmartRAG (shipped) | "
+            "title rule | score rule | title - best fixed (SE) | score - best fixed (SE) | score - SmartRAG (SE) | "
+            "AUC top score vs search paid |"
+        ),
+        "|---" * 12 + "|",
+    ]
     rows = {}
     for variant in DATA_SETS:
         never, always = records(variant, "sft", "no-retrieval"), records(variant, "sft", "always-retrieve-question")
         rewritten, shipped = records(variant, "sft", "always-retrieve"), records(variant, "smartrag", "smartrag")
         assert [r["id"] for r in never] == [r["id"] for r in always] == [r["id"] for r in shipped]
         hits = [retriever.invoke(r["question"]) for r in never]
-        rules = {"title": [title_rule(r["question"], d) for r, d in zip(never, hits, strict=True)],
-                 "score": [top_score(d) >= threshold for d in hits]}
-        reward = {"no-retrieval": [r["reward"] for r in never], "always-retrieve-question": [r["reward"] for r in always],
-                  "always-retrieve": [r["reward"] for r in rewritten], "smartrag": [r["reward"] for r in shipped]}
+        rules = {
+            "title": [title_rule(r["question"], d) for r, d in zip(never, hits, strict=True)],
+            "score": [top_score(d) >= threshold for d in hits],
+        }
+        reward = {
+            "no-retrieval": [r["reward"] for r in never],
+            "always-retrieve-question": [r["reward"] for r in always],
+            "always-retrieve": [r["reward"] for r in rewritten],
+            "smartrag": [r["reward"] for r in shipped],
+        }
         for rule, searches in rules.items():
-            reward[rule] = [(a["reward"] if s else b["reward"]) - ALPHA_PREVIEW
-                            for a, b, s in zip(always, never, searches, strict=True)]
-        fixed = max(("no-retrieval", "always-retrieve-question", "always-retrieve"), key=lambda k: statistics.fmean(reward[k]))
+            reward[rule] = [
+                (a["reward"] if s else b["reward"]) - ALPHA_PREVIEW
+                for a, b, s in zip(always, never, searches, strict=True)
+            ]
+        fixed = max(
+            ("no-retrieval", "always-retrieve-question", "always-retrieve"), key=lambda k: statistics.fmean(reward[k])
+        )
         paid = [a["reward"] > b["reward"] for a, b in zip(always, never, strict=True)]
         tied = [a["reward"] == b["reward"] for a, b in zip(always, never, strict=True)]
-        area = auc([top_score(d) for d, t in zip(hits, tied, strict=True) if not t],
-                   [p for p, t in zip(paid, tied, strict=True) if not t])
-        gaps = {f"{rule}-{other}": paired(reward[rule], reward[other])
-                for rule in rules for other in (fixed, "smartrag")}
-        rows[variant] = {"n": len(never), "means": {k: statistics.fmean(v) for k, v in reward.items()},
-                         "retrieval_rate": {k: statistics.fmean(v) for k, v in rules.items()},
-                         "best_fixed": fixed, "gaps": gaps, "auc_top_score": area}
+        area = auc(
+            [top_score(d) for d, t in zip(hits, tied, strict=True) if not t],
+            [p for p, t in zip(paid, tied, strict=True) if not t],
+        )
+        gaps = {
+            f"{rule}-{other}": paired(reward[rule], reward[other]) for rule in rules for other in (fixed, "smartrag")
+        }
+        rows[variant] = {
+            "n": len(never),
+            "means": {k: statistics.fmean(v) for k, v in reward.items()},
+            "retrieval_rate": {k: statistics.fmean(v) for k, v in rules.items()},
+            "best_fixed": fixed,
+            "gaps": gaps,
+            "auc_top_score": area,
+        }
         m = rows[variant]["means"]
         fmt = lambda g: f"{g[0]:+.3f} ({g[1]:.3f})"
-        lines.append(f"| {variant} | {len(never)} | {m['no-retrieval']:.3f} | {m['always-retrieve-question']:.3f} | "
-                     f"{m['always-retrieve']:.3f} | {m['smartrag']:.3f} | {m['title']:.3f} | {m['score']:.3f} | "
-                     f"{fmt(gaps['title-' + fixed])} | {fmt(gaps['score-' + fixed])} | {fmt(gaps['score-smartrag'])} | "
-                     f"{'-' if area is None else f'{area:.2f}'} |")
+        lines.append(
+            f"| {variant} | {len(never)} | {m['no-retrieval']:.3f} | {m['always-retrieve-question']:.3f} | "
+            f"{m['always-retrieve']:.3f} | {m['smartrag']:.3f} | {m['title']:.3f} | {m['score']:.3f} | "
+            f"{fmt(gaps['title-' + fixed])} | {fmt(gaps['score-' + fixed])} | {fmt(gaps['score-smartrag'])} | "
+            f"{'-' if area is None else f'{area:.2f}'} |"
+        )
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "rules.json").write_text(json.dumps({"score_threshold": threshold, "train_youden_j": train_accuracy,
-                                                "preview": PREVIEW, "alpha_preview": ALPHA_PREVIEW, "rows": rows}, indent=1))
+    (out / "rules.json").write_text(
+        json.dumps(
+            {
+                "score_threshold": threshold,
+                "train_youden_j": train_accuracy,
+                "preview": PREVIEW,
+                "alpha_preview": ALPHA_PREVIEW,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
     (out / "table.md").write_text(table + "\n")
 
 

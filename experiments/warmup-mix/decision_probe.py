@@ -33,8 +33,9 @@ def hidden_states(policy: SmartRAGPolicy, questions: list[str], batch: int = 16)
         ids = [policy.encode(policy.prompt(q)) for q in questions[first : first + batch]]
         input_ids, mask = left_pad(ids, policy.tokenizer.pad_token_id, policy.model.device)
         with torch.no_grad():
-            out = policy.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask),
-                               output_hidden_states=True)
+            out = policy.model(
+                input_ids=input_ids, attention_mask=mask, position_ids=position_ids(mask), output_hidden_states=True
+            )
         rows.append(out.hidden_states[-1][:, -1].float())
     return torch.cat(rows)
 
@@ -48,8 +49,10 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.
 
     def loss() -> torch.Tensor:
         optimizer.zero_grad()
-        value = torch.nn.functional.binary_cross_entropy_with_logits(
-            x @ weights + bias, y, pos_weight=positive_weight) + 1e-2 * weights.pow(2).sum()
+        value = (
+            torch.nn.functional.binary_cross_entropy_with_logits(x @ weights + bias, y, pos_weight=positive_weight)
+            + 1e-2 * weights.pow(2).sum()
+        )
         value.backward()
         return value
 
@@ -88,10 +91,18 @@ def main() -> None:
     one_hot = torch.tensor([[float(f == v) for v in vocabulary] for f in forms])
     states = hidden_states(SmartRAGPolicy.from_pretrained(args.policy, merge=True), [s["question"] for s, _ in pairs])
     print(f"{len(pairs)} paired questions from {args.run}, search paid on {sum(labels)}; {args.folds}-fold by question")
-    print("| decision signal | AUC for \"search paid\" |\n|---|---|")
-    print(f"| the run's own P(search) at the time | {auc([s['search_probabilities'][0] for s, _ in pairs], labels):.2f} |")
-    print(f"| probe: data set + PopQA template (one-hot, {len(vocabulary)}) | {probe_auc(one_hot, labels, groups, args.folds):.2f} |")
-    print(f"| probe: {args.policy} hidden state ({states.shape[1]}) | {probe_auc(states, labels, groups, args.folds):.2f} |")
+    print('| decision signal | AUC for "search paid" |\n|---|---|')
+    print(
+        f"| the run's own P(search) at the time | {auc([s['search_probabilities'][0] for s, _ in pairs], labels):.2f} |"
+    )
+    print(
+        f"| probe: data set + PopQA template (one-hot, {len(vocabulary)}) "
+        f"| {probe_auc(one_hot, labels, groups, args.folds):.2f} |"
+    )
+    print(
+        f"| probe: {args.policy} hidden state ({states.shape[1]}) "
+        f"| {probe_auc(states, labels, groups, args.folds):.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -54,40 +54,57 @@ def main() -> None:
     results = ROOT / args.results
     searched = mostly_covered_templates(args.min_coverage)
     dev = {e.id: e for e in load_qa(dataset_path("popqa", "dev"))}
-    print(f"Template rule: search for {', '.join(sorted(searched))} (train coverage "
-          + ", ".join(f"{searched[p]:.0%}" for p in sorted(searched)) + "); every other template answers closed-book.\n")
-    print("| PopQA row | n | policy | no-retrieval | always-retrieve | policy at 0.5 | template rule "
-          "| best per template (bound) | corpus oracle |")
+    print(
+        f"Template rule: search for {', '.join(sorted(searched))} (train coverage "
+        + ", ".join(f"{searched[p]:.0%}" for p in sorted(searched))
+        + "); every other template answers closed-book.\n"
+    )
+    print(
+        "| PopQA row | n | policy | no-retrieval | always-retrieve | policy at 0.5 | template rule "
+        "| best per template (bound) | corpus oracle |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     never: dict[tuple[str, str], float] = {}
     gains: dict[tuple[str, str], dict[str, float]] = {}
     for row in ROWS:
         for policy in ("sft", "smartrag"):
-            runs = {mode: json.loads(result_path(results, row, policy, mode).read_text())["records"]
-                    for mode in ("always-retrieve", "no-retrieval")}
+            runs = {
+                mode: json.loads(result_path(results, row, policy, mode).read_text())["records"]
+                for mode in ("always-retrieve", "no-retrieval")
+            }
             pairs = list(zip(runs["always-retrieve"], runs["no-retrieval"], strict=True))
             no_retrieval = means([b for _, b in pairs])
             never[row, policy] = no_retrieval["reward"]
             gains[row, policy] = template_gains(pairs, dev)
             cells = [
-                no_retrieval, means([a for a, _ in pairs]),
+                no_retrieval,
+                means([a for a, _ in pairs]),
                 means([a if a["search_probabilities"][0] >= 0.5 else b for a, b in pairs]),
                 means([a if dev[a["id"]].extra["prop"] in searched else b for a, b in pairs]),
                 {"reward": never[row, policy] + sum(max(g, 0.0) for g in gains[row, policy].values())},
                 means([a if dev[a["id"]].extra["subject_in_local_corpus"] else b for a, b in pairs]),
             ]
-            print(f"| {row} | {len(pairs)} | {policy} | " + " | ".join(
-                f"{c['reward']:.3f}" + (f" ({c['retrieval_rate']:.2f})" if "retrieval_rate" in c else "")
-                for c in cells) + " |")
+            print(
+                f"| {row} | {len(pairs)} | {policy} | "
+                + " | ".join(
+                    f"{c['reward']:.3f}" + (f" ({c['retrieval_rate']:.2f})" if "retrieval_rate" in c else "")
+                    for c in cells
+                )
+                + " |"
+            )
     print()
     for policy in ("sft", "smartrag"):
+
         def reward(row: str, chosen: tuple[str, ...], policy: str = policy) -> float:
             return never[row, policy] + sum(gains[row, policy].get(p, 0.0) for p in chosen)
+
         templates = sorted(set(gains[ROWS[0], policy]) | set(gains[ROWS[1], policy]))
         subsets = (c for k in range(len(templates) + 1) for c in itertools.combinations(templates, k))
         best = max((s for s in subsets if reward(ROWS[1], s) > args.bar), key=lambda s: reward(ROWS[0], s))
-        print(f"- {policy}: best joint template set (chosen on dev) searches {len(best)} templates "
-              f"({', '.join(best)}): {ROWS[0]} {reward(ROWS[0], best):.3f}, {ROWS[1]} {reward(ROWS[1], best):.3f}")
+        print(
+            f"- {policy}: best joint template set (chosen on dev) searches {len(best)} templates "
+            f"({', '.join(best)}): {ROWS[0]} {reward(ROWS[0], best):.3f}, {ROWS[1]} {reward(ROWS[1], best):.3f}"
+        )
 
 
 if __name__ == "__main__":

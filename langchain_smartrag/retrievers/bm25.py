@@ -77,8 +77,10 @@ class BM25Retriever(BaseRetriever):
             raise ValueError(f"cannot build a BM25 index over an empty corpus{where}")
         tokens = _tokenize([f"{doc.metadata.get('title', '')} {doc.page_content}" for doc in documents])
         if not any(tokens):
-            raise ValueError(f"no indexable words in corpus{where}: its {len(documents)} documents hold only English "
-                             "stopwords and punctuation; give it documents with content")
+            raise ValueError(
+                f"no indexable words in corpus{where}: its {len(documents)} documents hold only English "
+                "stopwords and punctuation; give it documents with content"
+            )
         index = bm25s.BM25()
         index.index(tokens, show_progress=False)
         return cls(index, documents, **kwargs)
@@ -131,10 +133,14 @@ class BM25Retriever(BaseRetriever):
                 for _, row in read_jsonl(directory / _DOCUMENTS_FILE)
             ]
             if len(documents) != index.scores["num_docs"]:
-                raise ValueError(f"{_DOCUMENTS_FILE} holds {len(documents)} documents, the index {index.scores['num_docs']}")
+                raise ValueError(
+                    f"{_DOCUMENTS_FILE} holds {len(documents)} documents, the index {index.scores['num_docs']}"
+                )
         except (OSError, ValueError, KeyError) as error:
-            raise ValueError(f"{directory} is not a readable BM25Retriever index ({error}): rebuild it "
-                             "(BM25Retriever.from_jsonl(corpus).save(directory); a cached one: delete it)") from error
+            raise ValueError(
+                f"{directory} is not a readable BM25Retriever index ({error}): rebuild it "
+                "(BM25Retriever.from_jsonl(corpus).save(directory); a cached one: delete it)"
+            ) from error
         return cls(index, documents, **{"k": settings["k"], **kwargs})
 
     def __len__(self) -> int:
@@ -150,7 +156,10 @@ class BM25Retriever(BaseRetriever):
             return []
         ids, scores = self._index.retrieve(tokens, k=k, show_progress=False, n_threads=1)
         return [
-            Document(page_content=self._documents[i].page_content, metadata={**self._documents[i].metadata, "score": float(s)})
+            Document(
+                page_content=self._documents[i].page_content,
+                metadata={**self._documents[i].metadata, "score": float(s)},
+            )
             for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
             if s > 0
         ]

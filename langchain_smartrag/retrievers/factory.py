@@ -16,8 +16,9 @@ from .web import DuckDuckGoRetriever
 RETRIEVER_KINDS = ("local", "web")
 
 
-def build_retriever(kind: str = "local", corpus: str | Path | None = None, k: int = 4, *,
-                    setting: str = "--retriever") -> BaseRetriever:
+def build_retriever(
+    kind: str = "local", corpus: str | Path | None = None, k: int = 4, *, setting: str = "--retriever"
+) -> BaseRetriever:
     """`web` is DuckDuckGo; `local` is BM25 over `corpus` (a JSONL(.gz) file or a saved index) or the bundled one;
     `module:factory` is your own: a callable that returns any LangChain retriever (e.g. a vector store's).
 
@@ -46,13 +47,17 @@ def retriever_from_factory(spec: str, *, setting: str = "--retriever") -> BaseRe
     where = f"{setting} {spec}"
     module_name, _, attribute = spec.partition(":")
     if not DOTTED_NAME.fullmatch(module_name) or not DOTTED_NAME.fullmatch(attribute):
-        raise ValueError(f"{where}: expected MODULE:FACTORY, e.g. my_package.retrievers:build (an importable module "
-                         "and a function in it that takes no arguments and returns a LangChain retriever)")
+        raise ValueError(
+            f"{where}: expected MODULE:FACTORY, e.g. my_package.retrievers:build (an importable module "
+            "and a function in it that takes no arguments and returns a LangChain retriever)"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"{where}: cannot import {attribute!r} from {module_name!r} ({error}): is the module's "
-                         "folder on PYTHONPATH?") from error
+        raise ValueError(
+            f"{where}: cannot import {attribute!r} from {module_name!r} ({error}): is the module's "
+            "folder on PYTHONPATH?"
+        ) from error
     except Exception as error:  # the module itself raised while importing
         raise ValueError(f"{where}: importing {module_name} raised {type(error).__name__}: {error}") from error
     factory: Any = module
@@ -62,15 +67,21 @@ def retriever_from_factory(spec: str, *, setting: str = "--retriever") -> BaseRe
     except AttributeError as error:
         raise ValueError(f"{where}: cannot import {attribute!r} from {module_name!r} ({error})") from error
     if not callable(factory):
-        raise ValueError(f"{where}: {module_name}.{attribute} is a {type(factory).__name__}, not a function that "
-                         "returns a retriever")
+        raise ValueError(
+            f"{where}: {module_name}.{attribute} is a {type(factory).__name__}, not a function that returns a retriever"
+        )
     try:
         inspect.signature(factory).bind()
     except TypeError:
-        needed = [name for name, p in inspect.signature(factory).parameters.items()
-                  if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        raise ValueError(f"{where}: the factory must take no arguments (it takes {', '.join(needed)}): wrap it in a "
-                         "function of none that passes them") from None
+        needed = [
+            name
+            for name, p in inspect.signature(factory).parameters.items()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        raise ValueError(
+            f"{where}: the factory must take no arguments (it takes {', '.join(needed)}): wrap it in a "
+            "function of none that passes them"
+        ) from None
     except ValueError:  # a builtin without a signature: call it and see
         pass
     try:

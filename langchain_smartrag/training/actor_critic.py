@@ -39,8 +39,9 @@ class ActorCritic(torch.nn.Module):
         super().__init__()
         self.model, self.value_head, self.temperature = model, value_head, temperature
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int,
-                train_body: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int, train_body: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         causal = self.model.get_base_model()
         hidden = causal.get_decoder()(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)
@@ -57,10 +58,16 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
     autocast = None if config.bf16 else False  # None: where the hardware makes bf16 faster
     if config.init is None:
         base = SmartRAGPolicy.load(config.base_model, autocast=autocast)
-        model = get_peft_model(base.model, LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        ))
+        model: Any = get_peft_model(
+            base.model,
+            LoraConfig(
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=0.0,
+                target_modules="all-linear",
+                task_type="CAUSAL_LM",
+            ),
+        )
     else:
         adapter = Path(config.init)
         if not (adapter / "adapter_config.json").exists():
@@ -84,8 +91,12 @@ def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.
     """The KL reference's logits for the last `width` tokens: the frozen starting adapter, else the bare base.
 
     The reference adapter is switched in for the pass (faster than peft's per-row `adapter_names`)."""
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids(attention_mask),
-              "logits_to_keep": width + 1}
+    kwargs = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "position_ids": position_ids(attention_mask),
+        "logits_to_keep": width + 1,
+    }
     if REFERENCE not in model.peft_config:
         with model.disable_adapter():
             return model(**kwargs).logits[:, :-1].float()

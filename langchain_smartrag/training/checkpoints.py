@@ -43,8 +43,10 @@ class LoopState:
         try:
             values = json.loads(path.read_text())
         except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: missing or unreadable ({error}): resume from a checkpoint this version wrote, "
-                             "or start a new run") from error
+            raise ValueError(
+                f"{path}: missing or unreadable ({error}): resume from a checkpoint this version wrote, "
+                "or start a new run"
+            ) from error
         if not isinstance(values, dict) or set(values) != set(self.values):
             raise ValueError(f"{path}: expected the values {sorted(self.values)}: start a new run")
         self.values.update(values)
@@ -61,8 +63,9 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def prepare_output_dir(output_dir: Path, resume: bool,
-                       incomplete: Callable[[Path], str | None] | None = None) -> Path | None:
+def prepare_output_dir(
+    output_dir: Path, resume: bool, incomplete: Callable[[Path], str | None] | None = None
+) -> Path | None:
     """Create the run directory; the checkpoint to resume from (None for a new run). Refuses to mix runs.
 
     `incomplete(checkpoint)` says why a checkpoint was cut short by a kill or a full disk (None: it is whole) where
@@ -80,14 +83,18 @@ def prepare_output_dir(output_dir: Path, resume: bool,
     if resume:
         if not whole:
             detail = "; ".join(f"{c.name} {gaps[c]}" for c in cut_short)
-            raise ValueError(f"no checkpoint to resume from in {output_dir}" if not detail else
-                             f"no complete checkpoint to resume from in {output_dir} ({detail}): start a new run "
-                             "(without --resume)")
+            raise ValueError(
+                f"no checkpoint to resume from in {output_dir}"
+                if not detail
+                else f"no complete checkpoint to resume from in {output_dir} ({detail}): start a new run "
+                "(without --resume)"
+            )
         step = int(whole[-1].name.split("-")[1])
         for checkpoint in cut_short:
             if int(checkpoint.name.split("-")[1]) > step:  # the resumed run saves it again
-                logger.warning("%s %s (a save cut short): deleted; resuming from %s", checkpoint, gaps[checkpoint],
-                               whole[-1].name)
+                logger.warning(
+                    "%s %s (a save cut short): deleted; resuming from %s", checkpoint, gaps[checkpoint], whole[-1].name
+                )
                 shutil.rmtree(checkpoint, ignore_errors=True)  # every process may try
         return whole[-1]
     if whole:

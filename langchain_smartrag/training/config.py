@@ -30,13 +30,23 @@ def require_counts(config: Any, names: Iterable[str], least: int = 1) -> None:
             raise ValueError(f"{name} must be a whole number >= {least}{none}, not {value!r}")
 
 
-def require_numbers(config: Any, names: Iterable[str], *, above: float | None = None, at_least: float | None = None,
-                    at_most: float | None = None, below: float | None = None) -> None:
+def require_numbers(
+    config: Any,
+    names: Iterable[str],
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+) -> None:
     """Each named field must be a number (an int or a float, not NaN) within the bounds given, or None where its type
     allows it (`target_kl: float | None`): `learning_rate must be > 0, got -1.0`."""
     optional = {f.name for f in dataclasses.fields(config) if "None" in str(f.type)}
-    rule = " and ".join(f"{sign} {bound:g}" for sign, bound in ((">", above), (">=", at_least), ("<=", at_most),
-                                                                  ("<", below)) if bound is not None)
+    rule = " and ".join(
+        f"{sign} {bound:g}"
+        for sign, bound in ((">", above), (">=", at_least), ("<=", at_most), ("<", below))
+        if bound is not None
+    )
     for name in names:
         value = getattr(config, name)
         if value is None and name in optional:
@@ -45,8 +55,12 @@ def require_numbers(config: Any, names: Iterable[str], *, above: float | None = 
             raise ValueError(f"{name} must be a number, got the text {value!r} (YAML reads 1e-5 as text: write 1.0e-5)")
         if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
             raise ValueError(f"{name} must be a number, got {value!r}")
-        if ((above is not None and not value > above) or (at_least is not None and not value >= at_least)
-                or (at_most is not None and not value <= at_most) or (below is not None and not value < below)):
+        if (
+            (above is not None and not value > above)
+            or (at_least is not None and not value >= at_least)
+            or (at_most is not None and not value <= at_most)
+            or (below is not None and not value < below)
+        ):
             raise ValueError(f"{name} must be {rule}, got {value!r}")
 
 
@@ -57,8 +71,13 @@ def field_docs(cls: type) -> dict[str, str]:
     (tree,) = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
     docs = {}
     for node, after in itertools.pairwise(cast(ast.ClassDef, tree).body):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
             docs[node.target.id] = " ".join(after.value.value.split())
     return docs
 
@@ -101,8 +120,16 @@ def describe(hint: Any) -> str:
         return " or ".join(map(repr, args))
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return "one of " + ", ".join(str(member.value) for member in hint)
-    names = {type(None): "none", None: "none", bool: "true or false", int: "a whole number", float: "a number",
-             str: "text", dict: "a mapping", list: "a list"}
+    names = {
+        type(None): "none",
+        None: "none",
+        bool: "true or false",
+        int: "a whole number",
+        float: "a number",
+        str: "text",
+        dict: "a mapping",
+        list: "a list",
+    }
     if origin in (list, dict):
         return names[origin]
     return names.get(hint, getattr(hint, "__name__", str(hint)))

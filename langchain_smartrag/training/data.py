@@ -1,4 +1,5 @@
-"""QA data: the bundled dev/train samples (`datasets/`, package data) and any JSONL(.gz) of {"id", "question", "answers"}."""
+"""QA data: the bundled dev/train samples (`datasets/`, package data) and any JSONL(.gz) of
+{"id", "question", "answers"}."""
 
 from __future__ import annotations
 
@@ -49,10 +50,15 @@ def dataset_path(name: str, split: str) -> Path:
     """
     known = sorted(p.name for p in DATA_DIR.iterdir() if p.is_dir()) if DATA_DIR.exists() else []
     if name not in known:
-        raise ValueError(f"unknown data set {name!r}: give one of {', '.join(known)} (a file of your own: give its path "
-                         "as the data instead)")
-    splits = {p.name.removesuffix(".gz").removesuffix(".jsonl"): p  # a plain dev.jsonl wins over dev.jsonl.gz
-              for pattern in ("*.jsonl.gz", "*.jsonl") for p in (DATA_DIR / name).glob(pattern)}
+        raise ValueError(
+            f"unknown data set {name!r}: give one of {', '.join(known)} (a file of your own: give its path "
+            "as the data instead)"
+        )
+    splits = {
+        p.name.removesuffix(".gz").removesuffix(".jsonl"): p  # a plain dev.jsonl wins over dev.jsonl.gz
+        for pattern in ("*.jsonl.gz", "*.jsonl")
+        for p in (DATA_DIR / name).glob(pattern)
+    }
     if split not in splits:
         raise ValueError(f"no {split} split for data set {name!r} in {DATA_DIR} (splits: {', '.join(sorted(splits))})")
     return splits[split]

@@ -26,8 +26,9 @@ from .data import QAExample
 MODES = ("smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question")
 
 
-def mode_context(mode: str, threshold: float | None = None, preview: int | None = None,
-                 decision: str | None = None) -> SmartRAGContext:
+def mode_context(
+    mode: str, threshold: float | None = None, preview: int | None = None, decision: str | None = None
+) -> SmartRAGContext:
     """The per-call graph settings that make a mode. Only `smartrag` decides, so only it may preview (`preview`
     None: the graph's own setting) and only it reads `decision` (gate or token; None: the graph's own) and `threshold`
     (None: the decider's own); the fixed strategies never pay for a preview, nor for a gate's probe."""
@@ -67,8 +68,13 @@ def score_episode(
         "em": exact_match(answer, example.answers),
         "f1": f1_score(answer, example.answers),
         "reward": episode_reward(
-            answer, example.answers, retrievals, well_formed=state.get("well_formed", False), alpha=alpha,
-            previews=previews, alpha_preview=alpha_preview,
+            answer,
+            example.answers,
+            retrievals,
+            well_formed=state.get("well_formed", False),
+            alpha=alpha,
+            previews=previews,
+            alpha_preview=alpha_preview,
         ),
         "errors": state.get("errors", []),
     }
@@ -127,8 +133,10 @@ def evaluate(
         for first in range(0, len(examples), batch_size):
             chunk = examples[first : first + batch_size]
             states = graph.batch(
-                [{"question": e.question} for e in chunk], {"max_concurrency": batch_size},
-                return_exceptions=True, context=context,
+                [{"question": e.question} for e in chunk],
+                {"max_concurrency": batch_size},
+                return_exceptions=True,
+                context=context,
             )
             records.extend(score_episode(e, s, alpha, alpha_preview) for e, s in zip(chunk, states, strict=True))
             if format_policy is not None:
@@ -136,9 +144,14 @@ def evaluate(
                 for record, generation in zip(records[-len(chunk) :], free, strict=True):
                     record["free_action"] = parse_action(generation.text).kind
             bar.update(len(chunk))
-    config = {"mode": mode, "threshold": threshold if mode == "smartrag" else None,
-              "decision": decision if mode == "smartrag" else None, "alpha": alpha,
-              "alpha_preview": alpha_preview, **(config or {})}
+    config = {
+        "mode": mode,
+        "threshold": threshold if mode == "smartrag" else None,
+        "decision": decision if mode == "smartrag" else None,
+        "alpha": alpha,
+        "alpha_preview": alpha_preview,
+        **(config or {}),
+    }
     return summarize(records, time.perf_counter() - start, config)
 
 
@@ -148,15 +161,19 @@ def at_threshold(always: dict[str, Any], never: dict[str, Any], threshold: float
     With a quota of one retrieval and greedy decoding, the smartrag episode IS the always-retrieve one when the
     first P(search) >= threshold and the no-retrieval one otherwise: a whole threshold sweep costs two runs.
     """
-    return [a if a["search_probabilities"][0] >= threshold else b
-            for a, b in zip(always["records"], never["records"], strict=True)]
+    return [
+        a if a["search_probabilities"][0] >= threshold else b
+        for a, b in zip(always["records"], never["records"], strict=True)
+    ]
 
 
 def means(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     """EM, F1, reward and retrieval rate over records."""
     n = len(records)
-    return {key: sum(r[field] for r in records) / n
-            for key, field in (("em", "em"), ("f1", "f1"), ("reward", "reward"), ("retrieval_rate", "retrievals"))}
+    return {
+        key: sum(r[field] for r in records) / n
+        for key, field in (("em", "em"), ("f1", "f1"), ("reward", "reward"), ("retrieval_rate", "retrievals"))
+    }
 
 
 def summary_line(results: dict[str, Any]) -> str:

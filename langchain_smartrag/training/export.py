@@ -56,8 +56,10 @@ def export_adapter(source: str | Path, target: str | Path, dtype: torch.dtype = 
     try:
         weights = {name: tensor.to(dtype).contiguous() for name, tensor in load_file(weights_file).items()}
     except Exception as error:  # safetensors raises its own error type for a file cut short or empty
-        raise ValueError(f"{weights_file} is not a valid safetensors file ({' '.join(str(error).split())}): save or "
-                         "copy the adapter again") from error
+        raise ValueError(
+            f"{weights_file} is not a valid safetensors file ({' '.join(str(error).split())}): save or "
+            "copy the adapter again"
+        ) from error
 
     def write(tmp: Path) -> None:
         for entry in target.iterdir() if target.is_dir() else ():

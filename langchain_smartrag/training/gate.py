@@ -38,8 +38,9 @@ class Candidate:
 CANDIDATES = [Candidate(f, u, l2) for f in FAMILIES for u in (0, 8) for l2 in (1e-2, 1e-1, 1.0)]
 
 
-def decision_features(policy: SmartRAGPolicy, retriever: BaseRetriever, questions: Sequence[str],
-                      batch_size: int = 16) -> list[dict[str, Any]]:
+def decision_features(
+    policy: SmartRAGPolicy, retriever: BaseRetriever, questions: Sequence[str], batch_size: int = 16
+) -> list[dict[str, Any]]:
     """Per question: the hidden state and search logit of the policy's first decision, and the probe's features."""
     rows = []
     for first in range(0, len(questions), batch_size):
@@ -48,8 +49,10 @@ def decision_features(policy: SmartRAGPolicy, retriever: BaseRetriever, question
         for question, decision in zip(chunk, decisions, strict=True):
             index = index_features(question, retriever.invoke(question))
             if index is None:
-                raise ValueError("the retriever gives no scores (Document.metadata['score'] or 'relevance_score'): "
-                                 "a gate cannot read this index")
+                raise ValueError(
+                    "the retriever gives no scores (Document.metadata['score'] or 'relevance_score'): "
+                    "a gate cannot read this index"
+                )
             rows.append({"hidden": decision.hidden, "search_logit": decision.search_logit, "index": index})
     return rows
 
@@ -87,9 +90,14 @@ def fit_head(x: torch.Tensor, delta: torch.Tensor, candidate: Candidate, seed: i
         return loss
 
     optimizer.step(closure)
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": head.weight[0].tolist(),
-            "bias": float(head.bias[0].detach()), "hidden": hidden.weight.tolist() if hidden else [],
-            "hidden_bias": hidden.bias.tolist() if hidden else []}
+    return {
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "weights": head.weight[0].tolist(),
+        "bias": float(head.bias[0].detach()),
+        "hidden": hidden.weight.tolist() if hidden else [],
+        "hidden_bias": hidden.bias.tolist() if hidden else [],
+    }
 
 
 def probabilities(gate: DecisionGate, x: torch.Tensor) -> torch.Tensor:
@@ -110,8 +118,9 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-def gate_reward(p: torch.Tensor, searched: torch.Tensor, answered: torch.Tensor, threshold: float,
-                probe_cost: float) -> torch.Tensor:
+def gate_reward(
+    p: torch.Tensor, searched: torch.Tensor, answered: torch.Tensor, threshold: float, probe_cost: float
+) -> torch.Tensor:
     """Each question's reward when the gate decides at `threshold` (the probe search charged to every question)."""
     return torch.where(p >= threshold, searched, answered) - probe_cost
 
@@ -122,9 +131,15 @@ def folds(n: int, k: int, seed: int) -> list[list[int]]:
     return [order[i::k] for i in range(k)]
 
 
-def cross_validate(rows: Sequence[dict[str, Any]], searched: torch.Tensor, answered: torch.Tensor,
-                   candidates: Sequence[Candidate] = CANDIDATES, k: int = 5, seed: int = 0,
-                   probe_cost: float = 0.0) -> list[dict[str, Any]]:
+def cross_validate(
+    rows: Sequence[dict[str, Any]],
+    searched: torch.Tensor,
+    answered: torch.Tensor,
+    candidates: Sequence[Candidate] = CANDIDATES,
+    k: int = 5,
+    seed: int = 0,
+    probe_cost: float = 0.0,
+) -> list[dict[str, Any]]:
     """Mean reward at P >= 0.5 and AUC of each candidate over `k` folds of the paired questions, best first."""
     delta = searched - answered
     results = []
@@ -136,8 +151,14 @@ def cross_validate(rows: Sequence[dict[str, Any]], searched: torch.Tensor, answe
             head = fit_head(x[train], delta[train], candidate, seed)
             p[held] = probabilities(DecisionGate(names, **head), x[held])
         reward = gate_reward(p, searched, answered, 0.5, probe_cost)
-        results.append({"candidate": candidate, "reward": float(reward.mean()),
-                        "auc": auc(p.tolist(), (delta > 0).tolist()), "retrieval_rate": float((p >= 0.5).float().mean())})
+        results.append(
+            {
+                "candidate": candidate,
+                "reward": float(reward.mean()),
+                "auc": auc(p.tolist(), (delta > 0).tolist()),
+                "retrieval_rate": float((p >= 0.5).float().mean()),
+            }
+        )
     return sorted(results, key=lambda r: -r["reward"])
 
 
@@ -145,11 +166,22 @@ THRESHOLDS = tuple(step / 20 for step in range(21))
 """The thresholds a gate's curve and its threshold selection try."""
 
 
-def curve(p: torch.Tensor, searched: torch.Tensor, answered: torch.Tensor, probe_cost: float,
-          thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, float]]:
+def curve(
+    p: torch.Tensor,
+    searched: torch.Tensor,
+    answered: torch.Tensor,
+    probe_cost: float,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> list[dict[str, float]]:
     """Reward and retrieval rate at each threshold (the cost knob's curve)."""
-    return [{"threshold": t, "reward": float(gate_reward(p, searched, answered, t, probe_cost).mean()),
-             "retrieval_rate": float((p >= t).float().mean())} for t in thresholds]
+    return [
+        {
+            "threshold": t,
+            "reward": float(gate_reward(p, searched, answered, t, probe_cost).mean()),
+            "retrieval_rate": float((p >= t).float().mean()),
+        }
+        for t in thresholds
+    ]
 
 
 def oracle_share(reward: float, searched: torch.Tensor, answered: torch.Tensor) -> float:
@@ -161,8 +193,10 @@ def oracle_share(reward: float, searched: torch.Tensor, answered: torch.Tensor) 
 
 def pair_rewards(pairs: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
     """(searched, answered): each pair's reward with the search forced and with the answer forced."""
-    return (torch.tensor([p["search"]["reward"] for p in pairs], dtype=torch.float32),
-            torch.tensor([p["answer"]["reward"] for p in pairs], dtype=torch.float32))
+    return (
+        torch.tensor([p["search"]["reward"] for p in pairs], dtype=torch.float32),
+        torch.tensor([p["answer"]["reward"] for p in pairs], dtype=torch.float32),
+    )
 
 
 def select_threshold(p: torch.Tensor, searched: torch.Tensor, answered: torch.Tensor, probe_cost: float) -> float:
@@ -172,9 +206,16 @@ def select_threshold(p: torch.Tensor, searched: torch.Tensor, answered: torch.Te
     return min((pt["threshold"] for pt in points if pt["reward"] >= best - 1e-9), key=lambda t: abs(t - 0.5))
 
 
-def fit_gate(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]], *, probe_cost: float,
-             held_out: float = 0.25, seed: int = 0, trained_under: dict[str, Any] | None = None,
-             candidates: Sequence[Candidate] = CANDIDATES) -> tuple[DecisionGate, dict[str, Any]]:
+def fit_gate(
+    rows: Sequence[dict[str, Any]],
+    pairs: Sequence[dict[str, Any]],
+    *,
+    probe_cost: float,
+    held_out: float = 0.25,
+    seed: int = 0,
+    trained_under: dict[str, Any] | None = None,
+    candidates: Sequence[Candidate] = CANDIDATES,
+) -> tuple[DecisionGate, dict[str, Any]]:
     """Choose a head by cross-validation on the training share of the pairs, its threshold on the held-out share,
     then refit it on all pairs; returns the gate and the report (held-out numbers are for the selected head)."""
     searched, answered = pair_rewards(pairs)
@@ -182,26 +223,39 @@ def fit_gate(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]], *,
     random.Random(seed).shuffle(order)
     cut = int(len(order) * (1 - held_out))
     train, held = sorted(order[:cut]), sorted(order[cut:])
-    scores = cross_validate([rows[i] for i in train], searched[train], answered[train], candidates, seed=seed,
-                            probe_cost=probe_cost)
+    scores = cross_validate(
+        [rows[i] for i in train], searched[train], answered[train], candidates, seed=seed, probe_cost=probe_cost
+    )
     best = scores[0]["candidate"]
     names, x = design(rows, best.family)
     head = DecisionGate(names, **fit_head(x[train], (searched - answered)[train], best, seed))
     p_held = probabilities(head, x[held])
     threshold = select_threshold(p_held, searched[held], answered[held], probe_cost)
     held_reward = float(gate_reward(p_held, searched[held], answered[held], threshold, probe_cost).mean())
-    gate = DecisionGate(names, **fit_head(x, searched - answered, best, seed), threshold=threshold,
-                        hidden_size=sum(n.startswith("h") and n[1:].isdigit() for n in names),
-                        trained_under={**(trained_under or {}), "pairs": len(rows), "candidate": vars(best),
-                                       "top_score_range": [min(r["index"]["top_score"] for r in rows),
-                                                           max(r["index"]["top_score"] for r in rows)]})
+    gate = DecisionGate(
+        names,
+        **fit_head(x, searched - answered, best, seed),
+        threshold=threshold,
+        hidden_size=sum(n.startswith("h") and n[1:].isdigit() for n in names),
+        trained_under={
+            **(trained_under or {}),
+            "pairs": len(rows),
+            "candidate": vars(best),
+            "top_score_range": [min(r["index"]["top_score"] for r in rows), max(r["index"]["top_score"] for r in rows)],
+        },
+    )
     report = {
-        "candidate": vars(best), "threshold": threshold, "pairs": len(rows), "held_out": len(held),
-        "cross_validation": [{**vars(s["candidate"]), **{k: v for k, v in s.items() if k != "candidate"}}
-                             for s in scores],
+        "candidate": vars(best),
+        "threshold": threshold,
+        "pairs": len(rows),
+        "held_out": len(held),
+        "cross_validation": [
+            {**vars(s["candidate"]), **{k: v for k, v in s.items() if k != "candidate"}} for s in scores
+        ],
         "held_out_auc": auc(p_held.tolist(), ((searched - answered)[held] > 0).tolist()),
         "held_out_reward": held_reward,
-        "held_out_never": float(answered[held].mean()), "held_out_always": float(searched[held].mean()),
+        "held_out_never": float(answered[held].mean()),
+        "held_out_always": float(searched[held].mean()),
         "held_out_oracle": float(torch.maximum(searched[held], answered[held]).mean()),
         "held_out_oracle_share": oracle_share(held_reward, searched[held], answered[held]),
         "held_out_curve": curve(p_held, searched[held], answered[held], probe_cost),
@@ -219,8 +273,9 @@ def plot_curve(report: dict[str, Any], path: str | Path) -> None:
     points = report["held_out_curve"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot([p["retrieval_rate"] for p in points], [p["reward"] for p in points], "o-", label="gate (threshold sweep)")
-    ax.scatter([0, 1], [report["held_out_never"], report["held_out_always"]], color="k", zorder=3,
-               label="never / always")
+    ax.scatter(
+        [0, 1], [report["held_out_never"], report["held_out_always"]], color="k", zorder=3, label="never / always"
+    )
     ax.axhline(report["held_out_oracle"], ls="--", color="gray", label="oracle")
     ax.set_xlabel("retrieval rate")
     ax.set_ylabel("mean reward")

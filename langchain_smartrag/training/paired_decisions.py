@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -32,45 +32,70 @@ def branch_contexts(context: SmartRAGContext) -> list[SmartRAGContext]:
     return [replace(context, sample_decision=False, threshold=threshold) for threshold in (0.0, NEVER)]
 
 
-def pair_returns(episodes: Sequence[dict[str, Any]], by_episode: Sequence[Sequence[int]],
-                 rewards: Sequence[torch.Tensor]) -> list[Pair]:
+def pair_returns(
+    episodes: Sequence[dict[str, Any]], by_episode: Sequence[Sequence[int]], rewards: Sequence[torch.Tensor]
+) -> list[Pair]:
     """Paired episodes (searched first: [0, n), answered first: [n, 2n)) as (searched, answered, Q_s, Q_n): the
-    returns of both branches of each question (all shaped rewards, KL included); pairs with a failed episode left out."""
+    returns of both branches of each question (all shaped rewards, KL included); pairs with a failed episode left
+    out."""
     n = len(episodes) // 2
-    return [(s, a, *(sum(rewards[i].sum() for i in by_episode[e]) for e in (s, a)))
-            for s, a in zip(range(n), range(n, 2 * n), strict=True) if by_episode[s] and by_episode[a]]
+
+    def branch_return(e: int) -> torch.Tensor:
+        return cast(torch.Tensor, sum(rewards[i].sum() for i in by_episode[e]))
+
+    return [
+        (s, a, branch_return(s), branch_return(a))
+        for s, a in zip(range(n), range(n, 2 * n), strict=True)
+        if by_episode[s] and by_episode[a]
+    ]
 
 
-def pair_decisions(pairs: Sequence[Pair], segments: Sequence[Segment], by_episode: Sequence[Sequence[int]],
-                   advantages: list[torch.Tensor], scale: torch.Tensor) -> None:
+def pair_decisions(
+    pairs: Sequence[Pair],
+    segments: Sequence[Segment],
+    by_episode: Sequence[Sequence[int]],
+    advantages: list[torch.Tensor],
+    scale: torch.Tensor,
+) -> None:
     """Give each question's first decision, in both its episodes, the paired advantage of their returns (`pair_returns`)
     times `scale` (the whitening's, so that it weighs like the other tokens). A pair with a failed episode keeps its
     ordinary advantages."""
     for searched, answered, return_search, return_answer in pairs:
-        for e, advantage in zip((searched, answered), paired_decision_advantages(return_search, return_answer),
-                                strict=True):
+        for e, advantage in zip(
+            (searched, answered), paired_decision_advantages(return_search, return_answer), strict=True
+        ):
             first = by_episode[e][0]
             advantages[first][: segments[first].decision_tokens] = advantage * scale
 
 
 def decision_kls(
-    pairs: Sequence[Pair], segments: Sequence[Segment], by_episode: Sequence[Sequence[int]],
-    logprobs: Sequence[torch.Tensor], ref_logprobs: Sequence[torch.Tensor],
+    pairs: Sequence[Pair],
+    segments: Sequence[Segment],
+    by_episode: Sequence[Sequence[int]],
+    logprobs: Sequence[torch.Tensor],
+    ref_logprobs: Sequence[torch.Tensor],
 ) -> dict[int, float]:
     """Each paired episode's first decision's KL to the reference (`two_action_kl`), from the action words' log-probs
     in its two branches; both episodes of a question get the same value."""
     out = {}
     for searched, answered, _, _ in pairs:
         firsts = [by_episode[e][0] for e in (searched, answered)]
-        search, answer = ([lp[i][: segments[i].decision_tokens].sum() for lp in (logprobs, ref_logprobs)] for i in firsts)
+        search, answer = (
+            [lp[i][: segments[i].decision_tokens].sum() for lp in (logprobs, ref_logprobs)] for i in firsts
+        )
         kl = float(two_action_kl(search[0], answer[0], search[1], answer[1]))
         out[searched] = out[answered] = kl
     return out
 
 
 def charge_decision_kls(
-    episode_kl: list[float], pairs: Sequence[Pair], segments: Sequence[Segment], by_episode: Sequence[Sequence[int]],
-    logprobs: Sequence[torch.Tensor], ref_logprobs: Sequence[torch.Tensor], kl_tokens: Sequence[torch.Tensor],
+    episode_kl: list[float],
+    pairs: Sequence[Pair],
+    segments: Sequence[Segment],
+    by_episode: Sequence[Sequence[int]],
+    logprobs: Sequence[torch.Tensor],
+    ref_logprobs: Sequence[torch.Tensor],
+    kl_tokens: Sequence[torch.Tensor],
 ) -> None:
     """In each paired episode's logged KL, replace its forced decision tokens' log-ratios by the decision's exact KL."""
     for e, kl in decision_kls(pairs, segments, by_episode, logprobs, ref_logprobs).items():
@@ -81,5 +106,8 @@ def charge_decision_kls(
 def expected_rewards(episodes: Sequence[dict[str, Any]], pairs: Sequence[Pair]) -> list[float]:
     """The reward each paired question's policy expects when it decides itself: its two branches (`pair_returns`)
     weighted by its P(search)."""
-    return [episodes[s]["search_probabilities"][0] * episodes[s]["reward"]
-            + (1 - episodes[s]["search_probabilities"][0]) * episodes[a]["reward"] for s, a, _, _ in pairs]
+    return [
+        episodes[s]["search_probabilities"][0] * episodes[s]["reward"]
+        + (1 - episodes[s]["search_probabilities"][0]) * episodes[a]["reward"]
+        for s, a, _, _ in pairs
+    ]

@@ -39,7 +39,12 @@ def _chunks(examples: Sequence[QAExample], size: int) -> Iterator[Sequence[QAExa
 
 
 def play_pairs(
-    graph: Runnable, examples: Sequence[QAExample], path: str | Path, *, batch_size: int = 16, chunk: int = 64,
+    graph: Runnable,
+    examples: Sequence[QAExample],
+    path: str | Path,
+    *,
+    batch_size: int = 16,
+    chunk: int = 64,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Play every example both ways and append one JSON line per question to `path` ({id, question, golds, extra,
@@ -52,12 +57,21 @@ def play_pairs(
         path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in done), encoding="utf-8")
     todo = [e for e in examples if e.id not in seen]
     for part in _chunks(todo, chunk):
-        runs = {branch: evaluate(graph, part, mode=mode, batch_size=batch_size, progress=progress)["records"]
-                for branch, mode in BRANCHES.items()}
+        runs = {
+            branch: evaluate(graph, part, mode=mode, batch_size=batch_size, progress=progress)["records"]
+            for branch, mode in BRANCHES.items()
+        }
         lines = []
         for example, searched, answered in zip(part, runs["search"], runs["answer"], strict=True):
-            pair = {"id": example.id, "question": example.question, "golds": example.answers, "extra": example.extra,
-                    "search": searched, "answer": answered, "delta": searched["reward"] - answered["reward"]}
+            pair = {
+                "id": example.id,
+                "question": example.question,
+                "golds": example.answers,
+                "extra": example.extra,
+                "search": searched,
+                "answer": answered,
+                "delta": searched["reward"] - answered["reward"],
+            }
             done.append(pair)
             lines.append(json.dumps(pair, ensure_ascii=False) + "\n")
         with path.open("a", encoding="utf-8") as f:
@@ -67,8 +81,9 @@ def play_pairs(
     return done
 
 
-def drawn_apart(sets: dict[str, list[QAExample]], counts: dict[str, int], seed: int,
-                exclude: frozenset[str] = frozenset()) -> list[QAExample]:
+def drawn_apart(
+    sets: dict[str, list[QAExample]], counts: dict[str, int], seed: int, exclude: frozenset[str] = frozenset()
+) -> list[QAExample]:
     """A seeded sample of `counts[name]` questions from each set, none in `exclude` nor drawn twice, interleaved (one
     question of each set in turn) so that any prefix of a run is a mix too."""
     drawn, seen = [], set(exclude)

@@ -69,13 +69,18 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     from accelerate.utils import gather_object
 
     trackers = [t for t in config.report_to if t != "none"]
-    accelerator = Accelerator(cpu=not torch.accelerator.is_available(),  # two CPU processes under torchrun: gloo
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-                              log_with=trackers or None, project_dir=config.output_dir)
+    accelerator = Accelerator(
+        cpu=not torch.accelerator.is_available(),  # two CPU processes under torchrun: gloo
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        log_with=trackers or None,
+        project_dir=config.output_dir,
+    )
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     if config.episodes_per_iteration % (world * config.episodes_per_question):
-        raise ValueError(f"episodes_per_iteration={config.episodes_per_iteration} must divide among {world} processes"
-                         + (" in pairs" if config.paired_decisions else ""))
+        raise ValueError(
+            f"episodes_per_iteration={config.episodes_per_iteration} must divide among {world} processes"
+            + (" in pairs" if config.paired_decisions else "")
+        )
     output_dir = Path(config.output_dir)
     checkpoint = prepare_output_dir(output_dir, config.resume)
     torch.manual_seed(config.seed)
@@ -89,8 +94,9 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     policy.preview = config.preview  # the protocol this policy is trained on, saved with it
     pad_id = policy.tokenizer.pad_token_id
     retriever = retriever or build_retriever(config.retriever, config.corpus, config.k)
-    graph = create_smartrag_graph(policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold,
-                                  preview=config.preview)
+    graph = create_smartrag_graph(
+        policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold, preview=config.preview
+    )
     rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
     contexts = branch_contexts(rollout_context) if config.paired_decisions else [rollout_context]
 
@@ -98,10 +104,13 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     value_head = new_value_head(policy, device)
     actor_critic = ActorCritic(policy.model, value_head, config.temperature)
     rates = (config.learning_rate, config.value_learning_rate)
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in policy.model.parameters() if p.requires_grad], "lr": rates[0]},
-        {"params": list(value_head.parameters()), "lr": rates[1]},
-    ], weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in policy.model.parameters() if p.requires_grad], "lr": rates[0]},
+            {"params": list(value_head.parameters()), "lr": rates[1]},
+        ],
+        weight_decay=0.0,
+    )
     learner, optimizer = accelerator.prepare(actor_critic, optimizer)
     kl_control = AdaptiveKL(config.init_kl_coef, config.target_kl, config.kl_horizon)
     loop = LoopState(step=0, kl_coef=kl_control.coef, best_reward=float("-inf"))
@@ -111,18 +120,39 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
             group["lr"] = rate  # the config's, not the checkpoint's: a resumed run may change them
     start, kl_control.coef, best_reward = int(loop.values["step"]), loop.values["kl_coef"], loop.values["best_reward"]
     if trackers:
-        accelerator.init_trackers("ppo", config={k: v for k, v in dataclasses.asdict(config).items()
-                                                 if isinstance(v, int | float | str | bool)})
-    log = RunLog(output_dir, main, resumed_at=start if checkpoint is not None else None,
-                 tracker=accelerator if trackers else None)
+        accelerator.init_trackers(
+            "ppo",
+            config={k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, int | float | str | bool)},
+        )
+    log = RunLog(
+        output_dir,
+        main,
+        resumed_at=start if checkpoint is not None else None,
+        tracker=accelerator if trackers else None,
+    )
 
     def evaluate_and_keep_best(iteration: int) -> None:
         nonlocal best_reward
         if main and eval_examples:
-            results = evaluate(graph, eval_examples, mode="smartrag", threshold=config.threshold,
-                               batch_size=config.rollout_batch_size, progress=False, alpha=config.alpha)
-            log.write({"iteration": iteration, "eval_set": eval_set, "dev": {k: results[k] for k in (
-                "n", "em", "f1", "reward", "retrieval_rate", "format_error_rate", "seconds")}})
+            results = evaluate(
+                graph,
+                eval_examples,
+                mode="smartrag",
+                threshold=config.threshold,
+                batch_size=config.rollout_batch_size,
+                progress=False,
+                alpha=config.alpha,
+            )
+            log.write(
+                {
+                    "iteration": iteration,
+                    "eval_set": eval_set,
+                    "dev": {
+                        k: results[k]
+                        for k in ("n", "em", "f1", "reward", "retrieval_rate", "format_error_rate", "seconds")
+                    },
+                }
+            )
             if results["reward"] > best_reward:
                 best_reward = results["reward"]
                 save_policy(policy, value_head, output_dir / "best", {"iteration": iteration, "reward": best_reward})
@@ -130,7 +160,9 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
 
     if start == 0:
         evaluate_and_keep_best(0)
-    bar = tqdm(total=config.iterations, initial=start, desc="ppo", dynamic_ncols=True, disable=not (main and config.progress))
+    bar = tqdm(
+        total=config.iterations, initial=start, desc="ppo", dynamic_ncols=True, disable=not (main and config.progress)
+    )
     for iteration in range(start, config.iterations):
         # 1. rollout: this process's share of the iteration's questions through the graph --------------
         t0 = time.perf_counter()
@@ -138,10 +170,19 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
         questions = config.episodes_per_iteration // config.episodes_per_question
         mine = range(rank, questions, world)
         examples = iteration_examples(train_sets, iteration, questions, config.seed)
-        episodes = [episode for context in contexts for episode in collect(  # paired: [0, n) searched first, [n, 2n) not
-            graph, [examples[g] for g in mine], batch_size=config.rollout_batch_size,
-            seed=[(config.seed * 100_003 + iteration) * 1_000_003 + g for g in mine],
-            context=context, alpha=config.alpha, progress=False)]
+        episodes = [
+            episode
+            for context in contexts
+            for episode in collect(  # paired: [0, n) searched first, [n, 2n) not
+                graph,
+                [examples[g] for g in mine],
+                batch_size=config.rollout_batch_size,
+                seed=[(config.seed * 100_003 + iteration) * 1_000_003 + g for g in mine],
+                context=context,
+                alpha=config.alpha,
+                progress=False,
+            )
+        ]
         segments = rollout_segments(episodes, policy.encode, config.alpha)
         by_episode = episode_rows(segments, len(episodes))  # each episode's segments, in order
         t1 = time.perf_counter()
@@ -154,17 +195,26 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
                 input_ids, attention_mask, width, targets, mask = batch_inputs(segments, rows, pad_id, device)
                 logits, values = actor_critic(input_ids, attention_mask, width)
                 reference = reference_logits(policy.model, input_ids, attention_mask, width) / config.temperature
-                for i, lp, v, ref in zip(rows, split_rows(token_logprobs(logits, targets), mask), split_rows(values, mask),
-                                         split_rows(token_logprobs(reference, targets), mask), strict=True):
+                for i, lp, v, ref in zip(
+                    rows,
+                    split_rows(token_logprobs(logits, targets), mask),
+                    split_rows(values, mask),
+                    split_rows(token_logprobs(reference, targets), mask),
+                    strict=True,
+                ):
                     old_logprobs[i], old_values[i], ref_logprobs[i] = lp, v, ref
         kl_tokens = [old - ref for old, ref in zip(old_logprobs, ref_logprobs, strict=True)]
-        rewards = [torch.tensor(s.scores, device=device) - kl_control.coef * kl
-                   for s, kl in zip(segments, kl_tokens, strict=True)]
+        rewards = [
+            torch.tensor(s.scores, device=device) - kl_control.coef * kl
+            for s, kl in zip(segments, kl_tokens, strict=True)
+        ]
         advantages, returns = episode_advantages(by_episode, rewards, old_values, config.gamma, config.lam)
         scale = torch.tensor(1.0, device=device)
         if config.whiten_advantages:  # over every process's tokens (each joins the reduce, even with none)
             flat = torch.cat(advantages) if advantages else torch.zeros(0, device=device)
-            total = accelerator.reduce(torch.stack([flat.sum(), (flat**2).sum(), torch.tensor(float(len(flat)), device=device)]))
+            total = accelerator.reduce(
+                torch.stack([flat.sum(), (flat**2).sum(), torch.tensor(float(len(flat)), device=device)])
+            )
             mean = total[0] / total[2]
             var = total[1] / total[2] - mean**2
             advantages = [whiten(a, torch.ones_like(a), mean, var) for a in advantages]
@@ -179,25 +229,43 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
         stats: dict[str, list[float]] = {k: [] for k in STATS}
         update_tokens = 0
         for epoch in range(config.ppo_epochs):
-            order = torch.randperm(config.episodes_per_iteration, generator=torch.Generator().manual_seed(
-                (config.seed * 100_003 + iteration) * 101 + epoch)).tolist()
+            order = torch.randperm(
+                config.episodes_per_iteration,
+                generator=torch.Generator().manual_seed((config.seed * 100_003 + iteration) * 101 + epoch),
+            ).tolist()
             for first in range(0, len(order), config.minibatch_episodes):
                 # a minibatch is a slice of the global episode order; each process trains its own episodes of it
-                step_episodes = [g // world for g in order[first : first + config.minibatch_episodes] if g % world == rank]
+                step_episodes = [
+                    g // world for g in order[first : first + config.minibatch_episodes] if g % world == rank
+                ]
                 rows_in_step = [i for e in step_episodes for i in by_episode[e]]
-                step_tokens = accelerator.reduce(torch.tensor(
-                    float(sum(len(segments[i].completion_ids) for i in rows_in_step)), device=device)).clamp(min=1)
+                step_tokens = accelerator.reduce(
+                    torch.tensor(float(sum(len(segments[i].completion_ids) for i in rows_in_step)), device=device)
+                ).clamp(min=1)
                 passes = list(micro_batches(segments, rows_in_step, config.micro_batch_tokens))
                 sums = torch.zeros(len(stats), device=device)
                 if not passes:  # none of this minibatch's episodes are here: still join the gradient all-reduce
-                    logits, values = learner(torch.full((1, 2), pad_id, device=device), torch.ones((1, 2), device=device), 1)
+                    logits, values = learner(
+                        torch.full((1, 2), pad_id, device=device), torch.ones((1, 2), device=device), 1
+                    )
                     accelerator.backward(0.0 * (logits.sum() + values.sum()))
                 for n, rows in enumerate(passes):
                     sync = accelerator.no_sync(learner) if n < len(passes) - 1 else contextlib.nullcontext()
                     with sync:
                         loss, pass_sums, tokens = minibatch_loss(
-                            learner, segments, rows, pad_id, device, use_bf16, old_logprobs, old_values, advantages,
-                            returns, config, warmup)
+                            learner,
+                            segments,
+                            rows,
+                            pad_id,
+                            device,
+                            use_bf16,
+                            old_logprobs,
+                            old_values,
+                            advantages,
+                            returns,
+                            config,
+                            warmup,
+                        )
                         accelerator.backward(loss / step_tokens * world)  # DDP averages over processes
                     sums += pass_sums
                     update_tokens += tokens
@@ -219,16 +287,23 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
             expected = gather_object(expected_rewards(episodes, pairs))
             rollout["expected_reward"] = sum(expected) / max(len(expected), 1)
         log.rollouts(played)
-        log.write({
-            "iteration": iteration + 1, **rollout, "kl_coef": kl_control.coef, "value_warmup": warmup,
-            "learning_rate": optimizer.param_groups[0]["lr"],
-            **{k: sum(v) / len(v) if v else None for k, v in stats.items()},
-            "update_tokens_per_second": sum(gather_object([update_tokens])) / max(t3 - t2, 1e-9),
-            "seconds": {"rollout": t1 - t0, "score": t2 - t1, "update": t3 - t2},
-        })
+        log.write(
+            {
+                "iteration": iteration + 1,
+                **rollout,
+                "kl_coef": kl_control.coef,
+                "value_warmup": warmup,
+                "learning_rate": optimizer.param_groups[0]["lr"],
+                **{k: sum(v) / len(v) if v else None for k, v in stats.items()},
+                "update_tokens_per_second": sum(gather_object([update_tokens])) / max(t3 - t2, 1e-9),
+                "seconds": {"rollout": t1 - t0, "score": t2 - t1, "update": t3 - t2},
+            }
+        )
         kl_control.update(rollout["kl"], rollout["episodes"])
         bar.update(1)
-        bar.set_postfix(reward=f"{rollout['reward']:.3f}", retrieval=f"{rollout['retrieval_rate']:.2f}", kl=f"{rollout['kl']:.3f}")
+        bar.set_postfix(
+            reward=f"{rollout['reward']:.3f}", retrieval=f"{rollout['retrieval_rate']:.2f}", kl=f"{rollout['kl']:.3f}"
+        )
         if (iteration + 1) % config.eval_every == 0 or iteration + 1 == config.iterations:
             evaluate_and_keep_best(iteration + 1)
         if (iteration + 1) % config.save_every == 0 or iteration + 1 == config.iterations:
@@ -246,9 +321,18 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
 
 
 def minibatch_loss(
-    learner: torch.nn.Module, segments: Sequence[Segment], rows: Sequence[int], pad_id: int, device: torch.device,
-    use_bf16: bool, old_logprobs: Sequence[torch.Tensor], old_values: Sequence[torch.Tensor],
-    advantages: Sequence[torch.Tensor], returns: Sequence[torch.Tensor], config: PPOConfig, warmup: bool,
+    learner: torch.nn.Module,
+    segments: Sequence[Segment],
+    rows: Sequence[int],
+    pad_id: int,
+    device: torch.device,
+    use_bf16: bool,
+    old_logprobs: Sequence[torch.Tensor],
+    old_values: Sequence[torch.Tensor],
+    advantages: Sequence[torch.Tensor],
+    returns: Sequence[torch.Tensor],
+    config: PPOConfig,
+    warmup: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One pass's summed loss (the value loss alone in the value warm-up, which trains the head only), its summed
     `STATS` and its tokens."""
@@ -257,10 +341,16 @@ def minibatch_loss(
         logits, values = learner(input_ids, attention_mask, width, train_body=not warmup)
     logprobs = token_logprobs(logits, targets)
     old = right_align([old_logprobs[i] for i in rows], width)
-    pg_sum, clipped = policy_loss(logprobs, old, right_align([advantages[i] for i in rows], width), mask,
-                                  config.clip_range)
-    vf_sum = value_loss(values, right_align([old_values[i] for i in rows], width),
-                        right_align([returns[i] for i in rows], width), mask, config.value_clip_range)
+    pg_sum, clipped = policy_loss(
+        logprobs, old, right_align([advantages[i] for i in rows], width), mask, config.clip_range
+    )
+    vf_sum = value_loss(
+        values,
+        right_align([old_values[i] for i in rows], width),
+        right_align([returns[i] for i in rows], width),
+        mask,
+        config.value_clip_range,
+    )
     loss = config.vf_coef * vf_sum if warmup else pg_sum + config.vf_coef * vf_sum
     with torch.no_grad():
         probs = torch.softmax(logits, dim=-1)

@@ -121,12 +121,41 @@ class PPOConfig:
     """Show a progress bar of iterations (main process only)."""
 
     def __post_init__(self) -> None:
-        require_counts(self, ("lora_r", "lora_alpha", "dev_limit", "eval_every", "k", "iterations",
-                              "episodes_per_iteration", "rollout_batch_size", "ppo_epochs", "minibatch_episodes",
-                              "micro_batch_tokens", "save_every", "keep_checkpoints"))
-        require_numbers(self, ("temperature", "learning_rate", "value_learning_rate", "clip_range", "value_clip_range",
-                               "max_grad_norm", "target_kl", "kl_horizon"), above=0)
-        require_counts(self, ("preview", "max_retrievals", "validation_per_dataset", "value_warmup_iterations"), least=0)
+        require_counts(
+            self,
+            (
+                "lora_r",
+                "lora_alpha",
+                "dev_limit",
+                "eval_every",
+                "k",
+                "iterations",
+                "episodes_per_iteration",
+                "rollout_batch_size",
+                "ppo_epochs",
+                "minibatch_episodes",
+                "micro_batch_tokens",
+                "save_every",
+                "keep_checkpoints",
+            ),
+        )
+        require_numbers(
+            self,
+            (
+                "temperature",
+                "learning_rate",
+                "value_learning_rate",
+                "clip_range",
+                "value_clip_range",
+                "max_grad_norm",
+                "target_kl",
+                "kl_horizon",
+            ),
+            above=0,
+        )
+        require_counts(
+            self, ("preview", "max_retrievals", "validation_per_dataset", "value_warmup_iterations"), least=0
+        )
         require_numbers(self, ("alpha", "vf_coef", "init_kl_coef"), at_least=0)
         require_numbers(self, ("threshold", "gamma", "lam"), at_least=0, at_most=1)
         if isinstance(self.covered_only, str):
@@ -134,8 +163,10 @@ class PPOConfig:
         if self.paired_decisions and self.max_retrievals < 1:
             raise ValueError("paired_decisions needs max_retrievals >= 1 (a decision to pair)")
         if self.paired_decisions and self.episodes_per_iteration % 2:
-            raise ValueError(f"episodes_per_iteration={self.episodes_per_iteration} must be even with paired_decisions "
-                             "(each question is played twice)")
+            raise ValueError(
+                f"episodes_per_iteration={self.episodes_per_iteration} must be even with paired_decisions "
+                "(each question is played twice)"
+            )
 
     @property
     def episodes_per_question(self) -> int:

@@ -37,16 +37,18 @@ def gae(
     return advantages, (advantages + values) * mask
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor | None = None,
-           var: torch.Tensor | None = None) -> torch.Tensor:
+def whiten(
+    values: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor | None = None, var: torch.Tensor | None = None
+) -> torch.Tensor:
     """(values - mean) / std over the masked entries (mean and var may come from all processes)."""
     mean = masked_mean(values, mask) if mean is None else mean
     var = masked_mean((values - mean) ** 2, mask) if var is None else var
     return (values - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
-def paired_decision_advantages(return_search: torch.Tensor, return_answer: torch.Tensor
-                               ) -> tuple[torch.Tensor, torch.Tensor]:
+def paired_decision_advantages(
+    return_search: torch.Tensor, return_answer: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The first decision's advantage on each branch of a question rolled out both ways (search / answer first).
 
     Each branch's return minus the pair's mean (RLOO / GRPO with a group of two, one per action):
@@ -57,8 +59,9 @@ def paired_decision_advantages(return_search: torch.Tensor, return_answer: torch
     return gap, -gap
 
 
-def two_action_kl(search: torch.Tensor, answer: torch.Tensor, ref_search: torch.Tensor, ref_answer: torch.Tensor
-                  ) -> torch.Tensor:
+def two_action_kl(
+    search: torch.Tensor, answer: torch.Tensor, ref_search: torch.Tensor, ref_answer: torch.Tensor
+) -> torch.Tensor:
     """KL(policy || reference) of the search-or-answer decision, from each model's log-probs of the two action
     words: P(search) = P(S) / (P(S) + P(A)), as the graph decides. What a paired run logs for its forced decisions,
     whose per-token log-ratios are not samples of the policy and so not a KL estimate (their sum can be negative)."""

@@ -19,8 +19,9 @@ def covered(example: QAExample) -> bool:
     return bool(example.extra.get("subject_in_local_corpus", example.extra.get("has_context", True)))
 
 
-def load_questions(data: str | None, datasets: Sequence[str], split: str, covered_only: bool | Sequence[str]
-                   ) -> list[list[QAExample]]:
+def load_questions(
+    data: str | None, datasets: Sequence[str], split: str, covered_only: bool | Sequence[str]
+) -> list[list[QAExample]]:
     """Training questions, one list per data set (or one for a QA file); `covered_only`: True for every data set,
     or the names of those that keep only covered questions."""
     if data is not None:
@@ -41,10 +42,13 @@ def hold_out(sets: Sequence[list[QAExample]], per_set: int, seed: int) -> tuple[
     """Take a seeded sample of `per_set` questions out of each training set: (what is left, the held-out ones)."""
     if per_set <= 0:
         return list(sets), []
-    left, held = [], []
+    left: list[list[QAExample]] = []
+    held: list[QAExample] = []
     for examples in sets:
         if len(examples) <= per_set:
-            raise ValueError(f"validation_per_dataset={per_set} would leave nothing to train on ({len(examples)} questions)")
+            raise ValueError(
+                f"validation_per_dataset={per_set} would leave nothing to train on ({len(examples)} questions)"
+            )
         chosen = {e.id for e in sample(examples, per_set, seed=seed)}
         left.append([e for e in examples if e.id not in chosen])
         held.extend(e for e in examples if e.id in chosen)
@@ -52,9 +56,12 @@ def hold_out(sets: Sequence[list[QAExample]], per_set: int, seed: int) -> tuple[
 
 
 def dev_questions(config: PPOConfig) -> list[QAExample]:
-    if config.dev_data is None and config.dev_dataset is None:
+    if config.dev_data:
+        examples = load_qa(config.dev_data)
+    elif config.dev_dataset is not None:
+        examples = load_qa(dataset_path(config.dev_dataset, "dev"))
+    else:
         return []
-    examples = load_qa(config.dev_data or dataset_path(config.dev_dataset, "dev"))
     return sample(examples, config.dev_limit, seed=config.seed)
 
 

@@ -11,8 +11,19 @@ from typing import Any
 
 from .checkpoints import truncate_log
 
-ROLLOUT_FIELDS = ("id", "question", "golds", "queries", "answer", "well_formed", "retrievals", "search_probabilities",
-                  "em", "f1", "reward")
+ROLLOUT_FIELDS = (
+    "id",
+    "question",
+    "golds",
+    "queries",
+    "answer",
+    "well_formed",
+    "retrievals",
+    "search_probabilities",
+    "em",
+    "f1",
+    "reward",
+)
 """What `rollouts.jsonl` keeps of each episode, with its iteration and KL to the reference."""
 
 
@@ -60,8 +71,10 @@ def numbers(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def rollout_records(episodes: Sequence[dict[str, Any]], iteration: int, kls: Sequence[float]) -> list[dict[str, Any]]:
     """The `rollouts.jsonl` record of each episode: its `ROLLOUT_FIELDS`, the iteration and its KL to the reference."""
-    return [{**{k: e[k] for k in ROLLOUT_FIELDS}, "iteration": iteration, "kl": kl}
-            for e, kl in zip(episodes, kls, strict=True)]
+    return [
+        {**{k: e[k] for k in ROLLOUT_FIELDS}, "iteration": iteration, "kl": kl}
+        for e, kl in zip(episodes, kls, strict=True)
+    ]
 
 
 def summarize_rollout(episodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -98,9 +111,14 @@ def plot_curves(output_dir: str | Path, path: str | Path | None = None) -> Path:
     fig, (ax_reward, ax_retrieval) = plt.subplots(1, 2, figsize=(10, 3.8))
     label_set = dev_rows[0].get("eval_set", "dev") if dev_rows else "dev"
     paired = bool(train_rows) and "expected_reward" in train_rows[0]  # its rollouts search half the time by design
-    rollout_lines = {"reward": ("expected_reward", "rollouts, P(search)-weighted pair"),
-                     "retrieval_rate": ("p_search", "rollouts, mean P(search)")} if paired else \
-        {key: (key, "rollouts (sampled)") for key in ("reward", "retrieval_rate")}
+    rollout_lines = (
+        {
+            "reward": ("expected_reward", "rollouts, P(search)-weighted pair"),
+            "retrieval_rate": ("p_search", "rollouts, mean P(search)"),
+        }
+        if paired
+        else {key: (key, "rollouts (sampled)") for key in ("reward", "retrieval_rate")}
+    )
     for ax, key, label in ((ax_reward, "reward", "reward"), (ax_retrieval, "retrieval_rate", "retrieval rate")):
         rollout_key, rollout_label = rollout_lines[key]
         ax.plot([r["iteration"] for r in train_rows], [r[rollout_key] for r in train_rows], ".-", label=rollout_label)

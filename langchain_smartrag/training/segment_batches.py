@@ -57,8 +57,11 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def episode_advantages(
-    by_episode: Sequence[Sequence[int]], rewards: Sequence[torch.Tensor], values: Sequence[torch.Tensor],
-    gamma: float, lam: float,
+    by_episode: Sequence[Sequence[int]],
+    rewards: Sequence[torch.Tensor],
+    values: Sequence[torch.Tensor],
+    gamma: float,
+    lam: float,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """GAE over each episode's completion tokens, its segments (indices in `by_episode`) in order; per segment."""
     if not rewards:

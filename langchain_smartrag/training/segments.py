@@ -44,7 +44,11 @@ def episode_segments(
     while i < len(trace):
         entry = trace[i]
         if entry["node"] == "decide":
-            prompt_ids, completion, searched = encode(entry["prompt"]), list(entry["token_ids"]), entry["text"] == SEARCH
+            prompt_ids, completion, searched = (
+                encode(entry["prompt"]),
+                list(entry["token_ids"]),
+                entry["text"] == SEARCH,
+            )
             decision_tokens = len(completion)
             following = trace[i + 1] if i + 1 < len(trace) else None
             if following is not None and following["node"] != "decide" and following["prompt"] == entry["prompt"]:
@@ -62,7 +66,9 @@ def episode_segments(
             scores[-1] -= alpha
         segments.append(Segment(index, prompt_ids, completion, scores, decision_tokens))
     if segments and trace[-1]["node"] == "answer":
-        segments[-1].scores[-1] += answer_reward(episode["answer"], episode["golds"], well_formed=episode["well_formed"])
+        segments[-1].scores[-1] += answer_reward(
+            episode["answer"], episode["golds"], well_formed=episode["well_formed"]
+        )
     if segments and episode.get("previews"):  # the preview was paid before the first decision
         segments[0].scores[-1] -= ALPHA_PREVIEW * episode["previews"]
     return segments

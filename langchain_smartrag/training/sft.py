@@ -85,8 +85,21 @@ class SFTConfig:
     """Continue from the newest checkpoint in output_dir (without it, a folder with checkpoints is refused)."""
 
     def __post_init__(self) -> None:
-        require_counts(self, ("lora_r", "lora_alpha", "batch_size", "grad_accum", "epochs", "max_steps", "max_length",
-                              "save_every", "keep_checkpoints", "log_every"))
+        require_counts(
+            self,
+            (
+                "lora_r",
+                "lora_alpha",
+                "batch_size",
+                "grad_accum",
+                "epochs",
+                "max_steps",
+                "max_length",
+                "save_every",
+                "keep_checkpoints",
+                "log_every",
+            ),
+        )
         require_counts(self, ("warmup_steps",), least=0)
         require_numbers(self, ("learning_rate",), above=0)
         require_numbers(self, ("weight_decay",), at_least=0)
@@ -100,9 +113,14 @@ class SFTConfig:
 
 BOOKKEEPING = {
     "output_dir": lambda v: "give --output-dir (the run's checkpoints, metrics.jsonl and final/ live there together)",
-    "save_only_model": lambda v: None if v is False else (
-        "refused: --resume needs the optimizer and RNG state in each checkpoint to continue exactly; to keep fewer "
-        "checkpoints give --keep-checkpoints N"),
+    "save_only_model": lambda v: (
+        None
+        if v is False
+        else (
+            "refused: --resume needs the optimizer and RNG state in each checkpoint to continue exactly; to keep fewer "
+            "checkpoints give --keep-checkpoints N"
+        )
+    ),
     "max_steps": lambda v: None if v >= 1 else "give --max-steps N (N >= 1), or leave it out to train --epochs",
     "num_train_epochs": lambda v: None if v > 0 else "give --epochs N (N >= 1)",
 }
@@ -115,8 +133,10 @@ def check_trainer_args(values: Any) -> dict[str, Any]:
     `BOOKKEEPING` fields the run manages itself. Each mistake raises a ValueError naming the key and what to give."""
     if not isinstance(values, dict):
         got = f"the text {values!r}" if isinstance(values, str) else f"a {type(values).__name__}"
-        raise ValueError("trainer_args must be a mapping of TRL SFTConfig fields (trainer_args: "
-                         "{gradient_checkpointing: true}, or --trainer-args gradient_checkpointing=true), got " + got)
+        raise ValueError(
+            "trainer_args must be a mapping of TRL SFTConfig fields (trainer_args: "
+            "{gradient_checkpointing: true}, or --trainer-args gradient_checkpointing=true), got " + got
+        )
     if not values:
         return values
     import difflib
@@ -132,9 +152,11 @@ def check_trainer_args(values: Any) -> dict[str, Any]:
             if key in ours:
                 raise ValueError(f"{where}: a setting of smartrag train sft itself: give --{key.replace('_', '-')}")
             close = difflib.get_close_matches(str(key), hints, n=3)
-            raise ValueError(f"{where}: not a field of TRL's SFTConfig (trl {trl.__version__})"
-                             + (f"; did you mean {' or '.join(close)}?" if close else "")
-                             + " (its fields: help(trl.SFTConfig))")
+            raise ValueError(
+                f"{where}: not a field of TRL's SFTConfig (trl {trl.__version__})"
+                + (f"; did you mean {' or '.join(close)}?" if close else "")
+                + " (its fields: help(trl.SFTConfig))"
+            )
         value = read_as(hints[key], value)
         if not accepts(hints[key], value):
             raise ValueError(f"{where}: TRL's SFTConfig.{key} takes {describe(hints[key])}")
@@ -185,8 +207,14 @@ def completion_example(
     return {"input_ids": prompt_ids + completion_ids, "labels": [-100] * len(prompt_ids) + completion_ids}
 
 
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
-                "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 """The weights a TRL checkpoint holds (an adapter, or the whole model, in one file or shards)."""
 
 
@@ -214,8 +242,11 @@ def trl_resume_gap(folder: Path) -> str | None:
     optimizer's state, the scheduler's, or the random generators'; None if it has them all."""
     entries = list(folder.iterdir())
     if not any(p.is_dir() and p.name.startswith("global_step") for p in entries):  # DeepSpeed keeps its own there
-        if not ((folder / "optimizer.pt").is_file() or (folder / "optimizer.bin").is_file()
-                or any(p.is_dir() and "optimizer" in p.name for p in entries)):
+        if not (
+            (folder / "optimizer.pt").is_file()
+            or (folder / "optimizer.bin").is_file()
+            or any(p.is_dir() and "optimizer" in p.name for p in entries)
+        ):
             return "optimizer.pt"
         if not (folder / "scheduler.pt").is_file():
             return "scheduler.pt"
@@ -279,8 +310,13 @@ class SFTCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
             return
         elapsed = time.perf_counter() - self.start
-        record = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
-                  "tokens_per_second": logs.get("num_tokens", 0) / elapsed, "elapsed_s": elapsed}
+        record = {
+            "step": state.global_step,
+            "loss": logs["loss"],
+            "lr": logs.get("learning_rate"),
+            "tokens_per_second": logs.get("num_tokens", 0) / elapsed,
+            "elapsed_s": elapsed,
+        }
         with (Path(args.output_dir) / "metrics.jsonl").open("a") as log:
             log.write(json.dumps(record) + "\n")
 
@@ -305,9 +341,11 @@ def train(config: SFTConfig) -> Path:
     checkpoint = prepare_output_dir(output_dir, config.resume, incomplete=trl_checkpoint_gap)
     lost = trl_resume_gap(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and lost:
-        raise ValueError(f"cannot resume exactly from {checkpoint}: it has no {lost} (saved with save_only_model, or "
-                         f"lost since): delete {checkpoint.name} to resume from the checkpoint before it, or start a "
-                         "new run in a new --output-dir")
+        raise ValueError(
+            f"cannot resume exactly from {checkpoint}: it has no {lost} (saved with save_only_model, or "
+            f"lost since): delete {checkpoint.name} to resume from the checkpoint before it, or start a "
+            "new run in a new --output-dir"
+        )
     check_output_folder(output_dir / "final", None)  # not a file; a link is replaced through
     target = "cuda" if torch.cuda.is_available() else "cpu"
     try:  # TRL's own checks on the arguments, before the model loads
@@ -323,23 +361,41 @@ def train(config: SFTConfig) -> Path:
         if isinstance(error, ImportError):
             package = re.search(r"'([A-Za-z0-9_.\-]+?)[<>=!~ ']", str(error))
             hint = f": install it (pip install {package.group(1) if package else 'the package it names'})"
-        raise ValueError(f"--trainer-args: TRL's SFTConfig refused them: {type(error).__name__}: "
-                         f"{' '.join(str(error).split()).rstrip('.')}{hint}") from error
+        raise ValueError(
+            f"--trainer-args: TRL's SFTConfig refused them: {type(error).__name__}: "
+            f"{' '.join(str(error).split()).rstrip('.')}{hint}"
+        ) from error
     resumed_at = int(checkpoint.name.split("-")[1]) if checkpoint is not None else None
     if arguments.process_index == 0:  # a new run starts its log afresh; a resumed one cuts it back to its checkpoint
         truncate_log(output_dir / "metrics.jsonl", "step", resumed_at or 0)
     # float32 weights on the CPU; the trainer moves them to each process's device and casts per `bf16` (autocast)
     policy = SmartRAGPolicy.load(config.base_model, autocast=False, device="cpu")
     tokenizer, model = policy.tokenizer, policy.model
-    examples = [completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True))
-                for r in rows]
+    examples = [
+        completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True)) for r in rows
+    ]
     if not examples:
         raise ValueError(f"{config.data}: no training examples")
-    peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                             target_modules="all-linear", task_type="CAUSAL_LM") if config.lora else None
+    peft_config = (
+        LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+        if config.lora
+        else None
+    )
     log = SFTCallback(config, resumed_at)
-    trainer = trl.SFTTrainer(model=model, args=arguments, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer, peft_config=peft_config, callbacks=[log])
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=arguments,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[log],
+    )
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     except Exception as error:  # TRL loads the checkpoint with weights_only=True: a crafted file raises, runs nothing

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from tqdm import tqdm
 
 from langchain_smartrag import SmartRAGContext
@@ -50,12 +50,16 @@ def collect(
         for first in range(0, len(examples), batch_size):
             chunk = examples[first : first + batch_size]
             inputs = [{"question": e.question} for e in chunk]
-            configs = [{"max_concurrency": batch_size, "configurable": {"seed": seeds[first + i]}} for i in range(len(chunk))]
+            configs: list[RunnableConfig] = [
+                {"max_concurrency": batch_size, "configurable": {"seed": seeds[first + i]}} for i in range(len(chunk))
+            ]
             states = graph.batch(inputs, configs, return_exceptions=True, context=context)
             for example, state in zip(chunk, states, strict=True):
                 episode = score_episode(example, state, alpha)
                 if not isinstance(state, BaseException):
-                    episode["documents"] = [{"page_content": d.page_content, "metadata": d.metadata} for d in state["documents"]]
+                    episode["documents"] = [
+                        {"page_content": d.page_content, "metadata": d.metadata} for d in state["documents"]
+                    ]
                     episode["trace"] = state["trace"]
                 episodes.append(episode)
             bar.update(len(chunk))

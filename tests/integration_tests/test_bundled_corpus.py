@@ -8,7 +8,9 @@ def test_bundled_corpus_index_is_built_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("SMARTRAG_CACHE_DIR", str(tmp_path))
     retriever = BM25Retriever.bundled(k=3)
     assert len(retriever) > 30_000 and sorted(p.name for p in BUNDLED_CORPUS_DIR.glob("*.jsonl.gz")) == [
-        "hotpotqa_paragraphs.jsonl.gz", "popqa_passages.jsonl.gz", "wiki_vital_summaries.jsonl.gz"
+        "hotpotqa_paragraphs.jsonl.gz",
+        "popqa_passages.jsonl.gz",
+        "wiki_vital_summaries.jsonl.gz",
     ]
     assert "John Mayne" in [d.metadata["title"] for d in retriever.invoke("John Mayne occupation")]
     (cached,) = tmp_path.glob("bm25-bundled-*")

@@ -18,8 +18,17 @@ def test_the_embedded_model_answers_a_question_over_the_bundled_corpus():
 def test_batched_answers_equal_one_at_a_time_when_rows_finish_early():
     """Real answers end at different lengths, so finished rows leave the batch mid-generation."""
     policy = SmartRAGPolicy.embedded(autocast=False)
-    prompts = [policy.prompt(q) for q in ("What is the capital of France?", "Who wrote Hamlet?", "Name a colour.",
-                                          "What is 2 + 2?", "Who painted the Mona Lisa?", "Describe Paris in detail.")]
+    prompts = [
+        policy.prompt(q)
+        for q in (
+            "What is the capital of France?",
+            "Who wrote Hamlet?",
+            "Name a colour.",
+            "What is 2 + 2?",
+            "Who painted the Mona Lisa?",
+            "Describe Paris in detail.",
+        )
+    ]
     batched = policy.generate_batch(prompts, "[Answer]", max_new_tokens=24)
     assert len({len(g.token_ids) for g in batched}) > 2  # rows did finish at different steps
     assert [g.token_ids for g in batched] == [
@@ -31,8 +40,12 @@ def test_batched_answers_equal_one_at_a_time_when_rows_finish_early():
 def test_the_shipped_adapter_is_the_default_and_writes_the_protocol_unprompted():
     """`embedded()` is the SmartRAG-trained policy; `embedded(trained=False)` the bare chat model."""
     trained, bare = SmartRAGPolicy.embedded(), SmartRAGPolicy.embedded(trained=False)
-    questions = ["What is John Mayne's occupation?", "Who wrote Hamlet?", "In what country is Oberhausen?",
-                 "Which magazine was started first, Arthur's Magazine or First for Women?"]
+    questions = [
+        "What is John Mayne's occupation?",
+        "Who wrote Hamlet?",
+        "In what country is Oberhausen?",
+        "Which magazine was started first, Arthur's Magazine or First for Women?",
+    ]
     prompts = [trained.prompt(q) for q in questions]
     assert prompts == [bare.prompt(q) for q in questions]  # same tokenizer and template: only the weights differ
     p_trained, p_bare = trained.search_probability_batch(prompts), bare.search_probability_batch(prompts)

@@ -24,8 +24,15 @@ run. None at present."""
 
 
 def run_help(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, script, "--help"], check=False, cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        [sys.executable, script, "--help"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,24 @@ def test_langgraph_dev_serves_the_graph_with_threads_and_schemas(tiny_model_dir,
     from langgraph_sdk import get_sync_client
 
     port = free_port()
-    env = {**os.environ, "SMARTRAG_POLICY": str(tiny_model_dir), "SMARTRAG_CORPUS": str(corpus_file),
-           "LANGGRAPH_CLI_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [Path(sys.executable).parent / "langgraph", "dev", "--port", str(port), "--no-browser", "--no-reload",
-               "--allow-blocking", "--config", ROOT / "langgraph.json"]
+    env = {
+        **os.environ,
+        "SMARTRAG_POLICY": str(tiny_model_dir),
+        "SMARTRAG_CORPUS": str(corpus_file),
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        Path(sys.executable).parent / "langgraph",
+        "dev",
+        "--port",
+        str(port),
+        "--no-browser",
+        "--no-reload",
+        "--allow-blocking",
+        "--config",
+        ROOT / "langgraph.json",
+    ]
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen([str(c) for c in command], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -45,8 +59,10 @@ def test_langgraph_dev_serves_the_graph_with_threads_and_schemas(tiny_model_dir,
         assert schemas["input_schema"]["properties"].keys() == {"question"}
         assert schemas["output_schema"] and schemas["context_schema"]
         thread = client.threads.create()
-        runs = [client.runs.wait(thread["thread_id"], assistant["assistant_id"], input={"question": q})
-                for q in ("Who wrote Hamlet?", "What is the capital of France?")]
+        runs = [
+            client.runs.wait(thread["thread_id"], assistant["assistant_id"], input={"question": q})
+            for q in ("Who wrote Hamlet?", "What is the capital of France?")
+        ]
         for question, run in zip(("Who wrote Hamlet?", "What is the capital of France?"), runs, strict=True):
             assert run["question"] == question and isinstance(run["answer"], str)
             assert len(run["search_probabilities"]) == run["retrievals"] + (run["retrievals"] < 1)

@@ -17,17 +17,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ask_and_help_load_no_training_code():
-    script = ("import sys, contextlib, io\nfrom langchain_smartrag.cli import main\n"
-              "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
-              "print(sorted(m for m in sys.modules if 'training' in m or m.startswith(('trl', 'accelerate'))))")
+    script = (
+        "import sys, contextlib, io\nfrom langchain_smartrag.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()): main(['--help'])\n"
+        "print(sorted(m for m in sys.modules if 'training' in m or m.startswith(('trl', 'accelerate'))))"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_training_is_importable_only_under_the_package():
     assert importlib.import_module("langchain_smartrag.training").DATA_DIR.is_dir()
-    done = subprocess.run([sys.executable, "-c", "import training"], capture_output=True, text=True, cwd="/",
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", "import training"], capture_output=True, text=True, cwd="/", check=False
+    )
     assert "No module named 'training'" in done.stderr
 
 
@@ -40,14 +43,32 @@ def readme_quick_start() -> str:
 def test_the_wheel_installs_and_runs_the_readme_from_an_empty_folder(tmp_path, tiny_model_dir):
     """Build the wheel, install it into a fresh venv outside the repository (its dependencies come from this
     environment through a .pth file, so nothing is downloaded), and run what the README shows."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("langchain_smartrag-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
     empty = tmp_path / "empty"
@@ -59,8 +80,11 @@ def test_the_wheel_installs_and_runs_the_readme_from_an_empty_folder(tmp_path, t
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
-    where = run(str(python), "-c", "import importlib.util, langchain_smartrag as p; "
-                "print(p.__file__, importlib.util.find_spec('training'))")
+    where = run(
+        str(python),
+        "-c",
+        "import importlib.util, langchain_smartrag as p; print(p.__file__, importlib.util.find_spec('training'))",
+    )
     assert where.startswith(site) and where.strip().endswith("None")  # the wheel's copy; no top-level `training`
     assert run(str(python), "-c", readme_quick_start()).strip()
     smartrag = str(venv / "bin" / "smartrag")
@@ -69,6 +93,20 @@ def test_the_wheel_installs_and_runs_the_readme_from_an_empty_folder(tmp_path, t
     (empty / "rows.jsonl").write_text(
         json.dumps({"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"})
     )
-    out = run(smartrag, "train", "sft", "--config", "sft_embedded", "--data", "rows.jsonl", "--base-model",
-              str(tiny_model_dir), "--max-steps", "2", "--no-bf16", "--output-dir", "sft")
+    out = run(
+        smartrag,
+        "train",
+        "sft",
+        "--config",
+        "sft_embedded",
+        "--data",
+        "rows.jsonl",
+        "--base-model",
+        str(tiny_model_dir),
+        "--max-steps",
+        "2",
+        "--no-bf16",
+        "--output-dir",
+        "sft",
+    )
     assert out.strip().endswith("sft/final") and (empty / "sft" / "final").is_dir()

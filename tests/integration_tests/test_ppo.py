@@ -26,6 +26,7 @@ from langchain_smartrag.training.tiny_world import KNOWN, world_config, world_sc
 
 # -- a small world where the right decision depends on the question ----------------------------------
 
+
 def test_ppo_learns_to_search_only_when_the_answer_needs_it(world, tmp_path):
     """Not from every seed: in the world that TRL's SFT builds (2026-12-03 sweep of seeds 0-5), seeds 0, 3, 4 and 5
     cut the closed-book searches and keep the needed ones, 1 and 2 still search for 85-93% of closed-book facts,
@@ -131,13 +132,39 @@ def test_missing_init_and_checkpoints_fail_clearly(world, tmp_path):
 
 def test_cli_trains_from_an_sft_adapter_held_near_it_by_the_kl_penalty(world, tmp_path, capsys):
     """`smartrag train ppo --config FILE --init ADAPTER`: the adapter is both the start and the KL reference."""
-    adapter = sft_train(SFTConfig(data=str(world / "warmup.jsonl"), output_dir=str(tmp_path / "sft"),
-                                  base_model=str(world / "sft" / "final"), lora_r=4, max_steps=2, bf16=False))
+    adapter = sft_train(
+        SFTConfig(
+            data=str(world / "warmup.jsonl"),
+            output_dir=str(tmp_path / "sft"),
+            base_model=str(world / "sft" / "final"),
+            lora_r=4,
+            max_steps=2,
+            bf16=False,
+        )
+    )
     (tmp_path / "ppo.yaml").write_text(
         f"data: {world / 'qa.jsonl'}\ncorpus: {world / 'corpus.jsonl'}\ndev_data: {world / 'qa.jsonl'}\ndev_limit: 4\n"
-        "iterations: 5\nepisodes_per_iteration: 8\nrollout_batch_size: 8\nbf16: false\nprogress: false\n")
-    assert main(["train", "ppo", "--config", str(tmp_path / "ppo.yaml"), "--init", str(adapter), "--iterations", "2",
-                 "--output-dir", str(tmp_path / "run"), "--eval-every", "1"]) == 0
+        "iterations: 5\nepisodes_per_iteration: 8\nrollout_batch_size: 8\nbf16: false\nprogress: false\n"
+    )
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "--config",
+                str(tmp_path / "ppo.yaml"),
+                "--init",
+                str(adapter),
+                "--iterations",
+                "2",
+                "--output-dir",
+                str(tmp_path / "run"),
+                "--eval-every",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip().endswith("run/final")
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1, 1, 2, 2]  # dev before training, then rollouts and dev
@@ -154,8 +181,18 @@ def test_cli_trains_from_an_sft_adapter_held_near_it_by_the_kl_penalty(world, tm
 
 def test_held_out_training_questions_choose_the_best_adapter_and_are_never_trained_on(world, tmp_path):
     run = tmp_path / "run"
-    train(world_config(world, run, iterations=3, episodes_per_iteration=8, rollout_batch_size=8, minibatch_episodes=8,
-                       validation_per_dataset=3, eval_every=1))
+    train(
+        world_config(
+            world,
+            run,
+            iterations=3,
+            episodes_per_iteration=8,
+            rollout_batch_size=8,
+            minibatch_episodes=8,
+            validation_per_dataset=3,
+            eval_every=1,
+        )
+    )
     _, evaluations = read_metrics(run)
     assert [r["iteration"] for r in evaluations] == [0, 1, 2, 3]
     assert all(r["eval_set"].startswith("validation") and r["dev"]["n"] == 3 for r in evaluations)
@@ -163,14 +200,24 @@ def test_held_out_training_questions_choose_the_best_adapter_and_are_never_train
     played = {json.loads(line)["id"] for line in (run / "rollouts.jsonl").read_text().splitlines()}
     assert len(held_out) == 3 and played and not played & held_out
     best = max(evaluations, key=lambda r: r["dev"]["reward"])  # the first of equals: a later one must beat it
-    assert json.loads((run / "best" / "selected.json").read_text()) == {"iteration": best["iteration"],
-                                                                        "reward": best["dev"]["reward"]}
+    assert json.loads((run / "best" / "selected.json").read_text()) == {
+        "iteration": best["iteration"],
+        "reward": best["dev"]["reward"],
+    }
     assert SmartRAGPolicy.from_pretrained(run / "best", autocast=False).search_probability(["q?"])[0] >= 0
 
 
 def test_the_reference_pass_leaves_only_the_policy_adapter_trainable(world, tmp_path):
-    adapter = sft_train(SFTConfig(data=str(world / "warmup.jsonl"), output_dir=str(tmp_path / "sft"),
-                                  base_model=str(world / "sft" / "final"), lora_r=4, max_steps=2, bf16=False))
+    adapter = sft_train(
+        SFTConfig(
+            data=str(world / "warmup.jsonl"),
+            output_dir=str(tmp_path / "sft"),
+            base_model=str(world / "sft" / "final"),
+            lora_r=4,
+            max_steps=2,
+            bf16=False,
+        )
+    )
     policy = trainable_policy(PPOConfig(init=str(adapter), bf16=False))
     trainable = {name for name, p in policy.model.named_parameters() if p.requires_grad}
     with torch.no_grad():  # move the policy away from its start, as training does
@@ -191,20 +238,59 @@ def test_the_reference_pass_leaves_only_the_policy_adapter_trainable(world, tmp_
 
 
 def test_two_cpu_processes_under_torchrun_train_as_one_process_does(world, tmp_path):
-    config = world_config(world, "unused", iterations=2, episodes_per_iteration=8, rollout_batch_size=8,
-                          minibatch_episodes=4, value_warmup_iterations=0)
+    config = world_config(
+        world,
+        "unused",
+        iterations=2,
+        episodes_per_iteration=8,
+        rollout_batch_size=8,
+        minibatch_episodes=4,
+        value_warmup_iterations=0,
+    )
     flags = ["train", "ppo"]
-    for name in ("base_model", "data", "corpus", "k", "iterations", "episodes_per_iteration", "rollout_batch_size",
-                 "minibatch_episodes", "learning_rate", "lora_r", "alpha", "init_kl_coef", "value_warmup_iterations"):
+    for name in (
+        "base_model",
+        "data",
+        "corpus",
+        "k",
+        "iterations",
+        "episodes_per_iteration",
+        "rollout_batch_size",
+        "minibatch_episodes",
+        "learning_rate",
+        "lora_r",
+        "alpha",
+        "init_kl_coef",
+        "value_warmup_iterations",
+    ):
         flags += ["--" + name.replace("_", "-"), str(getattr(config, name))]
     flags += ["--no-bf16", "--no-progress", "--dev-dataset", "none"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "langchain_smartrag.cli", *flags, "--output-dir", str(tmp_path / "one")],
-                   check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "langchain_smartrag.cli", *flags, "--output-dir", str(tmp_path / "one")],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "langchain_smartrag.cli",
-         *flags, "--output-dir", str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "langchain_smartrag.cli",
+            *flags,
+            "--output-dir",
+            str(tmp_path / "two"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
     one = load_file(tmp_path / "one" / "final" / "adapter_model.safetensors")
@@ -220,8 +306,9 @@ def test_two_cpu_processes_under_torchrun_train_as_one_process_does(world, tmp_p
 
 
 def test_ppo_with_a_preview_trains_on_previewed_prompts_and_saves_the_setting(world, tmp_path):
-    final = train(world_config(world, tmp_path / "run", iterations=1, episodes_per_iteration=4, rollout_batch_size=4,
-                               preview=2))
+    final = train(
+        world_config(world, tmp_path / "run", iterations=1, episodes_per_iteration=4, rollout_batch_size=4, preview=2)
+    )
     assert json.loads((final / "smartrag.json").read_text()) == {"preview": 2}
     rollouts = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert rollouts and all(r.get("previews", 1) == 1 for r in rollouts)
@@ -231,8 +318,16 @@ def test_ppo_with_a_preview_trains_on_previewed_prompts_and_saves_the_setting(wo
 def test_report_to_tensorboard_logs_each_iteration_beside_metrics_jsonl(world, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(world_config(world, tmp_path / "run", iterations=2, episodes_per_iteration=4, rollout_batch_size=4,
-                       report_to=["tensorboard"]))
+    train(
+        world_config(
+            world,
+            tmp_path / "run",
+            iterations=2,
+            episodes_per_iteration=4,
+            rollout_batch_size=4,
+            report_to=["tensorboard"],
+        )
+    )
     events = EventAccumulator(str(next((tmp_path / "run").rglob("events.out.tfevents.*")).parent))
     events.Reload()
     rewards = [e.value for e in events.Scalars("reward")]

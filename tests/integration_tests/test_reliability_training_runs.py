@@ -27,17 +27,41 @@ def sft_data(tmp_path):
 
 
 def sft_config(tmp_path, data, model_dir, **overrides) -> SFTConfig:
-    values = {"data": str(data), "output_dir": str(tmp_path / "run"), "base_model": str(model_dir), "lora": False,
-              "batch_size": 2, "max_steps": 2, "save_every": 2, "log_every": 1, "warmup_steps": 1, "bf16": False}
+    values = {
+        "data": str(data),
+        "output_dir": str(tmp_path / "run"),
+        "base_model": str(model_dir),
+        "lora": False,
+        "batch_size": 2,
+        "max_steps": 2,
+        "save_every": 2,
+        "log_every": 1,
+        "warmup_steps": 1,
+        "bf16": False,
+    }
     return SFTConfig(**{**values, **overrides})
 
 
 def ppo_config(tmp_path, model_dir, qa_file, corpus_file, **overrides) -> PPOConfig:
     """PPO on the toy corpus from the tiny model under a fresh LoRA: 4 episodes an iteration, a 2-question dev set."""
-    values = {"output_dir": str(tmp_path / "run"), "base_model": str(model_dir), "data": str(qa_file),
-              "corpus": str(corpus_file), "k": 2, "dev_dataset": None, "dev_data": str(qa_file), "dev_limit": 2,
-              "eval_every": 1, "iterations": 3, "episodes_per_iteration": 4, "rollout_batch_size": 4,
-              "minibatch_episodes": 4, "lora_r": 4, "bf16": False, "progress": False}
+    values = {
+        "output_dir": str(tmp_path / "run"),
+        "base_model": str(model_dir),
+        "data": str(qa_file),
+        "corpus": str(corpus_file),
+        "k": 2,
+        "dev_dataset": None,
+        "dev_data": str(qa_file),
+        "dev_limit": 2,
+        "eval_every": 1,
+        "iterations": 3,
+        "episodes_per_iteration": 4,
+        "rollout_batch_size": 4,
+        "minibatch_episodes": 4,
+        "lora_r": 4,
+        "bf16": False,
+        "progress": False,
+    }
     return PPOConfig(**{**values, **overrides})
 
 
@@ -58,8 +82,9 @@ class RunsCode:
         return (open, (self.marker, "w"))
 
 
-def test_resume_refuses_a_checkpoint_that_would_run_code_and_still_resumes_real_ones(tmp_path, sft_data,
-                                                                                       tiny_model_dir):
+def test_resume_refuses_a_checkpoint_that_would_run_code_and_still_resumes_real_ones(
+    tmp_path, sft_data, tiny_model_dir
+):
     sft_train(sft_config(tmp_path, sft_data, tiny_model_dir))
     crafted, marker = tmp_path / "crafted", tmp_path / "code-ran"
     shutil.copytree(tmp_path / "run", crafted)

@@ -19,11 +19,15 @@ from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.cli import main
 from langchain_smartrag.training.sft import SFTConfig, train
 
-QA = [{"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-      {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
-      {"id": "a", "question": "When did Apollo 11 land?", "answers": ["1969"]}]
-WARMUP = [{"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
-          {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"}]
+QA = [
+    {"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
+    {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
+    {"id": "a", "question": "When did Apollo 11 land?", "answers": ["1969"]},
+]
+WARMUP = [
+    {"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
+    {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"},
+]
 
 
 def write_jsonl(path, rows):
@@ -42,9 +46,20 @@ def sft_data(tmp_path):
 
 
 def sft_config(tmp_path, data, model_dir, **overrides) -> SFTConfig:
-    values = {"data": str(data), "output_dir": str(tmp_path / "run"), "base_model": str(model_dir), "lora": True,
-              "lora_r": 4, "learning_rate": 1e-2, "batch_size": 1, "max_steps": 3, "save_every": 1, "log_every": 1,
-              "warmup_steps": 1, "bf16": False}
+    values = {
+        "data": str(data),
+        "output_dir": str(tmp_path / "run"),
+        "base_model": str(model_dir),
+        "lora": True,
+        "lora_r": 4,
+        "learning_rate": 1e-2,
+        "batch_size": 1,
+        "max_steps": 3,
+        "save_every": 1,
+        "log_every": 1,
+        "warmup_steps": 1,
+        "bf16": False,
+    }
     return SFTConfig(**{**values, **overrides})
 
 
@@ -61,8 +76,19 @@ def logged_steps(run) -> list[int]:
 
 
 def eval_argv(qa_file, corpus_file, model_dir, output):
-    return ["eval", "--data", str(qa_file), "--corpus", str(corpus_file), "--policy", str(model_dir),
-            "--batch-size", "3", "--output", str(output)]
+    return [
+        "eval",
+        "--data",
+        str(qa_file),
+        "--corpus",
+        str(corpus_file),
+        "--policy",
+        str(model_dir),
+        "--batch-size",
+        "3",
+        "--output",
+        str(output),
+    ]
 
 
 def disk_full_after(size: int):
@@ -79,9 +105,15 @@ def test_eval_on_a_full_disk_keeps_the_previous_results_whole(tmp_path, qa_file,
     results = tmp_path / "results.json"
     results.write_text('{"previous": true}')
     code = "import sys; from langchain_smartrag.cli import main; sys.exit(main(sys.argv[1:]))"
-    run = subprocess.run([sys.executable, "-c", code, *eval_argv(qa_file, corpus_file, tiny_model_dir, results)],
-                         capture_output=True, text=True, check=False, preexec_fn=disk_full_after(512), timeout=600,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    run = subprocess.run(
+        [sys.executable, "-c", code, *eval_argv(qa_file, corpus_file, tiny_model_dir, results)],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=disk_full_after(512),
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert run.returncode == 2, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("smartrag: error: ") and "File too large" in last and "Traceback" not in run.stderr
@@ -118,8 +150,7 @@ def test_a_linked_final_folder_is_replaced_through_its_link(tmp_path, sft_data, 
 
 
 @pytest.mark.parametrize("damage", ["empty", "no trainer_state.json", "no weights"])
-def test_resume_skips_a_half_written_checkpoint_for_the_last_complete_one(damage, tmp_path, sft_data,
-                                                                           tiny_model_dir):
+def test_resume_skips_a_half_written_checkpoint_for_the_last_complete_one(damage, tmp_path, sft_data, tiny_model_dir):
     straight = weights(train(sft_config(tmp_path / "a", sft_data, tiny_model_dir, max_steps=4)))
     run = tmp_path / "b" / "run"
     train(sft_config(tmp_path / "b", sft_data, tiny_model_dir, max_steps=3))  # checkpoints 2 and 3
@@ -140,22 +171,39 @@ def test_resume_skips_a_half_written_checkpoint_for_the_last_complete_one(damage
 
 
 @pytest.mark.parametrize("lost", ["optimizer.pt", "rng_state.pth"])
-def test_resume_refuses_a_checkpoint_missing_its_optimizer_or_rng_state(lost, tmp_path, sft_data, tiny_model_dir,
-                                                                         capsys):
+def test_resume_refuses_a_checkpoint_missing_its_optimizer_or_rng_state(
+    lost, tmp_path, sft_data, tiny_model_dir, capsys
+):
     train(sft_config(tmp_path, sft_data, tiny_model_dir, max_steps=2))
     (tmp_path / "run" / "checkpoint-2" / lost).unlink()
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "sft", "--data", str(sft_data), "--base-model", str(tiny_model_dir), "--no-bf16",
-              "--max-steps", "3", "--output-dir", str(tmp_path / "run"), "--resume"])
+        main(
+            [
+                "train",
+                "sft",
+                "--data",
+                str(sft_data),
+                "--base-model",
+                str(tiny_model_dir),
+                "--no-bf16",
+                "--max-steps",
+                "3",
+                "--output-dir",
+                str(tmp_path / "run"),
+                "--resume",
+            ]
+        )
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"smartrag: error: cannot resume exactly from {tmp_path / 'run' / 'checkpoint-2'}: it has "
-                          f"no {lost}")
+    assert err.startswith(
+        f"smartrag: error: cannot resume exactly from {tmp_path / 'run' / 'checkpoint-2'}: it has no {lost}"
+    )
 
 
-def test_a_new_run_where_an_earlier_one_logged_but_saved_nothing_starts_its_log_afresh(tmp_path, sft_data,
-                                                                                       tiny_model_dir):
+def test_a_new_run_where_an_earlier_one_logged_but_saved_nothing_starts_its_log_afresh(
+    tmp_path, sft_data, tiny_model_dir
+):
     run = tmp_path / "run"
     train(sft_config(tmp_path, sft_data, tiny_model_dir, max_steps=2, save_every=5))  # only the last step saves
     shutil.rmtree(run / "checkpoint-2")  # as if killed after logging step 2, before any checkpoint

@@ -29,9 +29,19 @@ def sft_data(tmp_path, tiny_model_dir):
 
 
 def config(tmp_path, data, model_dir, **overrides):
-    values = {"data": str(data), "output_dir": str(tmp_path / "run"), "base_model": str(model_dir), "lora": False,
-              "learning_rate": 1e-2, "batch_size": 2, "max_steps": 150, "warmup_steps": 1, "bf16": False,
-              "save_every": 50, "log_every": 5}
+    values = {
+        "data": str(data),
+        "output_dir": str(tmp_path / "run"),
+        "base_model": str(model_dir),
+        "lora": False,
+        "learning_rate": 1e-2,
+        "batch_size": 2,
+        "max_steps": 150,
+        "warmup_steps": 1,
+        "bf16": False,
+        "save_every": 50,
+        "log_every": 5,
+    }
     return SFTConfig(**{**values, **overrides})
 
 
@@ -109,8 +119,22 @@ def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(
     data = tmp_path / "sft.jsonl"  # the toy corpus answers no HotpotQA question: train on hand-made rows
     data.write_text(json.dumps({"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"}) + "\n")
     (tmp_path / "sft.yaml").write_text(f"data: {data}\nbase_model: {tiny_model_dir}\nmax_steps: 50\nbf16: false\n")
-    assert main(["train", "sft", "--config", str(tmp_path / "sft.yaml"), "--max-steps", "2", "--no-lora",
-                 "--output-dir", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "sft",
+                "--config",
+                str(tmp_path / "sft.yaml"),
+                "--max-steps",
+                "2",
+                "--no-lora",
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip().endswith("run/final")
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 2  # the flag overrode the config's max_steps
@@ -123,15 +147,60 @@ def test_two_cpu_processes_under_torchrun_train_as_one_process_does(tmp_path, sf
 
     from safetensors.torch import load_file
 
-    flags = ["train", "sft", "--data", str(sft_data), "--base-model", str(tiny_model_dir), "--lora-r", "4",
-             "--lora-dropout", "0", "--max-steps", "3", "--no-bf16", "--learning-rate", "1e-2"]
+    flags = [
+        "train",
+        "sft",
+        "--data",
+        str(sft_data),
+        "--base-model",
+        str(tiny_model_dir),
+        "--lora-r",
+        "4",
+        "--lora-dropout",
+        "0",
+        "--max-steps",
+        "3",
+        "--no-bf16",
+        "--learning-rate",
+        "1e-2",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "langchain_smartrag.cli", *flags, "--batch-size", "4",
-                    "--output-dir", str(tmp_path / "one")], check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "langchain_smartrag.cli",
+            *flags,
+            "--batch-size",
+            "4",
+            "--output-dir",
+            str(tmp_path / "one"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     launched = subprocess.run(  # batch_size is per process: two processes of 2 make the one process's step of 4
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "langchain_smartrag.cli", *flags,
-         "--batch-size", "2", "--output-dir", str(tmp_path / "two")],
-        check=False, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "langchain_smartrag.cli",
+            *flags,
+            "--batch-size",
+            "2",
+            "--output-dir",
+            str(tmp_path / "two"),
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert launched.returncode == 0, launched.stderr[-3000:]
     one = load_file(tmp_path / "one" / "final" / "adapter_model.safetensors")
@@ -145,8 +214,10 @@ def test_two_cpu_processes_under_torchrun_train_as_one_process_does(tmp_path, sf
 def test_kind_copies_repeat_or_drop_warmup_rows_by_kind(tmp_path, tiny_model_dir, capsys):
     from langchain_smartrag.cli import main
 
-    rows = [{"kind": kind, "prompt": f"Question: q{i}?\nResponse:\n", "completion": "[Answer] a"}
-            for i, kind in enumerate(["search", "observed", "direct"])]
+    rows = [
+        {"kind": kind, "prompt": f"Question: q{i}?\nResponse:\n", "completion": "[Answer] a"}
+        for i, kind in enumerate(["search", "observed", "direct"])
+    ]
     assert [r["kind"] for r in copy_kinds(rows, {"search": 3, "observed": 0})] == ["search"] * 3 + ["direct"]
     with pytest.raises(ValueError, match=r"lacks: \['no_search'\] \(it has: \['direct', 'observed', 'search'\]\)"):
         copy_kinds(rows, {"no_search": 3})  # a misspelt kind fails instead of changing nothing
@@ -154,8 +225,22 @@ def test_kind_copies_repeat_or_drop_warmup_rows_by_kind(tmp_path, tiny_model_dir
         SFTConfig(data="w.jsonl", kind_copies={"search": -1})
     data = tmp_path / "w.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    flags = ["train", "sft", "--data", str(data), "--base-model", str(tiny_model_dir), "--no-lora", "--no-bf16",
-             "--batch-size", "1", "--log-every", "1", "--output-dir", str(tmp_path / "run")]
+    flags = [
+        "train",
+        "sft",
+        "--data",
+        str(data),
+        "--base-model",
+        str(tiny_model_dir),
+        "--no-lora",
+        "--no-bf16",
+        "--batch-size",
+        "1",
+        "--log-every",
+        "1",
+        "--output-dir",
+        str(tmp_path / "run"),
+    ]
     assert main([*flags, "--kind-copies", "search=3", "observed=0"]) == 0
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 4  # one epoch of 3 + 0 + 1 rows at one row a step

@@ -12,7 +12,9 @@ from langchain_smartrag.training.tiny_world import world_config
 
 def test_ppo_trains_against_a_vector_store_retriever(world, tmp_path):
     store = InMemoryVectorStore.from_texts(["Paris is the capital of France."], DeterministicFakeEmbedding(size=16))
-    final = train(world_config(world, tmp_path / "run", iterations=1, episodes_per_iteration=4, rollout_batch_size=4),
-                  retriever=store.as_retriever(search_kwargs={"k": 1}))
+    final = train(
+        world_config(world, tmp_path / "run", iterations=1, episodes_per_iteration=4, rollout_batch_size=4),
+        retriever=store.as_retriever(search_kwargs={"k": 1}),
+    )
     rollouts = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert (final / "adapter_model.safetensors").exists() and rollouts

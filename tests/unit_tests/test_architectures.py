@@ -20,8 +20,14 @@ from transformers import (
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
 from langchain_smartrag.protocol import INSTRUCTIONS
 
-TEXTS = [INSTRUCTIONS, SEARCH, ANSWER, "Question: Who wrote Hamlet? Observation: Hamlet is a play by Shakespeare.",
-         "Paris is the capital of France.", "Apollo 11 landed on the Moon in 1969."] * 5
+TEXTS = [
+    INSTRUCTIONS,
+    SEARCH,
+    ANSWER,
+    "Question: Who wrote Hamlet? Observation: Hamlet is a play by Shakespeare.",
+    "Paris is the capital of France.",
+    "Apollo 11 landed on the Moon in 1969.",
+] * 5
 TEMPLATES = {  # the family's chat shape, with its own turn markers as special tokens
     "llama": (
         ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
@@ -45,8 +51,11 @@ TEMPLATES = {  # the family's chat shape, with its own turn markers as special t
         ),
     ),
 }
-MODELS = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-          "phi3": (Phi3Config, Phi3ForCausalLM)}
+MODELS = {
+    "llama": (LlamaConfig, LlamaForCausalLM),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    "phi3": (Phi3Config, Phi3ForCausalLM),
+}
 
 
 def tokenizer(family: str, kind: str) -> PreTrainedTokenizerFast:
@@ -55,17 +64,26 @@ def tokenizer(family: str, kind: str) -> PreTrainedTokenizerFast:
         backend = Tokenizer(models.BPE())
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         backend.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", *specials], show_progress=False,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        trainer = trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<pad>", *specials],
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
     else:  # SentencePiece-style: Unigram over Metaspace pieces
         backend = Tokenizer(models.Unigram())
         backend.pre_tokenizer = pre_tokenizers.Metaspace()
         backend.decoder = decoders.Metaspace()
-        trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=["<pad>", "<unk>", *specials],
-                                          unk_token="<unk>", show_progress=False)
+        trainer = trainers.UnigramTrainer(
+            vocab_size=300, special_tokens=["<pad>", "<unk>", *specials], unk_token="<unk>", show_progress=False
+        )
     backend.train_from_iterator(TEXTS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token=specials[-1],
-                                   unk_token="<unk>" if kind == "unigram" else None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token=specials[-1],
+        unk_token="<unk>" if kind == "unigram" else None,
+    )
     fast.chat_template = template
     return fast
 
@@ -74,9 +92,18 @@ def policy(family: str, kind: str, dtype: torch.dtype = torch.float32) -> SmartR
     tok = tokenizer(family, kind)
     config_class, model_class = MODELS[family]
     torch.manual_seed(0)
-    config = config_class(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    config = config_class(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
     return SmartRAGPolicy(model_class(config).to(dtype).eval(), tok, max_new_tokens=6, autocast=False)
 
 
@@ -126,5 +153,3 @@ def test_bf16_weights_decide_and_generate_on_a_cpu(family):
     prompts = [p.prompt(q) for q in PROMPTS]
     assert all(0 < d.p_search < 1 for d in p.decide_batch(prompts))
     assert all(len(g.token_ids) >= 1 for g in p.generate_batch(prompts, ANSWER))
-
-

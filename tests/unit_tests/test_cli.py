@@ -14,8 +14,17 @@ def ask_json(capsys, *args):
 
 
 def test_ask_with_a_corpus_file_prints_the_final_state(capsys, tiny_model_dir, corpus_file):
-    code, states = ask_json(capsys, "Who wrote Hamlet?", "Capital of France?", "--policy", str(tiny_model_dir),
-                            "--corpus", str(corpus_file), "--threshold", "0")
+    code, states = ask_json(
+        capsys,
+        "Who wrote Hamlet?",
+        "Capital of France?",
+        "--policy",
+        str(tiny_model_dir),
+        "--corpus",
+        str(corpus_file),
+        "--threshold",
+        "0",
+    )
     assert code == 0 and [s["question"] for s in states] == ["Who wrote Hamlet?", "Capital of France?"]
     assert all(s["retrievals"] == 1 and len(s["queries"]) == 1 for s in states)
     assert all(set(d) == {"page_content", "metadata"} for s in states for d in s["documents"])
@@ -23,16 +32,30 @@ def test_ask_with_a_corpus_file_prints_the_final_state(capsys, tiny_model_dir, c
 
 def test_ask_with_a_saved_index_and_no_retrieval(capsys, tiny_model_dir, corpus_file, tmp_path):
     BM25Retriever.from_jsonl(corpus_file).save(tmp_path / "index")
-    code, (state,) = ask_json(capsys, "Paris?", "--policy", str(tiny_model_dir), "--corpus", str(tmp_path / "index"),
-                              "--max-retrievals", "0")
+    code, (state,) = ask_json(
+        capsys, "Paris?", "--policy", str(tiny_model_dir), "--corpus", str(tmp_path / "index"), "--max-retrievals", "0"
+    )
     assert code == 0 and state["retrievals"] == 0 and state["search_probabilities"] == []
 
 
 def test_ask_on_the_web_uses_duckduckgo(capsys, tiny_model_dir, transport):
-    code, (state,) = ask_json(capsys, "capital of France", "--policy", str(tiny_model_dir), "--retriever", "web",
-                              "--threshold", "0", "--k", "2")
+    code, (state,) = ask_json(
+        capsys,
+        "capital of France",
+        "--policy",
+        str(tiny_model_dir),
+        "--retriever",
+        "web",
+        "--threshold",
+        "0",
+        "--k",
+        "2",
+    )
     assert code == 0 and transport.calls
-    assert [d["metadata"]["url"] for d in state["documents"]] == ["https://en.wikipedia.org/wiki/Paris", "https://example.org/france"]
+    assert [d["metadata"]["url"] for d in state["documents"]] == [
+        "https://en.wikipedia.org/wiki/Paris",
+        "https://example.org/france",
+    ]
 
 
 def test_a_bad_question_fails_alone_with_a_message(capsys, tiny_model_dir, corpus_file):
@@ -40,5 +63,3 @@ def test_a_bad_question_fails_alone_with_a_message(capsys, tiny_model_dir, corpu
     captured = capsys.readouterr()
     assert code == 1 and "Q: Paris?" in captured.out
     assert "question is empty or whitespace only" in captured.err
-
-

@@ -71,28 +71,34 @@ def test_a_negative_learning_rate_is_refused_by_name(cls):
         cls(**required, learning_rate=-1.0)
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
-    ({"clip_range": -0.2}, "clip_range must be > 0, got -0.2"),
-    ({"target_kl": 0}, "target_kl must be > 0, got 0"),
-    ({"gamma": 1.5}, "gamma must be >= 0 and <= 1, got 1.5"),
-    ({"threshold": -0.1}, "threshold must be >= 0 and <= 1, got -0.1"),
-    ({"init_kl_coef": -0.01}, "init_kl_coef must be >= 0, got -0.01"),
-    ({"alpha": float("nan")}, "alpha must be a number, got nan"),
-    ({"learning_rate": "2e-5"}, "learning_rate must be a number, got the text '2e-5'"),
-    ({"max_retrievals": -1}, "max_retrievals must be a whole number >= 0, not -1"),
-    ({"rollout_batch_size": 0}, "rollout_batch_size must be a whole number >= 1, not 0"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+        ({"clip_range": -0.2}, "clip_range must be > 0, got -0.2"),
+        ({"target_kl": 0}, "target_kl must be > 0, got 0"),
+        ({"gamma": 1.5}, "gamma must be >= 0 and <= 1, got 1.5"),
+        ({"threshold": -0.1}, "threshold must be >= 0 and <= 1, got -0.1"),
+        ({"init_kl_coef": -0.01}, "init_kl_coef must be >= 0, got -0.01"),
+        ({"alpha": float("nan")}, "alpha must be a number, got nan"),
+        ({"learning_rate": "2e-5"}, "learning_rate must be a number, got the text '2e-5'"),
+        ({"max_retrievals": -1}, "max_retrievals must be a whole number >= 0, not -1"),
+        ({"rollout_batch_size": 0}, "rollout_batch_size must be a whole number >= 1, not 0"),
+    ],
+)
 def test_ppo_values_out_of_range_are_refused(values, message):
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         PPOConfig(**values)
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"lora_dropout": 1.0}, "lora_dropout must be >= 0 and < 1, got 1.0"),
-    ({"weight_decay": -0.1}, "weight_decay must be >= 0, got -0.1"),
-    ({"warmup_steps": -1}, "warmup_steps must be a whole number >= 0, not -1"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"lora_dropout": 1.0}, "lora_dropout must be >= 0 and < 1, got 1.0"),
+        ({"weight_decay": -0.1}, "weight_decay must be >= 0, got -0.1"),
+        ({"warmup_steps": -1}, "warmup_steps must be a whole number >= 0, not -1"),
+    ],
+)
 def test_sft_values_out_of_range_are_refused(values, message):
     with pytest.raises(ValueError, match="^" + message):
         SFTConfig(data="rows.jsonl", **values)
@@ -110,12 +116,15 @@ def test_a_bad_flag_value_is_one_line_naming_the_field(capsys):
     assert capsys.readouterr().err == "smartrag: error: learning_rate must be > 0, got -1.0\n"
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    (["--covered-only", "false"], {"covered_only": False}),
-    (["--covered-only", "[hotpotqa]"], {"covered_only": ["hotpotqa"]}),
-    (["--target-kl", "none", "--learning-rate", "1e-5"], {"target_kl": None, "learning_rate": 1e-5}),
-    (["--no-bf16", "--report-to", "tensorboard"], {"bf16": False, "report_to": ["tensorboard"]}),
-])
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--covered-only", "false"], {"covered_only": False}),
+        (["--covered-only", "[hotpotqa]"], {"covered_only": ["hotpotqa"]}),
+        (["--target-kl", "none", "--learning-rate", "1e-5"], {"target_kl": None, "learning_rate": 1e-5}),
+        (["--no-bf16", "--report-to", "tensorboard"], {"bf16": False, "report_to": ["tensorboard"]}),
+    ],
+)
 def test_flags_parse_to_the_fields_they_name(flags, expected):
     import argparse
 

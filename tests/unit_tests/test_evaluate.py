@@ -55,9 +55,11 @@ def test_a_threshold_sweep_is_read_off_the_two_forced_runs(policy, retriever):
     real = run(policy, retriever, "smartrag", threshold=threshold)
     derived = at_threshold(always, never, threshold)
     assert [r["retrievals"] for r in derived] == [r["retrievals"] for r in real["records"]] and 0 < sum(
-        r["retrievals"] for r in derived) < 3
+        r["retrievals"] for r in derived
+    ) < 3
     assert [(r["answer"], r["queries"], r["reward"]) for r in derived] == [
-        (r["answer"], r["queries"], r["reward"]) for r in real["records"]]
+        (r["answer"], r["queries"], r["reward"]) for r in real["records"]
+    ]
     assert means(derived) == pytest.approx({k: real[k] for k in ("em", "f1", "reward", "retrieval_rate")})
 
 
@@ -76,9 +78,13 @@ def test_unknown_modes_are_refused(policy, retriever):
 
 def test_a_record_scores_as_computed_by_hand():
     state = {
-        "answer": "the Shakespeare", "well_formed": True, "retrievals": 1, "queries": ["hamlet author"],
+        "answer": "the Shakespeare",
+        "well_formed": True,
+        "retrievals": 1,
+        "queries": ["hamlet author"],
         "documents": [Document(page_content="Hamlet was written by William Shakespeare.")],
-        "search_probabilities": [0.9], "errors": [],
+        "search_probabilities": [0.9],
+        "errors": [],
     }
     record = score_episode(EXAMPLES[0], state)
     # EM: "shakespeare" == "shakespeare" -> 1; F1 1; reward 1 + 1 - 0.2
@@ -99,8 +105,23 @@ def test_smartrag_eval_writes_a_results_file_that_round_trips(tmp_path, tiny_mod
         )
     )
     output = tmp_path / "out" / "results.json"
-    code = main(["eval", "--data", str(data), "--corpus", str(corpus_file), "--policy", str(tiny_model_dir),
-                 "--mode", "always-retrieve-question", "--limit", "2", "--output", str(output)])
+    code = main(
+        [
+            "eval",
+            "--data",
+            str(data),
+            "--corpus",
+            str(corpus_file),
+            "--policy",
+            str(tiny_model_dir),
+            "--mode",
+            "always-retrieve-question",
+            "--limit",
+            "2",
+            "--output",
+            str(output),
+        ]
+    )
     assert code == 0 and capsys.readouterr().out.startswith("always-retrieve-question: n=2 EM=")
     results = json.loads(output.read_text())
     assert results["n"] == 2 and len(results["records"]) == 2 and results["retrieval_rate"] == 1.0

@@ -18,8 +18,10 @@ QUESTIONS = ["Who wrote Hamlet?", "What is the capital of France?", "When did Ap
 def adapter_dir(tiny_model_dir, tmp_path):
     """A LoRA adapter with non-zero weights on the tiny model, as training saves it (fp32)."""
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                           LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False),
+    )
     model.save_pretrained(tmp_path / "adapter")
     return tmp_path / "adapter"
 
@@ -47,8 +49,11 @@ def test_the_export_is_bf16_for_inference_and_keeps_a_model_card(adapter_dir, tm
 def test_an_exported_adapter_decides_as_the_original_merged_or_not(adapter_dir, tmp_path):
     exported = export_adapter(adapter_dir, tmp_path / "shipped")
     original = p_search(SmartRAGPolicy.from_pretrained(adapter_dir, autocast=False))
-    bare = p_search(SmartRAGPolicy.from_pretrained(json.loads((adapter_dir / "adapter_config.json").read_text())
-                                                   ["base_model_name_or_path"], autocast=False))
+    bare = p_search(
+        SmartRAGPolicy.from_pretrained(
+            json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"], autocast=False
+        )
+    )
     for merge in (False, True):
         shipped = p_search(SmartRAGPolicy.from_pretrained(exported, merge=merge, autocast=False))
         assert shipped == pytest.approx(original, abs=0.02)  # bf16 rounding of the LoRA weights only

@@ -118,8 +118,14 @@ def test_policy_runs_report_model_parameters_and_token_usage(searching_policy, r
 @pytest.mark.parametrize(("config", "largest"), [(None, 12), ({"max_concurrency": 4}, 4)])
 def test_batch_coalesces_up_to_the_policys_batch_size_by_default(tiny_tokenizer, retriever, config, largest):
     """LangChain's default runs min(32, cores + 4) threads; the graph defaults to the policy's max_batch_size."""
-    policy = SmartRAGPolicy(tiny_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=2, autocast=False,
-                            max_batch_size=12, max_wait_ms=1000)  # the batcher waits for the 12th caller
+    policy = SmartRAGPolicy(
+        tiny_model(tiny_tokenizer),
+        tiny_tokenizer,
+        max_new_tokens=2,
+        autocast=False,
+        max_batch_size=12,
+        max_wait_ms=1000,
+    )  # the batcher waits for the 12th caller
     sizes = []
     decide_batch = policy.decide_batch
     policy.decide_batch = lambda prompts: sizes.append(len(prompts)) or decide_batch(prompts)

@@ -180,8 +180,9 @@ def test_from_pretrained_takes_dtype_device_and_model_kwargs(tiny_model_dir):
     kwargs the policy."""
     default = SmartRAGPolicy.from_pretrained(tiny_model_dir, max_batch_size=3)
     assert default.model.dtype == torch.float32 and default.model.device.type == "cpu" and default.max_batch_size == 3
-    bf16 = SmartRAGPolicy.from_pretrained(tiny_model_dir, dtype=torch.bfloat16, device="cpu",
-                                          attn_implementation="eager", autocast=False)
+    bf16 = SmartRAGPolicy.from_pretrained(
+        tiny_model_dir, dtype=torch.bfloat16, device="cpu", attn_implementation="eager", autocast=False
+    )
     assert bf16.model.dtype == torch.bfloat16 and bf16.model.config._attn_implementation == "eager"
     prompt = bf16.prompt("Who wrote Hamlet?")
     assert 0 <= bf16.search_probability_batch([prompt])[0] <= 1

@@ -91,13 +91,17 @@ def test_at_a_temperature_the_update_scores_text_as_it_was_sampled(tiny_model_di
     policy = trainable_policy(PPOConfig(base_model=str(tiny_model_dir), bf16=False, lora_r=4))
     graph = create_smartrag_graph(policy, retriever, threshold=0.0)
     episodes = collect(graph, EXAMPLES, progress=False, context=SmartRAGContext(temperature=0.5))
-    answers = [s for s in rollout_segments(episodes, policy.encode) if s.prompt_ids[-len(policy.encode(ANSWER)):] ==
-               policy.encode(ANSWER)]  # the forced answers after a search: every token sampled at 0.5
+    answers = [
+        s
+        for s in rollout_segments(episodes, policy.encode)
+        if s.prompt_ids[-len(policy.encode(ANSWER)) :] == policy.encode(ANSWER)
+    ]  # the forced answers after a search: every token sampled at 0.5
     assert answers
     input_ids, attention_mask, width, targets, _ = batch_inputs(answers, range(len(answers)), 0, torch.device("cpu"))
     with torch.no_grad():
         logits, _ = ActorCritic(policy.model, torch.nn.Linear(policy.model.config.hidden_size, 1), 0.5)(
-            input_ids, attention_mask, width)
+            input_ids, attention_mask, width
+        )
     logprobs = token_logprobs(logits, targets)
     for row, (segment, episode) in enumerate(zip(answers, [e for e in episodes if e["retrievals"]], strict=True)):
         n = len(segment.completion_ids)
@@ -115,8 +119,9 @@ def test_the_value_loss_trains_the_shared_body_except_in_the_value_warm_up(warmu
     rows = range(len(segments))
     zeros, ones = ([torch.full((len(s.completion_ids),), v) for s in segments] for v in (0.0, 1.0))
     # zero advantages: only the value loss (values 0, returns 1) has a gradient
-    loss, _, _ = minibatch_loss(learner, segments, rows, 0, torch.device("cpu"), False, zeros, zeros, zeros, ones,
-                                config, warmup=warmup)
+    loss, _, _ = minibatch_loss(
+        learner, segments, rows, 0, torch.device("cpu"), False, zeros, zeros, zeros, ones, config, warmup=warmup
+    )
     loss.backward()
     lora_grads = [p.grad for name, p in policy.model.named_parameters() if "lora_B" in name and p.requires_grad]
     moved = any(g is not None and g.abs().sum() > 0 for g in lora_grads)
@@ -145,11 +150,14 @@ def test_a_validation_seed_holds_out_questions_apart_from_a_warm_up_drawn_with_t
     assert sum(e.id in warmup for e in apart) <= 5
 
 
-@pytest.mark.parametrize(("values", "error", "message"), [
-    ({"paired_decisions": True, "episodes_per_iteration": 5}, ValueError, "must be even with paired_decisions"),
-    ({"paired_decisions": True, "max_retrievals": 0}, ValueError, "paired_decisions needs max_retrievals >= 1"),
-    ({"covered_only": "hotpotqa"}, TypeError, "covered_only must be true/false or a list of data sets"),
-])
+@pytest.mark.parametrize(
+    ("values", "error", "message"),
+    [
+        ({"paired_decisions": True, "episodes_per_iteration": 5}, ValueError, "must be even with paired_decisions"),
+        ({"paired_decisions": True, "max_retrievals": 0}, ValueError, "paired_decisions needs max_retrievals >= 1"),
+        ({"covered_only": "hotpotqa"}, TypeError, "covered_only must be true/false or a list of data sets"),
+    ],
+)
 def test_the_config_refuses_settings_that_cannot_run_when_it_is_made(values, error, message):
     with pytest.raises(error, match=message):
         PPOConfig(**values)

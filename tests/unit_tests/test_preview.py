@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments" / "pr
 
 
 def test_the_preview_shows_titles_cut_to_a_fixed_size_and_no_passage_text():
-    documents = [Document(page_content="Secret passage text " * 20, metadata={"title": "T" * 200}),
-                 Document(page_content="An untitled document about the Moon landing in 1969 and more")]
+    documents = [
+        Document(page_content="Secret passage text " * 20, metadata={"title": "T" * 200}),
+        Document(page_content="An untitled document about the Moon landing in 1969 and more"),
+    ]
     titles = preview_titles(documents, 3)
     assert titles == ["T" * (PREVIEW_TITLE_CHARS - 3) + "...", "An untitled document about the Moon"]
     prompt = render_prompt("Who landed?", (), None, titles)
@@ -39,8 +41,9 @@ def recording(policy):
 
 
 @pytest.mark.parametrize("action", [SEARCH, ANSWER])
-def test_only_the_decision_and_its_query_see_the_preview_never_the_answer(action, searching_policy, answering_policy,
-                                                                         retriever):
+def test_only_the_decision_and_its_query_see_the_preview_never_the_answer(
+    action, searching_policy, answering_policy, retriever
+):
     policy = searching_policy if action == SEARCH else answering_policy
     seen = recording(policy)
     with pytest.warns(UserWarning, match="trained with preview=0"):
@@ -107,5 +110,3 @@ def test_a_previewed_episodes_token_rewards_add_up_to_its_reward(action, searchi
     episodes = collect(graph, [QAExample("q", "Who wrote Hamlet?", ["William Shakespeare"])], progress=False)
     (segments_sum,) = [sum(sum(s.scores) for s in rollout_segments(episodes, policy.encode))]
     assert episodes[0]["previews"] == 1 and segments_sum == pytest.approx(episodes[0]["reward"])
-
-

@@ -9,8 +9,20 @@ from pathlib import Path
 import langchain_smartrag
 
 PACKAGE = Path(langchain_smartrag.__file__).parent
-CORE = ["protocol", "policy", "graph", "scoring", "batching", "cache", "jsonl", "server", "chat_model", "retrievers",
-        "cli", "_cli"]
+CORE = [
+    "protocol",
+    "policy",
+    "graph",
+    "scoring",
+    "batching",
+    "cache",
+    "jsonl",
+    "server",
+    "chat_model",
+    "retrievers",
+    "cli",
+    "_cli",
+]
 """The plug-in: what `graph.invoke` and `smartrag ask` need. It, like every module outside training/, must never
 reach into training."""
 IMPORTERS = {"import_module", "__import__", "find_spec", "import_from_path", "spec_from_file_location", "run_module"}
@@ -18,8 +30,11 @@ IMPORTERS = {"import_module", "__import__", "find_spec", "import_from_path", "sp
 
 
 def test_all_names_exactly_the_public_api():
-    public = {name for name, value in vars(langchain_smartrag).items()
-              if not name.startswith("_") and not isinstance(value, types.ModuleType)}  # submodules are not API
+    public = {
+        name
+        for name, value in vars(langchain_smartrag).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }  # submodules are not API
     assert set(langchain_smartrag.__all__) == public
     assert re.fullmatch(r"\d+\.\d+\.\d+", langchain_smartrag.__version__)
     assert (Path(langchain_smartrag.__file__).parent / "py.typed").exists()
@@ -41,8 +56,12 @@ def imported_names(tree: ast.AST) -> list[str]:
         elif isinstance(node, ast.Call):
             called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if called in IMPORTERS:
-                names += [n.value for a in [*node.args, *(k.value for k in node.keywords)] for n in ast.walk(a)
-                          if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                names += [
+                    n.value
+                    for a in [*node.args, *(k.value for k in node.keywords)]
+                    for n in ast.walk(a)
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                ]
     return names
 
 
@@ -62,12 +81,19 @@ def test_no_module_outside_training_imports_training():
 
 
 def test_the_import_check_sees_every_way_to_import():
-    tree = ast.parse("import langchain_smartrag.training\nfrom . import training\nfrom .training.cli import main\n"
-                     "importlib.import_module('langchain_smartrag.training.cli')\n__import__('x.training')\n"
-                     "import_module(name='y', package='.training')")
+    tree = ast.parse(
+        "import langchain_smartrag.training\nfrom . import training\nfrom .training.cli import main\n"
+        "importlib.import_module('langchain_smartrag.training.cli')\n__import__('x.training')\n"
+        "import_module(name='y', package='.training')"
+    )
     assert [n for n in imported_names(tree) if "training" in n] == [
-        "langchain_smartrag.training", "training", ".training.cli", "langchain_smartrag.training.cli", "x.training",
-        ".training"]
+        "langchain_smartrag.training",
+        "training",
+        ".training.cli",
+        "langchain_smartrag.training.cli",
+        "x.training",
+        ".training",
+    ]
 
 
 def test_the_training_commands_are_installed_entry_points():

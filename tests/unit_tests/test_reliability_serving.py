@@ -126,8 +126,10 @@ def test_a_retried_pass_streams_each_callers_text_once(tiny_tokenizer, monkeypat
     monkeypatch.setattr(policy, "generate_batch", fails_once_after_streaming)
     streamed = {0: [], 1: []}
     with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(policy.generate, [q], ANSWER, on_token=lambda row, t, i=i: streamed[i].append(t))
-                   for i, q in enumerate(["Who wrote Hamlet?", "Capital of France?"])]
+        futures = [
+            pool.submit(policy.generate, [q], ANSWER, on_token=lambda row, t, i=i: streamed[i].append(t))
+            for i, q in enumerate(["Who wrote Hamlet?", "Capital of France?"])
+        ]
         results = [f.result(timeout=30)[0] for f in futures]
     assert calls[0] == 2 and len(calls) == 3  # one shared pass, then each caller alone
     assert ["".join(streamed[i]) for i in (0, 1)] == [r.text for r in results]
@@ -175,5 +177,3 @@ def test_an_unwritable_cache_says_which_setting_to_change(tmp_path):
     (tmp_path / "a-file").write_text("")
     with pytest.raises(RuntimeError, match="SMARTRAG_CACHE_DIR"):
         build_once(tmp_path / "a-file" / "model", lambda out: None)
-
-

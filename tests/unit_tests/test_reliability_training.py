@@ -23,11 +23,15 @@ from langchain_smartrag.training.actor_critic import save_policy, trainable_poli
 from langchain_smartrag.training.export import export_adapter
 from langchain_smartrag.training.ppo_config import PPOConfig
 
-QA = [{"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-      {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
-      {"id": "a", "question": "When did Apollo 11 land?", "answers": ["1969"]}]
-WARMUP = [{"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
-          {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"}]
+QA = [
+    {"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
+    {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
+    {"id": "a", "question": "When did Apollo 11 land?", "answers": ["1969"]},
+]
+WARMUP = [
+    {"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
+    {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"},
+]
 
 
 def write_jsonl(path, rows):
@@ -48,8 +52,10 @@ def sft_data(tmp_path):
 def make_adapter(model_dir, directory, r: int, seed: int):
     """A LoRA adapter with non-zero weights on the tiny model, as training saves it."""
     torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
-                           LoraConfig(r=r, target_modules="all-linear", init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model_dir),
+        LoraConfig(r=r, target_modules="all-linear", init_lora_weights=False),
+    )
     model.save_pretrained(directory)
     return directory
 
@@ -76,8 +82,20 @@ def test_a_data_set_is_named_never_given_as_a_path(tmp_path, qa_file, corpus_fil
             dataset_path(name, "dev")
     with pytest.raises(ValueError, match=r"no \.\./popqa/dev split for data set 'hotpotqa' .*\(splits: dev, train\)"):
         dataset_path("hotpotqa", "../popqa/dev")
-    err = cli_error(capsys, ["eval", "--dataset", escape, "--corpus", corpus_file, "--policy", tiny_model_dir,
-                             "--output", tmp_path / "results.json"])
+    err = cli_error(
+        capsys,
+        [
+            "eval",
+            "--dataset",
+            escape,
+            "--corpus",
+            corpus_file,
+            "--policy",
+            tiny_model_dir,
+            "--output",
+            tmp_path / "results.json",
+        ],
+    )
     assert err.startswith(f"smartrag: error: unknown data set {escape!r}") and err.count("\n") == 1
     assert not (tmp_path / "results.json").exists()
 
@@ -86,13 +104,26 @@ def test_a_data_set_is_named_never_given_as_a_path(tmp_path, qa_file, corpus_fil
 
 
 @pytest.mark.parametrize("output", ["a-file/results.json", "a-folder"])
-def test_eval_refuses_an_output_it_cannot_write_before_loading_the_model(output, tmp_path, qa_file, corpus_file,
-                                                                         capsys):
+def test_eval_refuses_an_output_it_cannot_write_before_loading_the_model(
+    output, tmp_path, qa_file, corpus_file, capsys
+):
     (tmp_path / "a-file").write_text("")
     (tmp_path / "a-folder").mkdir()
     # the policy does not exist: had the model been loaded first, that would be the error
-    err = cli_error(capsys, ["eval", "--data", qa_file, "--corpus", corpus_file, "--policy", tmp_path / "no-model",
-                             "--output", tmp_path / output])
+    err = cli_error(
+        capsys,
+        [
+            "eval",
+            "--data",
+            qa_file,
+            "--corpus",
+            corpus_file,
+            "--policy",
+            tmp_path / "no-model",
+            "--output",
+            tmp_path / output,
+        ],
+    )
     assert err.startswith(f"smartrag: error: --output {tmp_path / output}: cannot write there")
 
 
@@ -152,19 +183,23 @@ def test_a_kill_while_a_new_best_is_saved_keeps_the_old_best(tiny_model_dir, tmp
 # -- 6. nonsense counts are refused where they are read -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("command", "flags", "message"), [
-    ("eval", ["--limit", "0"], "argument --limit: must be a whole number >= 1, not 0"),
-    ("eval", ["--limit", "-1"], "argument --limit: must be a whole number >= 1, not -1"),
-    ("eval", ["--limit", "-3"], "argument --limit: must be a whole number >= 1, not -3"),
-    ("eval", ["--batch-size", "0"], "argument --batch-size: must be a whole number >= 1, not 0"),
-    ("sft", ["--max-steps", "0"], "smartrag: error: max_steps must be a whole number >= 1 (or none), not 0"),
-    ("sft", ["--max-steps", "-2"], "smartrag: error: max_steps must be a whole number >= 1 (or none), not -2"),
-    ("sft", ["--batch-size", "0"], "smartrag: error: batch_size must be a whole number >= 1, not 0"),
-    ("sft", ["--config", "{yaml}"], "smartrag: error: max_steps must be a whole number >= 1 (or none), not 0"),
-    ("ppo", ["--iterations", "0"], "smartrag: error: iterations must be a whole number >= 1, not 0"),
-])
-def test_nonsense_counts_are_refused_before_any_work(command, flags, message, tmp_path, qa_file, sft_data,
-                                                     corpus_file, tiny_model_dir, capsys):
+@pytest.mark.parametrize(
+    ("command", "flags", "message"),
+    [
+        ("eval", ["--limit", "0"], "argument --limit: must be a whole number >= 1, not 0"),
+        ("eval", ["--limit", "-1"], "argument --limit: must be a whole number >= 1, not -1"),
+        ("eval", ["--limit", "-3"], "argument --limit: must be a whole number >= 1, not -3"),
+        ("eval", ["--batch-size", "0"], "argument --batch-size: must be a whole number >= 1, not 0"),
+        ("sft", ["--max-steps", "0"], "smartrag: error: max_steps must be a whole number >= 1 (or none), not 0"),
+        ("sft", ["--max-steps", "-2"], "smartrag: error: max_steps must be a whole number >= 1 (or none), not -2"),
+        ("sft", ["--batch-size", "0"], "smartrag: error: batch_size must be a whole number >= 1, not 0"),
+        ("sft", ["--config", "{yaml}"], "smartrag: error: max_steps must be a whole number >= 1 (or none), not 0"),
+        ("ppo", ["--iterations", "0"], "smartrag: error: iterations must be a whole number >= 1, not 0"),
+    ],
+)
+def test_nonsense_counts_are_refused_before_any_work(
+    command, flags, message, tmp_path, qa_file, sft_data, corpus_file, tiny_model_dir, capsys
+):
     (tmp_path / "sft.yaml").write_text("max_steps: 0\n")  # a config file is checked as the flags are
     run, output = tmp_path / "run", tmp_path / "out" / "results.json"
     where = {
@@ -203,8 +238,10 @@ def test_nonsense_counts_are_refused_before_any_work(command, flags, message, tm
 
 def test_sft_rows_without_a_prompt_fail_naming_the_file_line_and_field(tmp_path, tiny_model_dir, capsys):
     data = write_jsonl(tmp_path / "warmup.jsonl", [WARMUP[0], {"completion": "[Answer] me"}])
-    err = cli_error(capsys, ["train", "sft", "--data", data, "--base-model", tiny_model_dir, "--no-bf16",
-                             "--output-dir", tmp_path / "run"])
+    err = cli_error(
+        capsys,
+        ["train", "sft", "--data", data, "--base-model", tiny_model_dir, "--no-bf16", "--output-dir", tmp_path / "run"],
+    )
     assert (
         err == f"smartrag: error: {data}:2: a warm-up row needs a string field 'prompt' (training.warmup writes them)\n"
     )
@@ -223,12 +260,22 @@ def rows_bytes() -> bytes:
     return "".join(json.dumps(row) + "\n" for row in QA * 50).encode()
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("cut.jsonl.gz", lambda: gzip.compress(rows_bytes())[:200], r"cut.jsonl.gz: not a complete gzip file .*: compress"),
-    ("plain.jsonl.gz", rows_bytes, r"plain.jsonl.gz: not a complete gzip file .*: compress"),
-    ("latin.jsonl", lambda: rows_bytes() + '{"id": "é", "question": "Où?", "answers": ["là"]}\n'.encode("latin-1"),
-     r"latin.jsonl:151: not UTF-8 text .*: save it as UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "cut.jsonl.gz",
+            lambda: gzip.compress(rows_bytes())[:200],
+            r"cut.jsonl.gz: not a complete gzip file .*: compress",
+        ),
+        ("plain.jsonl.gz", rows_bytes, r"plain.jsonl.gz: not a complete gzip file .*: compress"),
+        (
+            "latin.jsonl",
+            lambda: rows_bytes() + '{"id": "é", "question": "Où?", "answers": ["là"]}\n'.encode("latin-1"),
+            r"latin.jsonl:151: not UTF-8 text .*: save it as UTF-8",
+        ),
+    ],
+)
 def test_unreadable_data_files_fail_naming_the_file(name, content, message, tmp_path):
     path = tmp_path / name
     path.write_bytes(content())
@@ -258,13 +305,17 @@ def test_an_index_whose_documents_file_is_damaged_fails_at_load_saying_to_rebuil
         BM25Retriever.load(index)
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    ("missing", "not a peft adapter directory (no adapter_config.json)"),
-    ("corrupt", "adapter_config.json: not valid JSON"),
-    ("not an object", "adapter_config.json: not a JSON object"),
-])
-def test_an_export_source_with_a_missing_or_corrupt_config_fails_clearly(damage, message, tiny_model_dir, tmp_path,
-                                                                         capsys):
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "not a peft adapter directory (no adapter_config.json)"),
+        ("corrupt", "adapter_config.json: not valid JSON"),
+        ("not an object", "adapter_config.json: not a JSON object"),
+    ],
+)
+def test_an_export_source_with_a_missing_or_corrupt_config_fails_clearly(
+    damage, message, tiny_model_dir, tmp_path, capsys
+):
     adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", r=4, seed=0)
     config = adapter / "adapter_config.json"
     if damage == "missing":
@@ -277,6 +328,18 @@ def test_an_export_source_with_a_missing_or_corrupt_config_fails_clearly(damage,
 
 
 def test_a_missing_data_file_is_a_one_line_cli_error(tmp_path, corpus_file, capsys):
-    err = cli_error(capsys, ["eval", "--data", tmp_path / "missing.jsonl", "--corpus", corpus_file,
-                             "--policy", tmp_path / "no-model", "--output", tmp_path / "results.json"])
+    err = cli_error(
+        capsys,
+        [
+            "eval",
+            "--data",
+            tmp_path / "missing.jsonl",
+            "--corpus",
+            corpus_file,
+            "--policy",
+            tmp_path / "no-model",
+            "--output",
+            tmp_path / "results.json",
+        ],
+    )
     assert err.startswith("smartrag: error: ") and "missing.jsonl" in err and err.count("\n") == 1

@@ -28,10 +28,14 @@ from langchain_smartrag.training.checkpoints import prepare_output_dir, replace_
 from langchain_smartrag.training.export import export_adapter
 from langchain_smartrag.training.sft import SFTConfig
 
-QA = [{"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-      {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]}]
-WARMUP = [{"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
-          {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"}]
+QA = [
+    {"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
+    {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
+]
+WARMUP = [
+    {"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
+    {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"},
+]
 
 
 def atomic_write_text(path, text):
@@ -70,10 +74,12 @@ def one_line(err: str) -> str:
 def fake_adapter(directory: Path, r: int, value: float = 0.5) -> Path:
     """A peft adapter folder as training saves one (config and float32 weights), built without any model."""
     directory.mkdir(parents=True)
-    (directory / "adapter_config.json").write_text(json.dumps({"r": r, "peft_type": "LORA",
-                                                               "base_model_name_or_path": "somewhere"}))
-    save_file({"base_model.model.lm_head.lora_A.weight": torch.full((r, 4), value)},
-              directory / "adapter_model.safetensors")
+    (directory / "adapter_config.json").write_text(
+        json.dumps({"r": r, "peft_type": "LORA", "base_model_name_or_path": "somewhere"})
+    )
+    save_file(
+        {"base_model.model.lm_head.lora_A.weight": torch.full((r, 4), value)}, directory / "adapter_model.safetensors"
+    )
     return directory
 
 
@@ -153,8 +159,12 @@ def test_a_lone_surrogate_in_a_qa_file_is_refused_naming_the_file_and_line(tmp_p
     assert err.startswith(f"{qa}:2: ") and "lone surrogate" in err
     assert results.read_text() == "previous"
     warmup = tmp_path / "warmup.jsonl"  # the warm-up reads it before any model loads, and writes nothing
-    err = one_line(cli_error(capsys, ["train", "warmup", "--data", qa, "--policy", tmp_path / "no-model",
-                                      "--rewrites", "0", "--output", warmup]))
+    err = one_line(
+        cli_error(
+            capsys,
+            ["train", "warmup", "--data", qa, "--policy", tmp_path / "no-model", "--rewrites", "0", "--output", warmup],
+        )
+    )
     assert err.startswith(f"{qa}:2: 'question' holds a lone surrogate ('\\ud800')") and not warmup.exists()
 
 
@@ -222,7 +232,9 @@ def test_a_folder_replaced_through_a_link_stays_a_link_and_a_file_is_never_repla
     replace_directory(run / "final", lambda tmp: (tmp / "new.txt").write_text("new"))
     assert (run / "final").is_symlink() and sorted(p.name for p in other.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in run.iterdir()) == ["final"] and sorted(p.name for p in tmp_path.iterdir()) == [
-        "OTHER", "run"]
+        "OTHER",
+        "run",
+    ]
     (run / "best").write_text("a file")
     with pytest.raises(ValueError, match=r"best: a file, not a folder"):
         replace_directory(run / "best", lambda tmp: None)
@@ -259,8 +271,22 @@ def read_only(tmp_path, monkeypatch):
 
 def test_an_sft_run_folder_on_a_read_only_file_system_is_one_line(read_only, tmp_path, capsys):
     data = write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
-    err = one_line(cli_error(capsys, ["train", "sft", "--data", data, "--base-model", tmp_path / "no-model",
-                                      "--no-bf16", "--output-dir", read_only / "run"]))
+    err = one_line(
+        cli_error(
+            capsys,
+            [
+                "train",
+                "sft",
+                "--data",
+                data,
+                "--base-model",
+                tmp_path / "no-model",
+                "--no-bf16",
+                "--output-dir",
+                read_only / "run",
+            ],
+        )
+    )
     assert err.startswith(f"--output-dir {read_only / 'run'}: cannot write there") and "Read-only" in err
 
 
@@ -273,8 +299,12 @@ def test_an_export_to_a_read_only_file_system_is_one_line(read_only, tmp_path, c
 def test_an_sft_run_folder_that_is_a_file_is_refused(tmp_path, capsys):
     data, run = write_jsonl(tmp_path / "warmup.jsonl", WARMUP), tmp_path / "run"
     run.write_text("notes")
-    err = one_line(cli_error(capsys, ["train", "sft", "--data", data, "--base-model", tmp_path / "no-model",
-                                      "--no-bf16", "--output-dir", run]))
+    err = one_line(
+        cli_error(
+            capsys,
+            ["train", "sft", "--data", data, "--base-model", tmp_path / "no-model", "--no-bf16", "--output-dir", run],
+        )
+    )
     assert err.startswith(f"--output-dir {run}: a file, not a folder")
 
 
@@ -284,8 +314,14 @@ def test_an_sft_run_folder_that_is_a_file_is_refused(tmp_path, capsys):
 def trl_checkpoint(folder: Path, *, skip: tuple[str, ...] = ()) -> Path:
     """The files TRL's `_save_checkpoint` writes for a LoRA run, trainer_state.json last (empty stand-ins)."""
     folder.mkdir(parents=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth",
-                 "trainer_state.json"):
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+    ):
         if name not in skip:
             (folder / name).write_text("{}")
     return folder
@@ -314,8 +350,23 @@ def test_a_run_whose_only_checkpoints_are_half_written_says_so(tmp_path):
 def test_resume_refuses_a_checkpoint_that_cannot_resume_exactly(lost, tmp_path, capsys):
     data, run = write_jsonl(tmp_path / "warmup.jsonl", WARMUP), tmp_path / "run"
     trl_checkpoint(run / "checkpoint-4", skip=(lost,))
-    err = one_line(cli_error(capsys, ["train", "sft", "--data", data, "--base-model", tmp_path / "no-model",
-                                      "--no-bf16", "--output-dir", run, "--resume"]))
+    err = one_line(
+        cli_error(
+            capsys,
+            [
+                "train",
+                "sft",
+                "--data",
+                data,
+                "--base-model",
+                tmp_path / "no-model",
+                "--no-bf16",
+                "--output-dir",
+                run,
+                "--resume",
+            ],
+        )
+    )
     assert err.startswith(f"cannot resume exactly from {run / 'checkpoint-4'}: it has no {lost}")
     assert "delete" in err and "--output-dir" in err
 
@@ -339,16 +390,25 @@ def needs_args(index_path, k):
 """
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("rfact:raises", "--retriever rfact:raises: the factory raised RuntimeError: index server down"),
-    ("rfact:raises_value_error", "--retriever rfact:raises_value_error: the factory raised ValueError: bad index name"),
-    ("rfact:needs_args", "--retriever rfact:needs_args: the factory must take no arguments (it takes index_path, k)"),
-    ("rfact:not_callable", "--retriever rfact:not_callable: rfact.not_callable is a NotCallable, not a function"),
-    ("..x:f", "--retriever ..x:f: expected MODULE:FACTORY"),
-    (":f", "--retriever :f: expected MODULE:FACTORY"),
-    ("rfact:", "--retriever rfact:: expected MODULE:FACTORY"),
-    ("rfact:missing", "--retriever rfact:missing: cannot import 'missing' from 'rfact'"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("rfact:raises", "--retriever rfact:raises: the factory raised RuntimeError: index server down"),
+        (
+            "rfact:raises_value_error",
+            "--retriever rfact:raises_value_error: the factory raised ValueError: bad index name",
+        ),
+        (
+            "rfact:needs_args",
+            "--retriever rfact:needs_args: the factory must take no arguments (it takes index_path, k)",
+        ),
+        ("rfact:not_callable", "--retriever rfact:not_callable: rfact.not_callable is a NotCallable, not a function"),
+        ("..x:f", "--retriever ..x:f: expected MODULE:FACTORY"),
+        (":f", "--retriever :f: expected MODULE:FACTORY"),
+        ("rfact:", "--retriever rfact:: expected MODULE:FACTORY"),
+        ("rfact:missing", "--retriever rfact:missing: cannot import 'missing' from 'rfact'"),
+    ],
+)
 def test_a_retriever_factory_mistake_is_one_line_naming_the_factory(spec, message, tmp_path, monkeypatch, capsys):
     (tmp_path / "rfact.py").write_text(textwrap.dedent(FACTORIES))
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -356,8 +416,22 @@ def test_a_retriever_factory_mistake_is_one_line_naming_the_factory(spec, messag
         build_retriever(spec)
     assert str(error.value).startswith(message), str(error.value)
     qa = write_jsonl(tmp_path / "qa.jsonl", QA)  # the retriever is built before the model loads
-    err = one_line(cli_error(capsys, ["eval", "--data", qa, "--policy", tmp_path / "no-model", "--retriever", spec,
-                                      "--output", tmp_path / "results.json"]))
+    err = one_line(
+        cli_error(
+            capsys,
+            [
+                "eval",
+                "--data",
+                qa,
+                "--policy",
+                tmp_path / "no-model",
+                "--retriever",
+                spec,
+                "--output",
+                tmp_path / "results.json",
+            ],
+        )
+    )
     assert err.startswith(message)
     assert not (tmp_path / "results.json").exists()
 
@@ -365,22 +439,45 @@ def test_a_retriever_factory_mistake_is_one_line_naming_the_factory(spec, messag
 # -- --config ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("a: [1, 2\n", r"--config .*bad.yaml: not valid YAML \(.*line 2.*\): fix it"),
-    ("- max_steps: 2\n", r"--config .*bad.yaml: expected field: value lines \(a mapping of SFTConfig .*\), got a list"),
-    ("trainer_args: gradient_checkpointing\n", (
-        r"trainer_args must be a mapping of TRL SFTConfig fields \(trainer_args: \{gradient_checkpointing: true\}, "
-        r".*\), "
-        r"got the text 'gradient_checkpointing'")),
-    ("1: 2\nmax_stepz: 3\n", r"--config .*bad.yaml: unknown config fields \['1', 'max_stepz'\]"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: [1, 2\n", r"--config .*bad.yaml: not valid YAML \(.*line 2.*\): fix it"),
+        (
+            "- max_steps: 2\n",
+            r"--config .*bad.yaml: expected field: value lines \(a mapping of SFTConfig .*\), got a list",
+        ),
+        (
+            "trainer_args: gradient_checkpointing\n",
+            (
+                r"trainer_args must be a mapping of TRL SFTConfig fields "
+                r"\(trainer_args: \{gradient_checkpointing: true\}, "
+                r".*\), "
+                r"got the text 'gradient_checkpointing'"
+            ),
+        ),
+        ("1: 2\nmax_stepz: 3\n", r"--config .*bad.yaml: unknown config fields \['1', 'max_stepz'\]"),
+    ],
+)
 def test_a_bad_config_file_is_one_line(text, message, tmp_path, capsys):
     data, config = write_jsonl(tmp_path / "warmup.jsonl", WARMUP), tmp_path / "bad.yaml"
     config.write_text(text)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "sft", "--data", str(data), "--base-model", str(tmp_path / "no-model"), "--config", str(config),
-              "--output-dir", str(tmp_path / "run")])
+        main(
+            [
+                "train",
+                "sft",
+                "--data",
+                str(data),
+                "--base-model",
+                str(tmp_path / "no-model"),
+                "--config",
+                str(config),
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
     err = one_line(capsys.readouterr().err)
     assert exit_info.value.code == 2 and re.match(message, err), err
     assert not (tmp_path / "run").exists()
@@ -389,28 +486,52 @@ def test_a_bad_config_file_is_one_line(text, message, tmp_path, capsys):
 # -- --trainer-args: TRL's own fields, checked before the model loads ----------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["foo=1"], "--trainer-args foo=1: not a field of TRL's SFTConfig"),
-    (["lora_r=4"], "--trainer-args lora_r=4: a setting of smartrag train sft itself: give --lora-r"),
-    (["learning_rate=abc"], "--trainer-args learning_rate='abc': TRL's SFTConfig.learning_rate takes a number"),
-    (["seed=abc"], "--trainer-args seed='abc': TRL's SFTConfig.seed takes a whole number"),
-    (["gradient_checkpointing=maybe"],
-     "--trainer-args gradient_checkpointing='maybe': TRL's SFTConfig.gradient_checkpointing takes true or false"),
-    (["optim_args=[1, 2]"], "--trainer-args optim_args=[1, 2]: TRL's SFTConfig.optim_args takes text or none"),
-    (["output_dir=other"], "--trainer-args output_dir='other': give --output-dir"),
-    (["save_only_model=true"], "--trainer-args save_only_model=True: refused: --resume needs the optimizer"),
-    (["max_steps=-5"], "--trainer-args max_steps=-5: give --max-steps N (N >= 1)"),
-    (["max_steps=0"], "--trainer-args max_steps=0: give --max-steps N (N >= 1)"),
-    (["num_train_epochs=0"], "--trainer-args num_train_epochs=0: give --epochs N (N >= 1)"),
-    (["lr_scheduler_type=sideways"], ("--trainer-args: TRL's SFTConfig refused them: ValueError: sideways is not "
-                                      "a valid SchedulerType")),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["foo=1"], "--trainer-args foo=1: not a field of TRL's SFTConfig"),
+        (["lora_r=4"], "--trainer-args lora_r=4: a setting of smartrag train sft itself: give --lora-r"),
+        (["learning_rate=abc"], "--trainer-args learning_rate='abc': TRL's SFTConfig.learning_rate takes a number"),
+        (["seed=abc"], "--trainer-args seed='abc': TRL's SFTConfig.seed takes a whole number"),
+        (
+            ["gradient_checkpointing=maybe"],
+            "--trainer-args gradient_checkpointing='maybe': TRL's SFTConfig.gradient_checkpointing takes true or false",
+        ),
+        (["optim_args=[1, 2]"], "--trainer-args optim_args=[1, 2]: TRL's SFTConfig.optim_args takes text or none"),
+        (["output_dir=other"], "--trainer-args output_dir='other': give --output-dir"),
+        (["save_only_model=true"], "--trainer-args save_only_model=True: refused: --resume needs the optimizer"),
+        (["max_steps=-5"], "--trainer-args max_steps=-5: give --max-steps N (N >= 1)"),
+        (["max_steps=0"], "--trainer-args max_steps=0: give --max-steps N (N >= 1)"),
+        (["num_train_epochs=0"], "--trainer-args num_train_epochs=0: give --epochs N (N >= 1)"),
+        (
+            ["lr_scheduler_type=sideways"],
+            ("--trainer-args: TRL's SFTConfig refused them: ValueError: sideways is not a valid SchedulerType"),
+        ),
+    ],
+)
 def test_a_trainer_arg_mistake_is_one_line_before_the_model_loads(args, message, tmp_path, capsys):
     data = write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
     # no such base model: had it been loaded before the arguments were checked, that would be the error
-    err = one_line(cli_error(capsys, ["train", "sft", "--data", data, "--base-model", tmp_path / "no-model",
-                                      "--no-bf16", "--max-steps", "2", "--output-dir", tmp_path / "run",
-                                      "--trainer-args", *args]))
+    err = one_line(
+        cli_error(
+            capsys,
+            [
+                "train",
+                "sft",
+                "--data",
+                data,
+                "--base-model",
+                tmp_path / "no-model",
+                "--no-bf16",
+                "--max-steps",
+                "2",
+                "--output-dir",
+                tmp_path / "run",
+                "--trainer-args",
+                *args,
+            ],
+        )
+    )
     assert err.startswith(message), err
 
 
@@ -429,9 +550,26 @@ def test_deepspeed_without_its_package_is_one_line(tmp_path, capsys):
         pytest.skip("deepspeed is installed")
     data = write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
     (tmp_path / "ds.json").write_text("{}")
-    err = one_line(cli_error(capsys, ["train", "sft", "--data", data, "--base-model", tmp_path / "no-model",
-                                      "--no-bf16", "--max-steps", "2", "--output-dir", tmp_path / "run",
-                                      "--trainer-args", f"deepspeed={tmp_path / 'ds.json'}"]))
+    err = one_line(
+        cli_error(
+            capsys,
+            [
+                "train",
+                "sft",
+                "--data",
+                data,
+                "--base-model",
+                tmp_path / "no-model",
+                "--no-bf16",
+                "--max-steps",
+                "2",
+                "--output-dir",
+                tmp_path / "run",
+                "--trainer-args",
+                f"deepspeed={tmp_path / 'ds.json'}",
+            ],
+        )
+    )
     assert err.startswith("--trainer-args: TRL's SFTConfig refused them: ") and "deepspeed" in err
     assert "pip install" in err
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
@@ -440,9 +578,17 @@ def test_deepspeed_without_its_package_is_one_line(tmp_path, capsys):
 
 
 def test_trainer_args_of_the_right_types_pass_and_numbers_written_as_text_are_read(tmp_path):
-    config = SFTConfig(data="w.jsonl", trainer_args={"gradient_checkpointing": True, "adam_epsilon": "1e-8",
-                                                     "lr_scheduler_type": "cosine", "max_steps": 3,
-                                                     "report_to": ["none"], "optim_args": None})
+    config = SFTConfig(
+        data="w.jsonl",
+        trainer_args={
+            "gradient_checkpointing": True,
+            "adam_epsilon": "1e-8",
+            "lr_scheduler_type": "cosine",
+            "max_steps": 3,
+            "report_to": ["none"],
+            "optim_args": None,
+        },
+    )
     assert config.trainer_args["adam_epsilon"] == 1e-8 and isinstance(config.trainer_args["adam_epsilon"], float)
 
 

@@ -24,7 +24,8 @@ def test_a_searching_episode_records_decide_rewrite_and_answer(searching_policy,
     for segment in (rewrite, answer):
         assert len(segment["logprobs"]) == len(segment["token_ids"]) > 0
     assert episode["retrievals"] == 1 and episode["reward"] == pytest.approx(
-        episode["em"] + episode["f1"] - 0.2 if episode["well_formed"] else -1.2)
+        episode["em"] + episode["f1"] - 0.2 if episode["well_formed"] else -1.2
+    )
 
 
 def test_sampled_decisions_follow_p_search(answering_policy, retriever):
@@ -52,6 +53,7 @@ def test_sampling_varies_the_text_and_a_seed_repeats_it(policy, retriever):
 def test_a_seeded_rollout_repeats_whatever_the_batching(policy, retriever):
     graph = create_smartrag_graph(policy, retriever)
     one_by_one, together = (collect(graph, EXAMPLES * 3, seed=5, batch_size=b, progress=False) for b in (1, 6))
+
     def choices(episodes):  # every sampled decision and token (log-probs differ in the last float bits)
         return [[(step["node"], step["text"], step["token_ids"]) for step in e["trace"]] for e in episodes]
 

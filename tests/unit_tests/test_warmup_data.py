@@ -25,9 +25,11 @@ def test_a_decision_word_alone_is_trained_without_ending_the_turn(tiny_tokenizer
 
 
 def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriever, tmp_path):
-    examples = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
-                QAExample("p", "What is the capital of France?", ["Paris"]),
-                QAExample("z", "Who is Zorblax?", ["nobody"])]
+    examples = [
+        QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
+        QAExample("p", "What is the capital of France?", ["Paris"]),
+        QAExample("z", "Who is Zorblax?", ["nobody"]),
+    ]
     rows, report = build_warmup(policy, retriever, examples, rewrites=1)
     assert report["questions"] == 3 and report["no_query_found_answer"] >= 1  # nothing retrieves "nobody"
     for row in rows:
@@ -45,8 +47,10 @@ def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriev
 
 
 def test_warmup_labels_what_nothing_answers_answer_when_asked(policy, retriever):
-    examples = [QAExample("p", "What is the capital of France?", ["Paris"]),
-                QAExample("z", "Who is Zorblax?", ["nobody"])]
+    examples = [
+        QAExample("p", "What is the capital of France?", ["Paris"]),
+        QAExample("z", "Who is Zorblax?", ["nobody"]),
+    ]
     rows, report = build_warmup(policy, retriever, examples, rewrites=1, no_search=True)
     abstain = [r for r in rows if r.kind == "no-search"]
     assert [r.id for r in abstain] == ["z"] and report["mix"]["no-search"] == 1  # nothing retrieves "nobody"
