@@ -10,6 +10,19 @@ from typing import Any
 import torch
 
 
+@dataclass
+class Generation:
+    """One completion: its text (cut at the first newline), its tokens, and their log-probabilities."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float] | None = None
+    finished: bool = True
+    """False when the completion ran into `max_new_tokens` before a newline or end-of-sequence."""
+    prompt_tokens: int = 0
+    """Tokens of the prompt and forced prefix the completion continued (token usage for tracers)."""
+
+
 def visible_text(text: str) -> str:
     """What a completion shows: its first non-blank line, trimmed (the rest is rambling past the action)."""
     return text.strip().split("\n", 1)[0].strip()
@@ -145,7 +158,10 @@ def decode(
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         positions = positions[:, -1:] + 1
         next_logits = model(
-            input_ids=next_ids[:, None], attention_mask=attention_mask, position_ids=positions,
-            cache=cache, use_cache=True,
+            input_ids=next_ids[:, None],
+            attention_mask=attention_mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
         ).logits[:, -1]
     return Decoded(tokens.cpu(), logprobs.cpu(), lengths.cpu(), done.cpu())

@@ -18,9 +18,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 from langgraph.types import Command, Overwrite
 
+from .decision import Decision
+from .decoding import Generation
 from .gate import DecisionGate, index_features
 from .injection import split_instructions
-from .policy import Decision, Generation, SmartRAGPolicy
+from .policy import SmartRAGPolicy
 from .protocol import ANSWER, SEARCH, parse_action, preview_titles, validate_question
 from .state import EPISODE_CLEARED, EPISODE_START, Settings, SmartRAGContext, SmartRAGState
 from .tracing import PolicyRun, policy_run
@@ -77,8 +79,18 @@ def _recorded(ctx: Settings, node: str, prompt: str, prefix: str, generation: Ge
     """The generation as a `trace` entry when the call records, else no update."""
     if not ctx.record:
         return {}
-    return {"trace": [{"node": node, "prompt": prompt, "prefix": prefix, "text": generation.text,
-                       "token_ids": generation.token_ids, "logprobs": generation.logprobs}]}
+    return {
+        "trace": [
+            {
+                "node": node,
+                "prompt": prompt,
+                "prefix": prefix,
+                "text": generation.text,
+                "token_ids": generation.token_ids,
+                "logprobs": generation.logprobs,
+            }
+        ]
+    }
 
 
 def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
@@ -87,8 +99,10 @@ def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
     documents, dropped = split_instructions(documents)
     if dropped:
         titles = ", ".join(repr(str(d.metadata.get("title") or d.page_content[:40])) for d in dropped)
-        errors = [*errors, f"retrieve: left out {len(dropped)} document(s) that address the model rather than state "
-                  f"facts ({titles})"]
+        errors = [
+            *errors,
+            f"retrieve: left out {len(dropped)} document(s) that address the model rather than state facts ({titles})",
+        ]
     return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
 
 
@@ -98,8 +112,10 @@ def gate_of(policy: SmartRAGPolicy, decision: str) -> DecisionGate | None:
         return None
     gate = getattr(policy, "gate", None)
     if gate is None:
-        raise ValueError("decision='gate', but this policy has no decision gate (gate.json beside it): train one with "
-                         "`smartrag train gate`, or use decision='token'")
+        raise ValueError(
+            "decision='gate', but this policy has no decision gate (gate.json beside it): train one with "
+            "`smartrag train gate`, or use decision='token'"
+        )
     return gate
 
 
@@ -119,8 +135,11 @@ def _threshold(ctx: Settings, gate: DecisionGate | None) -> float:
 def _decide_params(ctx: Settings, state: SmartRAGState) -> dict[str, Any]:
     """The decision's invocation parameters a tracer sees."""
     gate = _gate_deciding(ctx, state)
-    return {"threshold": _threshold(ctx, gate), "decision": "gate" if gate is not None else "token",
-            "sample": ctx.sample and ctx.sample_decision}
+    return {
+        "threshold": _threshold(ctx, gate),
+        "decision": "gate" if gate is not None else "token",
+        "sample": ctx.sample and ctx.sample_decision,
+    }
 
 
 class SmartRAGNodes:
@@ -147,7 +166,7 @@ class SmartRAGNodes:
         """Validate the question, clear the accumulating channels a thread or a parent graph may carry, and go
         to the preview if this episode has one."""
         if "question" not in state:
-            raise ValueError("the input has no 'question': invoke the graph with {\"question\": \"...\"}")
+            raise ValueError('the input has no \'question\': invoke the graph with {"question": "..."}')
         validate_question(state["question"])
         update = {key: Overwrite(value) for key, value in EPISODE_START.items()}
         ctx = self.settings()
@@ -180,14 +199,18 @@ class SmartRAGNodes:
 
     @staticmethod
     def _route(
-        state: SmartRAGState, config: RunnableConfig, ctx: Settings, prompt: str, decision: Decision,
+        state: SmartRAGState,
+        config: RunnableConfig,
+        ctx: Settings,
+        prompt: str,
+        decision: Decision,
         run: PolicyRun,
     ) -> Command:
         """Take the action (drawn from P(search) when sampling decisions, else at the threshold) and go there."""
-        p_search, gate = decision.p_search, _gate_deciding(ctx, state)
-        if gate is not None:
-            gate.check_scores(state["probe"])
-            p_search = gate.probability(gate.vector(decision.hidden, decision.search_logit, state["probe"]))
+        p_search, gate, probe = decision.p_search, _gate_deciding(ctx, state), state.get("probe")
+        if gate is not None and probe is not None:
+            gate.check_scores(probe)
+            p_search = gate.probability(gate.vector(decision.hidden, decision.search_logit, probe))
         threshold = _threshold(ctx, gate)
         if ctx.sample and ctx.sample_decision:
             search = _draws(config, "decide", state.get("retrievals", 0)).random() < p_search
@@ -199,8 +222,16 @@ class SmartRAGNodes:
         update: dict[str, Any] = {"search_probabilities": [p_search]}
         if ctx.record:
             logprobs = decision.search_logprobs if search else decision.answer_logprobs
-            update["trace"] = [{"node": "decide", "prompt": prompt, "prefix": "", "text": action,
-                                "token_ids": action_ids, "logprobs": logprobs}]
+            update["trace"] = [
+                {
+                    "node": "decide",
+                    "prompt": prompt,
+                    "prefix": "",
+                    "text": action,
+                    "token_ids": action_ids,
+                    "logprobs": logprobs,
+                }
+            ]
         return Command(update=update, goto="rewrite" if search else "answer")
 
     # rewrite and answer: generation after a forced action prefix ------------------------------
@@ -248,8 +279,12 @@ class SmartRAGNodes:
             if _episode_seed(config) is not None:
                 seed = _draws(config, node, state.get("retrievals", 0)).getrandbits(63)
             sampling = {"sample": True, "seeds": [seed], "temperature": ctx.temperature or 1.0}
-        params = {"max_new_tokens": ctx.policy.max_new_tokens, "temperature": sampling.get("temperature", 0.0),
-                  "top_k": 50 if ctx.sample else None, "prefix": SEARCH if node == "rewrite" else ANSWER}
+        params = {
+            "max_new_tokens": ctx.policy.max_new_tokens,
+            "temperature": sampling.get("temperature", 0.0),
+            "top_k": 50 if ctx.sample else None,
+            "prefix": SEARCH if node == "rewrite" else ANSWER,
+        }
         # the rewrite continues the decision's own prompt (preview included); the answer never sees the preview
         preview = state.get("preview") if node == "rewrite" else None
         return ctx, ctx.policy.prompt(state["question"], state.get("documents", []), preview), sampling, params
@@ -272,8 +307,11 @@ class SmartRAGNodes:
         """The parsed answer and whether it was well formed."""
         action = parse_action(ANSWER + generation.text)
         run.end(action.text, generation.prompt_tokens, len(generation.token_ids))
-        return {**_recorded(ctx, "answer", prompt, ANSWER, generation), "answer": action.text,
-                "well_formed": action.well_formed}
+        return {
+            **_recorded(ctx, "answer", prompt, ANSWER, generation),
+            "answer": action.text,
+            "well_formed": action.well_formed,
+        }
 
     # retrieve and preview: one search, under the timeout -----------------------------------------
     def retrieve(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
@@ -301,8 +339,11 @@ class SmartRAGNodes:
             update["probe"] = index_features(question, documents)
             if update["probe"] is None and not self._warned_no_scores:
                 self._warned_no_scores = True
-                warnings.warn("the retriever gives no scores (Document.metadata['score'] or 'relevance_score'), which "
-                              "the decision gate reads: the action token decides instead", stacklevel=2)
+                warnings.warn(
+                    "the retriever gives no scores (Document.metadata['score'] or 'relevance_score'), which "
+                    "the decision gate reads: the action token decides instead",
+                    stacklevel=2,
+                )
         return {**update, **({"errors": errors} if errors else {})}
 
     def _failed(self, node: str, error: BaseException) -> Search:

@@ -13,7 +13,6 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ from langchain_core.documents import Document
 
 from .batching import DynamicBatcher
 from .chat_model import SmartRAGChatModel
-from .decoding import StopTokens, TextStream, decode, visible_text
+from .decision import Decision, head_inputs, score_actions
+from .decoding import Generation, StopTokens, TextStream, decode, visible_text
 from .gate import DecisionGate
 from .hardware import bf16_is_fast
 from .models import TRAINED_ADAPTER, adapter_base, embedded_cache_path, embedded_model_dir, load_model, local_or_hub
@@ -35,36 +35,6 @@ logger = logging.getLogger(__name__)
 
 TokenCallback = Callable[[int, str], None]
 """Called as `on_token(row, new_text)` while a generation streams."""
-
-
-@dataclass
-class Generation:
-    """One completion: its text (cut at the first newline), its tokens, and their log-probabilities."""
-
-    text: str
-    token_ids: list[int]
-    logprobs: list[float] | None = None
-    finished: bool = True
-    """False when the completion ran into `max_new_tokens` before a newline or end-of-sequence."""
-    prompt_tokens: int = 0
-    """Tokens of the prompt and forced prefix the completion continued (token usage for tracers)."""
-
-
-@dataclass
-class Decision:
-    """The retrieve-or-answer decision after one prompt: P(search) and each action prefix's token log-probs."""
-
-    p_search: float
-    search_logprobs: list[float]
-    answer_logprobs: list[float]
-    prompt_tokens: int = 0
-    hidden: list[float] | None = None
-    """The final hidden state at the decision position (what the LM head read): a decision gate's input."""
-
-    @property
-    def search_logit(self) -> float:
-        """log P("[Search]") - log P("[Answer]"): P(search) before the sigmoid."""
-        return sum(self.search_logprobs) - sum(self.answer_logprobs)
 
 
 class SmartRAGPolicy:
@@ -147,16 +117,21 @@ class SmartRAGPolicy:
         in (`trained=True`, the default), or as it is (`trained=False`), or under your own `adapter`."""
         if adapter is None and trained:
             if not (TRAINED_ADAPTER / "adapter_config.json").exists():
-                raise RuntimeError(f"the trained adapter is missing from {TRAINED_ADAPTER} (a broken install?); "
-                                   "SmartRAGPolicy.embedded(trained=False) loads the bare model")
+                raise RuntimeError(
+                    f"the trained adapter is missing from {TRAINED_ADAPTER} (a broken install?); "
+                    "SmartRAGPolicy.embedded(trained=False) loads the bare model"
+                )
             adapter, kwargs = TRAINED_ADAPTER, {"merge": True, **kwargs}
         if adapter is not None:
             adapter_base(local_or_hub(adapter))  # a broken adapter is reported as such, not as a broken cache
         try:
             return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
         except ValueError as error:  # a corrupt conversion in the cache: build it again, once
-            logger.warning("the converted embedded model in %s does not load (%s); converting it again",
-                           embedded_cache_path(), error)
+            logger.warning(
+                "the converted embedded model in %s does not load (%s); converting it again",
+                embedded_cache_path(),
+                error,
+            )
             shutil.rmtree(embedded_cache_path(), ignore_errors=True)
             return cls.from_pretrained(embedded_model_dir(), adapter=adapter, **kwargs)
 
@@ -271,14 +246,17 @@ class SmartRAGPolicy:
         unknown = set(sampling) - {"max_new_tokens", "sample", "temperature", "top_k"}
         if unknown:
             raise TypeError(f"unknown sampling arguments: {sorted(unknown)}")
-        callbacks = [TextStream(self.tokenizer, functools.partial(on_token, row)) if on_token else None
-                     for row in range(len(prompts))]
+        callbacks = [
+            TextStream(self.tokenizer, functools.partial(on_token, row)) if on_token else None
+            for row in range(len(prompts))
+        ]
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
         items = [(p, prefix, c, s) for p, c, s in zip(prompts, callbacks, seeds, strict=True)]
         return ("generate", *sorted(sampling.items())), items
 
     def _run_batch(self, key: Hashable, items: list[tuple]) -> list[Any]:
-        """The batcher's one entry into the model: a coalesced group of equal-keyed requests (key: `_generate_request`'s or the decision's)."""
+        """The batcher's one entry into the model: a coalesced group of equal-keyed requests (the key: "decide", or
+        `_generate_request`'s)."""
         assert isinstance(key, tuple)
         if key[0] == "decide":
             return self.decide_batch([prompt for (prompt,) in items])
@@ -288,17 +266,6 @@ class SmartRAGPolicy:
         )
 
     # -- one batched pass -----------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _head_inputs(self) -> Iterator[list[torch.Tensor]]:
-        """Collect, per model call, the last-position hidden state the LM head reads (the final layer, normed)."""
-        seen: list[torch.Tensor] = []
-        head = self.model.get_output_embeddings()
-        handle = head.register_forward_pre_hook(lambda _module, args: seen.append(args[0][:, -1].float().cpu()))
-        try:
-            yield seen
-        finally:
-            handle.remove()
 
     def _prefill(
         self, sequences: Sequence[list[int]], cached: Sequence[CachedPrefix | None] | None = None
@@ -314,17 +281,27 @@ class SmartRAGPolicy:
         input_ids, attention_mask = self._left_pad(sequences)
         positions = position_ids(attention_mask)
         budget = self.prefill_chunk_tokens
-        with self._head_inputs() as seen:
+        with head_inputs(self.model) as seen:
             if not any(cached) and (budget is None or input_ids.numel() <= budget):
-                out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                                 use_cache=True, logits_to_keep=1)
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
                 return out.logits[:, -1], out.cache, attention_mask, positions, seen[-1]
             fresh = [i for i, entry in enumerate(cached) if entry is None]
             hidden: dict[int, torch.Tensor] = {}
             for rows in length_chunks([len(seq) for seq in sequences], fresh, budget):
                 ids, mask = self._left_pad([sequences[i] for i in rows])
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
-                                 use_cache=True, logits_to_keep=1)
+                out = self.model(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=position_ids(mask),
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
                 for j, row in enumerate(rows):
                     cached[row] = CachedPrefix(cache_row(out.cache, j), out.logits[j, -1])
                     hidden[row] = seen[-1][j]
@@ -350,38 +327,22 @@ class SmartRAGPolicy:
             return []
         sequences = [self.encode(p) for p in prompts]
         branches = [self._search_ids, self._answer_ids]
-        width = max(len(ids) for ids in branches)
         with self._inference(autocast=False):  # fp32: a decision does not depend on which prompts share its batch
             last_logits, cache, attention_mask, positions, hidden = self._prefill(sequences)
-            first = torch.log_softmax(last_logits.float(), dim=-1)
-            # Row 2i + b continues prompt i with branch b's tokens (right-padded to `width`).
-            batch, device = len(prompts), attention_mask.device
-            inputs = torch.full((2, width), self.tokenizer.pad_token_id, dtype=torch.long)
-            for b, ids in enumerate(branches):
-                inputs[b, : len(ids)] = torch.tensor(ids)
-            inputs = inputs.repeat(batch, 1).to(device)
-            cache.batch_repeat_interleave(2)
-            logits = self.model(
-                input_ids=inputs, cache=cache,
-                attention_mask=torch.cat([attention_mask.repeat_interleave(2, dim=0), torch.ones_like(inputs)], dim=1),
-                position_ids=positions[:, -1:].repeat_interleave(2, dim=0) + torch.arange(1, width + 1, device=device),
-            ).logits
-            # log P(prefix) = first token from the prompt pass + the rest from this pass (logits at
-            # position j predict token j + 1)
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            token_logprobs = []  # per branch: [B, len(prefix)]
-            for b, ids in enumerate(branches):
-                targets = torch.tensor(ids[1:], device=device).expand(batch, -1)
-                rest = logprobs[b::2, : len(ids) - 1].gather(-1, targets[..., None])[..., 0]
-                token_logprobs.append(torch.cat([first[:, ids[0], None], rest], dim=1).cpu())
+            token_logprobs, logits = score_actions(
+                self.model, branches, self.tokenizer.pad_token_id, last_logits, cache, attention_mask, positions
+            )
             self._keep_prefixes(prompts, sequences, cache, logits, attention_mask.shape[1])
         p_search = torch.sigmoid(token_logprobs[0].sum(-1) - token_logprobs[1].sum(-1))
         if not torch.isfinite(p_search).all():
-            raise ValueError("the policy's decision is NaN or infinite: its weights are corrupt "
-                             "(reload or re-export them)")
-        states = [None] * batch if hidden is None else hidden.tolist()
-        return [Decision(float(p), s.tolist(), a.tolist(), len(seq), h)
-                for p, s, a, seq, h in zip(p_search, *token_logprobs, sequences, states, strict=True)]
+            raise ValueError(
+                "the policy's decision is NaN or infinite: its weights are corrupt (reload or re-export them)"
+            )
+        states = [None] * len(prompts) if hidden is None else hidden.tolist()
+        return [
+            Decision(float(p), s.tolist(), a.tolist(), len(seq), h)
+            for p, s, a, seq, h in zip(p_search, *token_logprobs, sequences, states, strict=True)
+        ]
 
     def _keep_prefixes(
         self, prompts: Sequence[str], sequences: Sequence[list[int]], cache: Any, logits: torch.Tensor, width: int
@@ -421,17 +382,26 @@ class SmartRAGPolicy:
         if isinstance(prefixes, str):
             prefixes = [prefixes] * len(prompts)
         sequences = [self.encode(p) + (self.encode(x) if x else []) for p, x in zip(prompts, prefixes, strict=True)]
-        streams = {row: callback if isinstance(callback, TextStream) else TextStream(self.tokenizer, callback)
-                   for row, callback in enumerate(on_token or []) if callback}
+        streams = {
+            row: callback if isinstance(callback, TextStream) else TextStream(self.tokenizer, callback)
+            for row, callback in enumerate(on_token or [])
+            if callback
+        }
         if self._stop_tokens is None:
             self._stop_tokens = StopTokens.of(self.tokenizer, self.model)
         with self._inference():
             version = weights_version(self.model)
             cached = [self.prefix_cache.take(version, p, x) for p, x in zip(prompts, prefixes, strict=True)]
             out = decode(
-                self.model, *self._prefill(sequences, cached)[:4], self._stop_tokens,
-                max_new_tokens=max_new_tokens or self.max_new_tokens, sample=sample, temperature=temperature,
-                top_k=top_k, seeds=seeds, streams=streams,
+                self.model,
+                *self._prefill(sequences, cached)[:4],
+                self._stop_tokens,
+                max_new_tokens=max_new_tokens or self.max_new_tokens,
+                sample=sample,
+                temperature=temperature,
+                top_k=top_k,
+                seeds=seeds,
+                streams=streams,
             )
         results = []
         for row, sequence in enumerate(sequences):

@@ -46,11 +46,25 @@ def evaluate(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     policy = SmartRAGPolicy.load(args.policy)
     graph = create_smartrag_graph(policy, retriever)
-    config = {"data": str(path), "corpus": args.corpus or "bundled", "policy": args.policy or "embedded",
-              "k": args.k, "limit": args.limit, "seed": args.seed}
-    results = run_evaluation(graph, examples, mode=args.mode, threshold=args.threshold, batch_size=args.batch_size,
-                             config=config, format_policy=policy if args.check_format else None, preview=args.preview,
-                             decision=args.decision)
+    config = {
+        "data": str(path),
+        "corpus": args.corpus or "bundled",
+        "policy": args.policy or "embedded",
+        "k": args.k,
+        "limit": args.limit,
+        "seed": args.seed,
+    }
+    results = run_evaluation(
+        graph,
+        examples,
+        mode=args.mode,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        config=config,
+        format_policy=policy if args.check_format else None,
+        preview=args.preview,
+        decision=args.decision,
+    )
     check_writable(output)  # again: the folder may have gone while it ran
     atomic_write_text(output, json.dumps(results, indent=1, ensure_ascii=False))  # the old file stays whole till then
     print(summary_line(results))
@@ -67,9 +81,15 @@ def train_warmup(args: argparse.Namespace) -> int:
         raise ValueError(f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}")
     examples = [e for path, n in zip(sources, counts, strict=True) for e in sample(load_qa(path), n, args.seed)]
     retriever = build_retriever(args.retriever, args.corpus, args.k)
-    rows, report = build_warmup(SmartRAGPolicy.load(args.policy or "embedded-base"), retriever, examples,
-                                rewrites=args.rewrites, seed=args.seed, no_search=args.no_search_examples,
-                                preview=args.preview)
+    rows, report = build_warmup(
+        SmartRAGPolicy.load(args.policy or "embedded-base"),
+        retriever,
+        examples,
+        rewrites=args.rewrites,
+        seed=args.seed,
+        no_search=args.no_search_examples,
+        preview=args.preview,
+    )
     write_warmup(rows, report, args.output)
     print(json.dumps(report))
     return 0
@@ -101,9 +121,13 @@ def train_gate(args: argparse.Namespace) -> int:
         sources = [Path(f) for f in args.data] if args.data else [dataset_path(n, "train") for n in args.datasets]
         counts = args.per_dataset * len(sources) if len(args.per_dataset) == 1 else args.per_dataset
         if len(counts) != len(sources):
-            raise ValueError(f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}")
-        sets = {name: [e for e in load_qa(path) if covered(e) or not args.covered_only]
-                for name, path in zip(names, sources, strict=True)}
+            raise ValueError(
+                f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}"
+            )
+        sets = {
+            name: [e for e in load_qa(path) if covered(e) or not args.covered_only]
+            for name, path in zip(names, sources, strict=True)
+        }
         exclude = frozenset().union(*(warmup_ids(f) for f in args.exclude))
         examples = drawn_apart(sets, dict(zip(names, counts, strict=True)), args.seed, exclude)
         graph = create_smartrag_graph(policy, retriever, decision="token")
@@ -112,16 +136,25 @@ def train_gate(args: argparse.Namespace) -> int:
     if len(pairs) < 40:
         raise ValueError(f"{pairs_path}: {len(pairs)} paired questions; a gate needs at least 40 (more is better)")
     rows = decision_features(policy, retriever, [p["question"] for p in pairs])
-    trained_under = {"policy": args.policy or "embedded", "retriever": args.retriever, "corpus": args.corpus or "bundled",
-                     "k": args.k, "alpha": ALPHA, "probe_cost": ALPHA_PREVIEW, "date": date.today().isoformat()}
+    trained_under = {
+        "policy": args.policy or "embedded",
+        "retriever": args.retriever,
+        "corpus": args.corpus or "bundled",
+        "k": args.k,
+        "alpha": ALPHA,
+        "probe_cost": ALPHA_PREVIEW,
+        "date": date.today().isoformat(),
+    }
     gate, report = fit_gate(rows, pairs, probe_cost=ALPHA_PREVIEW, seed=args.seed, trained_under=trained_under)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "report.json", json.dumps(report, indent=1))
     plot_curve(report, output / "gate.png")
-    print(f"gate: {report['candidate']} threshold {report['threshold']:.2f}; held-out (n={report['held_out']}): "
-          f"AUC {report['held_out_auc']:.3f}, reward {report['held_out_reward']:.3f} (never "
-          f"{report['held_out_never']:.3f}, always {report['held_out_always']:.3f}, oracle "
-          f"{report['held_out_oracle']:.3f}); oracle gap closed {report['held_out_oracle_share']:.2f}")
+    print(
+        f"gate: {report['candidate']} threshold {report['threshold']:.2f}; held-out (n={report['held_out']}): "
+        f"AUC {report['held_out_auc']:.3f}, reward {report['held_out_reward']:.3f} (never "
+        f"{report['held_out_never']:.3f}, always {report['held_out_always']:.3f}, oracle "
+        f"{report['held_out_oracle']:.3f}); oracle gap closed {report['held_out_oracle_share']:.2f}"
+    )
     print(gate.save(args.save_to or output))
     return 0
 
@@ -157,21 +190,27 @@ def read_config(name: str, config_class: type) -> dict[str, Any]:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValueError(f"--config {path}: not valid YAML ({where}{problem}): fix it, one `field: value` a line"
-                         ) from error
+        raise ValueError(
+            f"--config {path}: not valid YAML ({where}{problem}): fix it, one `field: value` a line"
+        ) from error
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ValueError(f"--config {path}: expected field: value lines (a mapping of {config_class.__name__} "
-                         f"fields), got a {'list' if isinstance(values, list) else type(values).__name__}")
+        raise ValueError(
+            f"--config {path}: expected field: value lines (a mapping of {config_class.__name__} "
+            f"fields), got a {'list' if isinstance(values, list) else type(values).__name__}"
+        )
     return values
 
 
 def add_retriever_flag(parser: argparse.ArgumentParser) -> None:
     """`--retriever` for the commands that build one from flags (PPO takes it as a config field)."""
-    parser.add_argument("--retriever", default="local", metavar="local|web|MODULE:FACTORY",
-                        help="the retriever: BM25 over --corpus, DuckDuckGo, or your factory returning a LangChain "
-                             "retriever")
+    parser.add_argument(
+        "--retriever",
+        default="local",
+        metavar="local|web|MODULE:FACTORY",
+        help="the retriever: BM25 over --corpus, DuckDuckGo, or your factory returning a LangChain retriever",
+    )
 
 
 def flag_help(f: Any, docs: dict[str, str]) -> str:
@@ -208,11 +247,24 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif base.startswith("list["):
-            parser.add_argument(flag, nargs="+", type=scalars.get(base[len("list["):-1], str), default=None,
-                                metavar=f.name.upper(), help=help_text)
+            parser.add_argument(
+                flag,
+                nargs="+",
+                type=scalars.get(base[len("list[") : -1], str),
+                default=None,
+                metavar=f.name.upper(),
+                help=help_text,
+            )
         elif base.startswith("dict[str, "):
-            parser.add_argument(flag, nargs="+", action=_KeyValues, convert=scalars.get(base[len("dict[str, "):-1], str),
-                                default=None, metavar="KEY=VALUE", help=help_text)
+            parser.add_argument(
+                flag,
+                nargs="+",
+                action=_KeyValues,
+                convert=scalars.get(base[len("dict[str, ") : -1], str),
+                default=None,
+                metavar="KEY=VALUE",
+                help=help_text,
+            )
         else:
             convert = scalars.get(base, yaml.safe_load if "|" in base else str)  # `bool | list[str]`: YAML
             if kind.endswith("| None"):  # `--flag none` sets None
@@ -227,8 +279,13 @@ class _KeyValues(argparse.Action):
         super().__init__(*args, **kwargs)
         self.convert = convert
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         import yaml
 
         pairs = {}
@@ -242,8 +299,10 @@ class _KeyValues(argparse.Action):
                 parser.error(f"{option_string}: expected KEY=VALUE, got {text!r}")
             except yaml.YAMLError as error:
                 problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-                parser.error(f"{option_string}: {text} is not valid YAML ({problem}): quote the value if it is text "
-                             f"({key}='...')")
+                parser.error(
+                    f"{option_string}: {text} is not valid YAML ({problem}): quote the value if it is text "
+                    f"({key}='...')"
+                )
         setattr(namespace, self.dest, pairs)
 
 
@@ -280,14 +339,20 @@ def train_stage(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(config_class)}
     unknown = set(values) - names
     if unknown:
-        raise ValueError(f"--config {args.config}: unknown config fields {sorted(map(str, unknown))} (the fields: "
-                         f"smartrag train {args.stage} --help)")
+        raise ValueError(
+            f"--config {args.config}: unknown config fields {sorted(map(str, unknown))} (the fields: "
+            f"smartrag train {args.stage} --help)"
+        )
     values.update(dataclass_flag_values(args, config_class))
-    missing = [f.name for f in dataclasses.fields(config_class)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values]
+    missing = [
+        f.name
+        for f in dataclasses.fields(config_class)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
+    ]
     if missing:
-        raise ValueError(f"smartrag train {args.stage}: give --{missing[0].replace('_', '-')} or a config with "
-                         f"`{missing[0]}:`")
+        raise ValueError(
+            f"smartrag train {args.stage}: give --{missing[0].replace('_', '-')} or a config with `{missing[0]}:`"
+        )
     print(train(config_class(**values)))
     return 0
 
@@ -303,21 +368,39 @@ def add_eval_command(commands: Any) -> None:
     p.add_argument("--split", default="dev")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
     add_retriever_flag(p)
-    p.add_argument("--mode", default="smartrag", choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"])
-    p.add_argument("--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)")
-    p.add_argument("--threshold", type=float,
-                   help="smartrag mode: retrieve when P(search) >= this (default: the gate's own, or 0.5 for the token)")
-    p.add_argument("--decision", choices=["gate", "token"],
-                   help="smartrag mode: who takes the first decision (default: the gate where the policy has one)")
-    p.add_argument("--preview", type=non_negative_int,
-                   help="smartrag mode: titles of the top hits the first decision sees (default: the policy's own)")
+    p.add_argument(
+        "--mode",
+        default="smartrag",
+        choices=["smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question"],
+    )
+    p.add_argument(
+        "--policy", help="model or peft adapter directory, or embedded-base (default: the trained embedded policy)"
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="smartrag mode: retrieve when P(search) >= this (default: the gate's own, or 0.5 for the token)",
+    )
+    p.add_argument(
+        "--decision",
+        choices=["gate", "token"],
+        help="smartrag mode: who takes the first decision (default: the gate where the policy has one)",
+    )
+    p.add_argument(
+        "--preview",
+        type=non_negative_int,
+        help="smartrag mode: titles of the top hits the first decision sees (default: the policy's own)",
+    )
     p.add_argument("--limit", type=positive_int, help="score only the first N questions (after the seeded shuffle)")
     p.add_argument("--seed", type=int, default=0, help="shuffles the questions before --limit; seeds torch")
     p.add_argument("--k", type=positive_int, default=4, help="documents per retrieval")
     p.add_argument("--batch-size", type=positive_int, default=32, help="questions per graph.batch")
     p.add_argument("--output", required=True, help="results JSON")
-    p.add_argument("--check-format", action="store_true",
-                   help="also generate each first turn with no forced prefix: free_format_error_rate")
+    p.add_argument(
+        "--check-format",
+        action="store_true",
+        help="also generate each first turn with no forced prefix: free_format_error_rate",
+    )
     p.set_defaults(run=evaluate)
 
 
@@ -326,52 +409,104 @@ FIELD_USAGE = "%(prog)s [-h] [--config CONFIG] [--FIELD VALUE ...]"
 
 
 def add_train_command(commands: Any) -> None:
-    """build warm-up data, run SFT, run PPO, export an adapter
+    """build warm-up data, run SFT, run PPO, fit the decision gate, export an adapter
 
-    Adds `train warmup|sft|ppo|export` to an argparse subparsers object (an entry point of
+    Adds `train warmup|sft|ppo|gate|export` to an argparse subparsers object (an entry point of
     `langchain_smartrag.commands`; the line above is its help in `smartrag --help`)."""
     from .ppo_config import PPOConfig
     from .sft import SFTConfig
 
     summary = (add_train_command.__doc__ or "").splitlines()[0]
-    train_commands = commands.add_parser("train", help=summary).add_subparsers(dest="stage", required=True)
-    p = train_commands.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
-    p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"], help="bundled data sets to draw from")
+    stages = commands.add_parser("train", help=summary).add_subparsers(dest="stage", required=True)
+    _add_warmup(stages)
+    for stage, config, shipped, help in (
+        ("sft", SFTConfig, "sft_embedded", "supervised warm-up (LoRA by default); every config field is a flag"),
+        ("ppo", PPOConfig, "smartrag_paired", "PPO with the retriever in the loop (from an SFT adapter: --init DIR)"),
+    ):
+        p = stages.add_parser(stage, usage=FIELD_USAGE, help=help)
+        p.add_argument(
+            "--config",
+            help=f"YAML file of {config.__name__} fields, or a shipped config's name ({shipped}); flags override it",
+        )
+        add_dataclass_flags(p, config)
+        p.set_defaults(run=train_stage)
+    _add_gate(stages)
+    p = stages.add_parser("export", help="a trained adapter as bf16, its base recorded portably, for shipping")
+    p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-paired/best)")
+    p.add_argument("--output", required=True, help="where to write it (a model card there is kept)")
+    p.set_defaults(run=train_export)
+
+
+def _add_warmup(stages: Any) -> None:
+    """`train warmup`'s flags."""
+    p = stages.add_parser("warmup", help="build SFT warm-up examples from QA train splits")
+    p.add_argument(
+        "--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa"], help="bundled data sets to draw from"
+    )
     p.add_argument("--data", nargs="+", metavar="FILE", help="your own QA JSONL(.gz) files instead of --datasets")
     p.add_argument("--split", default="train")
-    p.add_argument("--per-dataset", type=positive_int, nargs="+", default=[400],
-                   help="questions sampled from each data set: one count for all, or one per data set")
-    p.add_argument("--rewrites", type=non_negative_int, default=2, help="sampled rewrites tried when the question retrieves no answer")
+    p.add_argument(
+        "--per-dataset",
+        type=positive_int,
+        nargs="+",
+        default=[400],
+        help="questions sampled from each data set: one count for all, or one per data set",
+    )
+    p.add_argument(
+        "--rewrites",
+        type=non_negative_int,
+        default=2,
+        help="sampled rewrites tried when the question retrieves no answer",
+    )
     p.add_argument("--policy", help="model or adapter directory (default: the bare embedded model, embedded-base)")
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
     add_retriever_flag(p)
     p.add_argument("--k", type=positive_int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-search-examples", action="store_true",
-                   help="label the questions that nothing answers [Answer] (decision only; not the paper's protocol)")
-    p.add_argument("--preview", type=non_negative_int, default=0,
-                   help="decision examples show the titles of the question's top N hits (as `--preview` in the graph)")
+    p.add_argument(
+        "--no-search-examples",
+        action="store_true",
+        help="label the questions that nothing answers [Answer] (decision only; not the paper's protocol)",
+    )
+    p.add_argument(
+        "--preview",
+        type=non_negative_int,
+        default=0,
+        help="decision examples show the titles of the question's top N hits (as `--preview` in the graph)",
+    )
     p.add_argument("--output", default="runs/warmup.jsonl")
     p.set_defaults(run=train_warmup)
-    p = train_commands.add_parser("sft", usage=FIELD_USAGE, help="supervised warm-up (LoRA by default); every config field is a flag")
-    p.add_argument("--config", help="YAML file of SFTConfig fields, or a shipped config's name (sft_embedded); flags override it")
-    add_dataclass_flags(p, SFTConfig)
-    p.set_defaults(run=train_stage)
-    p = train_commands.add_parser("ppo", usage=FIELD_USAGE, help="PPO with the retriever in the loop (from an SFT adapter: --init DIR)")
-    p.add_argument("--config", help="YAML file of PPOConfig fields, or a shipped config's name (smartrag_paired); flags override it")
-    add_dataclass_flags(p, PPOConfig)
-    p.set_defaults(run=train_stage)
-    p = train_commands.add_parser("gate", help="learn the decision gate from paired episodes (each question searched "
-                                  "and answered) through the graph")
+
+
+def _add_gate(stages: Any) -> None:
+    """`train gate`'s flags."""
+    p = stages.add_parser(
+        "gate",
+        help="learn the decision gate from paired episodes (each question searched and answered) through the graph",
+    )
     p.add_argument("--policy", help="model or adapter directory (default: the trained embedded policy)")
-    p.add_argument("--datasets", nargs="+", default=["popqa", "ambignq", "hotpotqa", "nq", "2wikimultihopqa", "musique"],
-                   help="bundled data sets whose train split is played")
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["popqa", "ambignq", "hotpotqa", "nq", "2wikimultihopqa", "musique"],
+        help="bundled data sets whose train split is played",
+    )
     p.add_argument("--data", nargs="+", metavar="FILE", help="your own QA JSONL(.gz) files instead of --datasets")
-    p.add_argument("--per-dataset", type=positive_int, nargs="+", default=[200],
-                   help="questions drawn from each data set: one count for all, or one per data set")
+    p.add_argument(
+        "--per-dataset",
+        type=positive_int,
+        nargs="+",
+        default=[200],
+        help="questions drawn from each data set: one count for all, or one per data set",
+    )
     p.add_argument("--covered-only", action="store_true", help="only questions the bundled corpus covers")
-    p.add_argument("--exclude", nargs="*", default=[], metavar="WARMUP",
-                   help="warm-up files whose questions are left out (the policy was trained on them)")
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        default=[],
+        metavar="WARMUP",
+        help="warm-up files whose questions are left out (the policy was trained on them)",
+    )
     p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
     add_retriever_flag(p)
     p.add_argument("--k", type=positive_int, default=4)
@@ -380,13 +515,11 @@ def add_train_command(commands: Any) -> None:
     p.add_argument("--output-dir", default="runs/gate", help="pairs.jsonl (resumable), report.json, gate.png")
     p.add_argument("--pairs", help="the pairs file (default: OUTPUT_DIR/pairs.jsonl)")
     p.add_argument("--fit-only", action="store_true", help="fit on the pairs already played; play no episodes")
-    p.add_argument("--save-to", help="folder for gate.json: the policy's folder makes it the policy's default "
-                   "decision (default: OUTPUT_DIR)")
+    p.add_argument(
+        "--save-to",
+        help="folder for gate.json: the policy's folder makes it the policy's default decision (default: OUTPUT_DIR)",
+    )
     p.set_defaults(run=train_gate)
-    p = train_commands.add_parser("export", help="a trained adapter as bf16, its base recorded portably, for shipping")
-    p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-paired/best)")
-    p.add_argument("--output", required=True, help="where to write it (a model card there is kept)")
-    p.set_defaults(run=train_export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,8 +16,9 @@ from langchain_core.retrievers import BaseRetriever
 from langgraph.types import Command, Overwrite
 
 from langchain_smartrag import SEARCH, BM25Retriever
+from langchain_smartrag.decision import Decision
+from langchain_smartrag.decoding import Generation
 from langchain_smartrag.nodes import SmartRAGNodes
-from langchain_smartrag.policy import Decision, Generation
 from langchain_smartrag.state import EPISODE_CLEARED, EPISODE_START, SmartRAGContext
 
 DOCUMENTS = [
@@ -75,9 +76,18 @@ def nodes_with(
     policy: Any = None, retriever: BaseRetriever | None = None, timeout: float | None = 30.0, **settings: Any
 ) -> SmartRAGNodes:
     """Nodes with the graph's usual defaults, some of them changed."""
-    defaults = SmartRAGContext(policy or ScriptedPolicy(), retriever or BM25Retriever.from_documents(DOCUMENTS, k=2),
-                               threshold=0.5, max_retrievals=1, rewrite_query=True, preview=0, sample=False,
-                               record=False, temperature=1.0, sample_decision=True)
+    defaults = SmartRAGContext(
+        policy or ScriptedPolicy(),
+        retriever or BM25Retriever.from_documents(DOCUMENTS, k=2),
+        threshold=0.5,
+        max_retrievals=1,
+        rewrite_query=True,
+        preview=0,
+        sample=False,
+        record=False,
+        temperature=1.0,
+        sample_decision=True,
+    )
     return SmartRAGNodes(SmartRAGContext(**{**vars(defaults), **settings}), timeout)
 
 
@@ -86,8 +96,7 @@ def test_begin_clears_what_a_thread_carried_and_goes_to_decide():
     command = nodes_with().begin({"question": "Where is Paris?", "retrievals": 3, "queries": ["old"]})
 
     assert command.goto == "decide"
-    assert command.update == {**{key: Overwrite(value) for key, value in EPISODE_START.items()},
-                              **EPISODE_CLEARED}
+    assert command.update == {**{key: Overwrite(value) for key, value in EPISODE_START.items()}, **EPISODE_CLEARED}
 
 
 def test_begin_goes_to_the_preview_when_the_episode_has_one():
@@ -167,8 +176,11 @@ async def test_aretrieve_finds_the_same_documents():
 def test_a_failing_retriever_is_recorded_and_the_episode_goes_on():
     update = nodes_with(retriever=FailingRetriever()).retrieve({"question": "q", "queries": ["Paris"]}, NO_CALLBACKS)
 
-    assert update == {"retrievals": 1, "documents": [],
-                      "errors": ["retrieve: ConnectionError: search service unreachable"]}
+    assert update == {
+        "retrievals": 1,
+        "documents": [],
+        "errors": ["retrieve: ConnectionError: search service unreachable"],
+    }
 
 
 @pytest.mark.parametrize("run_async", [False, True])
@@ -181,7 +193,11 @@ async def test_a_retriever_slower_than_the_timeout_is_recorded_as_a_timeout(run_
     finally:
         release.set()
 
-    assert update == {"retrievals": 1, "documents": [], "errors": ["retrieve: TimeoutError: no documents within 0.05 s"]}
+    assert update == {
+        "retrievals": 1,
+        "documents": [],
+        "errors": ["retrieve: TimeoutError: no documents within 0.05 s"],
+    }
 
 
 def test_preview_shows_the_titles_of_the_questions_top_hits():
