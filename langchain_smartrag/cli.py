@@ -39,6 +39,7 @@ def ask(args: argparse.Namespace) -> int:
         build_retriever(args.retriever, args.corpus, args.k),
         max_retrievals=args.max_retrievals,
         threshold=args.threshold,
+        decision=args.decision,
         preview=args.preview,
     )
     states = graph.batch([{"question": q} for q in args.questions], return_exceptions=True)
@@ -108,7 +109,16 @@ def add_ask_command(commands: Any) -> None:
         help="model or peft adapter directory, or embedded-base (default: the embedded "
         "SmolLM2-135M-Instruct with the shipped SmartRAG adapter)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="retrieve when P(search) >= this")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="retrieve when P(search) >= this (default: the gate's own, or 0.5 for the token)",
+    )
+    p.add_argument(
+        "--decision",
+        choices=["gate", "token"],
+        help="who takes the first decision (default: the policy's decision gate where it has one, else the token)",
+    )
     p.add_argument("--max-retrievals", type=non_negative_int, default=1, help="retrieval quota per question")
     p.add_argument(
         "--preview",

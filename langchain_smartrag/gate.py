@@ -89,6 +89,7 @@ class DecisionGate:
 
     @property
     def reads_index(self) -> bool:
+        """Whether it reads a probe search's scores (else the graph makes no probe for it)."""
         return any(name in self.features for name in INDEX_FEATURES)
 
     def vector(

@@ -120,9 +120,11 @@ def gate_of(policy: SmartRAGPolicy, decision: str) -> DecisionGate | None:
 
 
 def _gate_deciding(ctx: Settings, state: SmartRAGState) -> DecisionGate | None:
-    """The gate when it takes this decision: the first one, after a probe that gave scores; else None."""
+    """The gate when it takes this decision: the first one, after a probe that gave scores if it reads the index."""
     gate = gate_of(ctx.policy, ctx.decision)
-    return gate if gate is not None and state.get("probe") is not None and not state.get("retrievals", 0) else None
+    if gate is None or state.get("retrievals", 0):
+        return None
+    return gate if state.get("probe") is not None or not gate.reads_index else None
 
 
 def _threshold(ctx: Settings, gate: DecisionGate | None) -> float:
@@ -170,7 +172,8 @@ class SmartRAGNodes:
         validate_question(state["question"])
         update = {key: Overwrite(value) for key, value in EPISODE_START.items()}
         ctx = self.settings()
-        probe = ctx.preview or gate_of(ctx.policy, ctx.decision) is not None
+        gate = gate_of(ctx.policy, ctx.decision)
+        probe = ctx.preview or (gate is not None and gate.reads_index)
         return Command(update={**update, **EPISODE_CLEARED}, goto="preview" if probe else "decide")
 
     # decide ---------------------------------------------------------------------------------
@@ -208,8 +211,9 @@ class SmartRAGNodes:
     ) -> Command:
         """Take the action (drawn from P(search) when sampling decisions, else at the threshold) and go there."""
         p_search, gate, probe = decision.p_search, _gate_deciding(ctx, state), state.get("probe")
-        if gate is not None and probe is not None:
-            gate.check_scores(probe)
+        if gate is not None:
+            if probe is not None:
+                gate.check_scores(probe)
             p_search = gate.probability(gate.vector(decision.hidden, decision.search_logit, probe))
         threshold = _threshold(ctx, gate)
         if ctx.sample and ctx.sample_decision:
@@ -335,7 +339,8 @@ class SmartRAGNodes:
         ctx = self.settings()
         titles = preview_titles(documents, ctx.preview) if ctx.preview else None
         update: dict[str, Any] = {"previews": 1, "preview": titles}
-        if gate_of(ctx.policy, ctx.decision) is not None:
+        gate = gate_of(ctx.policy, ctx.decision)
+        if gate is not None and gate.reads_index:
             update["probe"] = index_features(question, documents)
             if update["probe"] is None and not self._warned_no_scores:
                 self._warned_no_scores = True

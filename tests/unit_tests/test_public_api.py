@@ -105,3 +105,39 @@ def test_the_training_commands_are_installed_entry_points():
     assert {"eval", "train"} <= set(commands), "reinstall: pip install -e . (and delete a stale *.egg-info here)"
     assert all(commands[name].module == "langchain_smartrag.training.cli" for name in ("eval", "train"))
     assert summary(commands["train"]).startswith("build warm-up data, run SFT, run PPO")
+
+
+def module_imports(path: Path) -> set[str]:
+    """The package modules a module imports when it is loaded (top-level statements; a function's imports and
+    `TYPE_CHECKING` blocks run later or never), as dotted names."""
+    name = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    [*package.split(".")[: len(package.split(".")) - node.level + 1], *filter(None, [base])]
+                )
+            found |= {f"{base}.{a.name}" for a in node.names} | {base}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return found
+
+
+def test_no_two_modules_import_each_other_even_through_others():
+    modules = {
+        ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in PACKAGE.rglob("*.py")
+    }
+    imports = {name: module_imports(path) & set(modules) - {name} for name, path in modules.items()}
+    for start in modules:  # depth-first from each module: reaching it again is a cycle
+        stack, seen = [(start, [start])], set()
+        while stack:
+            name, path = stack.pop()
+            for nxt in imports[name]:
+                assert nxt != start, " -> ".join([*path, nxt])
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
