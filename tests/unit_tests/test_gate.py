@@ -133,10 +133,14 @@ def test_a_saved_gate_loads_back_equal_and_a_folder_without_one_has_none(tmp_pat
         '{"features": ["top_score"], "mean": [0.0], "scale": [1.0], "weights": ["x"], "bias": 0.0}',  # not numbers
         '{"features": ["top_score"], "mean": [0.0], "scale": [0.0], "weights": [1.0], "bias": 0.0}',  # a zero scale
         '{"features": ["nonsense"], "mean": [0.0], "scale": [1.0], "weights": [1.0], "bias": 0.0}',  # unknown feature
-        '{"features": ["top_score"], "mean": [0.0], "scale": [1.0], "weights": [1.0], "bias": 0.0, '
-        '"threshold": "high"}',
-        '{"features": ["top_score"], "mean": [0.0], "scale": [1.0], "weights": [1.0], "bias": 0.0, '
-        '"trained_under": []}',
+        (
+            '{"features": ["top_score"], "mean": [0.0], "scale": [1.0], "weights": [1.0], "bias": 0.0, '
+            '"threshold": "high"}'
+        ),
+        (
+            '{"features": ["top_score"], "mean": [0.0], "scale": [1.0], "weights": [1.0], "bias": 0.0, '
+            '"trained_under": []}'
+        ),
     ],
 )
 def test_a_corrupt_gate_file_is_a_clear_error_naming_it(tmp_path, text):
