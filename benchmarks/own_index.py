@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import inspect
 import json
 import platform
 import sys
@@ -62,11 +61,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--decision",
         choices=DECISIONS,
         default=None,
-        help="passed to create_smartrag_graph(decision=...) when the graph takes one "
-        "(ignored, with a warning, when it does not); default: the graph's own",
+        help="create_smartrag_graph(decision=...): who takes the first decision (default: the graph's own)",
     )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="which modes (default: all)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="smartrag's P(search) threshold (default 0.5)")
+    parser.add_argument(
+        "--threshold", type=float, help="smartrag's threshold (default: the gate's own, or 0.5 for the token)"
+    )
+    parser.add_argument("--gate", help="a folder holding gate.json: the policy's gate for this run")
     parser.add_argument("--k", type=int, default=4, help="documents per search (default 4)")
     parser.add_argument("--batch-size", type=int, default=32, help="questions per graph.batch call (default 32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -179,22 +180,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not rows:
         raise SystemExit("no questions selected")
 
-    from langchain_smartrag import SmartRAGPolicy, create_smartrag_graph
+    from langchain_smartrag import DecisionGate, SmartRAGPolicy, create_smartrag_graph
     from langchain_smartrag.training import QAExample, evaluate
 
     retriever = build_index(args.k)
     policy = SmartRAGPolicy.load(args.policy)
-    graph_kwargs: dict[str, Any] = {}
-    decision_supported = "decision" in inspect.signature(create_smartrag_graph).parameters
-    if args.decision is not None:
-        if decision_supported:
-            graph_kwargs["decision"] = args.decision
-        else:
-            print(
-                f"warning: create_smartrag_graph takes no `decision` here; --decision {args.decision} ignored",
-                file=sys.stderr,
-            )
-    graph = create_smartrag_graph(policy, retriever, **graph_kwargs)
+    if args.gate is not None:
+        policy.gate = DecisionGate.load(args.gate)
+        if policy.gate is None:
+            raise SystemExit(f"--gate {args.gate}: no gate.json there")
+    graph = create_smartrag_graph(policy, retriever, decision=args.decision)
+    decision = args.decision or ("gate" if policy.gate is not None else "token")  # the graph's default for BM25
     examples = [
         QAExample(
             r["id"], r["question"], r["answers"], {k: v for k, v in r.items() if k not in ("id", "question", "answers")}
@@ -208,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "limit": args.limit,
         "k": args.k,
         "policy": policy_name,
-        "decision": graph_kwargs.get("decision"),
+        "decision": decision,
+        "gate": args.gate,
     }
 
     runs: dict[str, dict[str, Any]] = {}
@@ -241,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "limit": args.limit,
             "threshold": args.threshold,
             "k": args.k,
-            "decision": graph_kwargs.get("decision"),
-            "decision_supported": decision_supported,
+            "decision": decision,
+            "gate": args.gate,
             "index": {"documents": len(retriever), "facts": sum(1 for _ in read_rows(FACTS))},
             "platform": platform.platform(),
             "table": table(results),

@@ -229,6 +229,7 @@ class SmartRAGNodes:
             update["trace"] = [
                 {
                     "node": "decide",
+                    "decider": "gate" if gate is not None else "token",
                     "prompt": prompt,
                     "prefix": "",
                     "text": action,

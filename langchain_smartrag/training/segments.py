@@ -4,7 +4,8 @@ data, SFT, PPO").
 
 A decision and the rewrite or answer that follows it on the same prompt are one segment: prompt ->
 "[Search] query" or prompt -> "[Answer] text". An answer forced by the retrieval quota keeps its forced
-"[Answer]" in the prompt: only what the policy chose is trained. Rewards: -alpha on the last token of every
+"[Answer]" in the prompt: only what the policy chose is trained; so does an action word a decision gate chose
+(Search-R1's masking of tokens the policy did not produce). Rewards: -alpha on the last token of every
 search segment, the answer's correctness (EM + F1, or -1 if malformed) on the last answer token, and -alpha_preview
 per preview on the first segment's last token; so an episode's token rewards add up to its `episode_reward`. With a
 preview, an answer without a search is its own segment: its prompt, unlike the decision's, never holds the preview.
@@ -49,6 +50,8 @@ def episode_segments(
                 list(entry["token_ids"]),
                 entry["text"] == SEARCH,
             )
+            if entry.get("decider") == "gate":  # the gate chose the action word: the policy's prompt, not its choice
+                prompt_ids, completion = prompt_ids + completion, []
             decision_tokens = len(completion)
             following = trace[i + 1] if i + 1 < len(trace) else None
             if following is not None and following["node"] != "decide" and following["prompt"] == entry["prompt"]:

@@ -4,7 +4,7 @@ recomputes, the value loss's gradient; and the question schedule and config chec
 import pytest
 import torch
 
-from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, create_smartrag_graph
+from langchain_smartrag import ANSWER, SEARCH, DecisionGate, SmartRAGContext, create_smartrag_graph
 from langchain_smartrag.scoring import answer_reward
 from langchain_smartrag.training import QAExample, sample
 from langchain_smartrag.training.actor_critic import ActorCritic, trainable_policy
@@ -56,6 +56,17 @@ def test_an_answer_episode_is_one_segment_that_carries_its_reward(answering_poli
     for segment, episode in zip(segments, episodes, strict=True):
         assert segment.completion_ids == answering_policy.encode(ANSWER) + episode["trace"][1]["token_ids"]
         assert sum(segment.scores) == pytest.approx(episode["reward"]) and segment.scores[-1] == episode["reward"]
+
+
+def test_an_action_word_a_gate_chose_is_prompt_not_a_choice(answering_policy, retriever, monkeypatch):
+    always = DecisionGate(["top_score"], [0.0], [1.0], [0.0], bias=50.0)  # a gate that always searches
+    monkeypatch.setattr(answering_policy, "gate", always)
+    (episode, _) = collect(create_smartrag_graph(answering_policy, retriever), EXAMPLES, progress=False)
+    decide, rewrite, _answer = episode["trace"]
+    assert decide["decider"] == "gate" and decide["text"] == SEARCH  # the policy itself would have answered
+    first = episode_segments(episode, 0, answering_policy.encode, alpha=0.3)[0]
+    assert first.prompt_ids == answering_policy.encode(decide["prompt"]) + answering_policy.encode(SEARCH)
+    assert first.completion_ids == rewrite["token_ids"] and first.decision_tokens == 0
 
 
 def test_a_failed_episode_has_no_segments():
