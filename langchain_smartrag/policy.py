@@ -373,7 +373,8 @@ class SmartRAGPolicy:
 
         Greedy by default; `sample=True` draws from the top-k tokens at `temperature` (`top_k=0`: all of
         them). A row with a seed draws from its own generator, so its text does not depend on which
-        other rows share the batch (reproducible rollouts); unseeded rows share torch's global one.
+        other rows share the batch (reproducible rollouts) in float32; under bf16 autocast (`autocast`) the
+        kernels round differently by batch shape and a row may differ. Unseeded rows share torch's global one.
         Each token's log-probability under the full softmax at `temperature` is recorded (what PPO needs).
         `on_token[row]`, where given, receives the row's visible text as it grows, piece by piece.
         """

@@ -55,7 +55,9 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
     """The policy to train: the `init` adapter, trainable, plus a frozen copy of it as the reference."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    autocast = None if config.bf16 else False  # None: where the hardware makes bf16 faster
+    # None: bf16 where the hardware makes it faster, on a GPU only (on a CPU, float32 keeps seeded rollouts
+    # independent of their batch; see PPOConfig.bf16)
+    autocast = None if config.bf16 and torch.cuda.is_available() else False
     if config.init is None:
         base = SmartRAGPolicy.load(config.base_model, autocast=autocast)
         model: Any = get_peft_model(

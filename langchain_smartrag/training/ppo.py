@@ -86,7 +86,7 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     device = accelerator.device
-    use_bf16 = config.bf16 and bf16_is_fast(device)
+    use_bf16 = config.bf16 and device.type == "cuda" and bf16_is_fast(device)
 
     # the environment: the questions, and the serving graph over the retriever
     train_sets, eval_examples, eval_set = run_questions(config)

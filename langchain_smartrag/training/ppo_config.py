@@ -105,7 +105,7 @@ class PPOConfig:
     kl_horizon: float = 1000.0
     """Episodes over which the adaptive coefficient moves by at most 20% (larger: slower adaptation)."""
     bf16: bool = True
-    """bf16 autocast where `bf16_is_fast` says it pays (a CUDA GPU with bf16, a CPU with AMX); float32 elsewhere."""
+    """bf16 autocast on a CUDA GPU with bf16; float32 on a CPU, where it keeps a seeded rollout batch-independent."""
     # bookkeeping
     save_every: int = 1
     """Iterations between checkpoints (the last iteration always saves one)."""

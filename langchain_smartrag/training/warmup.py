@@ -18,6 +18,7 @@ move, not a per-entity lookup.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -47,6 +48,9 @@ class WarmupExample:
     id: str
     end: bool = True
     """Whether the completion ends the turn (SFT trains the end-of-turn token after it); False for a decision word."""
+    preview: int = 0
+    """Titles of the top hits the decision prompts show (the protocol's setting, in every row so a copied file
+    trains the same policy)."""
 
 
 def _alias_in(text: str, golds: Sequence[str]) -> str | None:
@@ -131,7 +135,7 @@ def build_warmup(
     else:  # the answer side: direct examples first, they also teach answers
         kept_majority = rng.sample(direct, min(cap, len(direct)))
         kept_majority += rng.sample(abstain, min(cap - len(kept_majority), len(abstain)))
-    rows = minority + kept_majority + observed
+    rows = [dataclasses.replace(r, preview=preview) for r in minority + kept_majority + observed]
     rng.shuffle(rows)
     report = {
         "questions": len(examples),
@@ -159,8 +163,17 @@ def warmup_ids(path: str | Path) -> frozenset[str]:
 
 
 def warmup_protocol(path: str | Path) -> dict[str, Any]:
-    """The protocol settings a warm-up file's prompts were built with (from its report): what an SFT run on it
-    saves beside the policy, e.g. {"preview": 3}; none for the paper's protocol or a file without a report."""
-    report = Path(path).with_suffix(".report.json")
-    preview = json.loads(report.read_text()).get("preview", 0) if report.is_file() else 0
+    """The protocol settings a warm-up file's prompts were built with, from its rows' `preview` (a file written
+    before rows carried it: from its report): what an SFT run on it saves beside the policy, e.g. {"preview": 3};
+    none for the paper's protocol."""
+    settings = {row.get("preview") for _, row in read_jsonl(path)}
+    if settings == {None}:
+        report = Path(path).with_suffix(".report.json")
+        settings = {json.loads(report.read_text()).get("preview", 0) if report.is_file() else 0}
+    if len(settings) != 1 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in settings):
+        raise ValueError(
+            f"{path}: its rows were built with different previews ({sorted(map(str, settings))}): "
+            "train on rows of one setting (smartrag train warmup --preview N writes them)"
+        )
+    (preview,) = settings
     return {"preview": preview} if preview else {}

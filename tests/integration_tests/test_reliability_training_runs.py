@@ -2,6 +2,7 @@
 real checkpoints, a resumed run's logs hold each step once, and stray checkpoint-like folders neither block nor get
 resumed. The checks that need no training run are `tests/unit_tests/test_reliability_training.py`."""
 
+import dataclasses
 import json
 import shutil
 
@@ -94,6 +95,25 @@ def test_resume_refuses_a_checkpoint_that_would_run_code_and_still_resumes_real_
     assert not marker.exists()
     sft_train(sft_config(tmp_path, sft_data, tiny_model_dir, max_steps=4, resume=True))  # what training wrote loads
     assert metric_steps(tmp_path / "run", "step") == [1, 2, 3, 4]
+
+
+def test_a_ppo_resume_never_unpickles_code_from_any_file_of_its_checkpoint(
+    tmp_path, tiny_model_dir, qa_file, corpus_file
+):
+    ppo_module.train(ppo_config(tmp_path, tiny_model_dir, qa_file, corpus_file, iterations=2, save_every=2))
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    pickled = sorted(p.name for p in checkpoint.iterdir() if p.suffix in (".bin", ".pkl", ".pt", ".pth"))
+    assert pickled  # accelerate's optimizer and RNG state are torch.save files; the loop's state is JSON
+    for name in [*pickled, "custom_checkpoint_0.pkl"]:  # each file a resume may read, and one accelerate would
+        crafted, marker = tmp_path / f"crafted-{name}", tmp_path / f"ran-{name}"
+        shutil.copytree(tmp_path / "run", crafted)
+        torch.save({"state": {}, "payload": RunsCode(marker)}, crafted / "checkpoint-2" / name)
+        config = ppo_config(tmp_path, tiny_model_dir, qa_file, corpus_file, iterations=3, save_every=2, resume=True)
+        try:
+            ppo_module.train(dataclasses.replace(config, output_dir=str(crafted)))
+        except ValueError as error:
+            assert "cannot resume from" in str(error)
+        assert not marker.exists(), name
 
 
 # -- 5. a resumed run logs each step once ------------------------------------------------------------------

@@ -3,10 +3,12 @@ policy and a retriever."""
 
 import json
 
+import pytest
+
 from langchain_smartrag import ANSWER, SEARCH, parse_action
 from langchain_smartrag.training import QAExample
 from langchain_smartrag.training.sft import completion_example
-from langchain_smartrag.training.warmup import build_warmup, warmup_ids, write_warmup
+from langchain_smartrag.training.warmup import build_warmup, warmup_ids, warmup_protocol, write_warmup
 
 
 def test_the_loss_mask_covers_exactly_the_completion(tiny_tokenizer):
@@ -55,3 +57,21 @@ def test_warmup_labels_what_nothing_answers_answer_when_asked(policy, retriever)
     abstain = [r for r in rows if r.kind == "no-search"]
     assert [r.id for r in abstain] == ["z"] and report["mix"]["no-search"] == 1  # nothing retrieves "nobody"
     assert abstain[0].completion == ANSWER and not abstain[0].end and "Observation:" not in abstain[0].prompt
+
+
+def test_the_preview_travels_in_every_row_so_a_copied_file_trains_the_same_policy(policy, retriever, tmp_path):
+    examples = [QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"])]
+    rows, report = build_warmup(policy, retriever, examples, rewrites=1, preview=2)
+    write_warmup(rows, report, tmp_path / "w.jsonl")
+    copied = tmp_path / "copied.jsonl"  # no report beside it
+    copied.write_text((tmp_path / "w.jsonl").read_text())
+    assert all(json.loads(line)["preview"] == 2 for line in copied.read_text().splitlines())
+    assert warmup_protocol(copied) == {"preview": 2}
+
+
+def test_rows_of_different_previews_are_refused(tmp_path):
+    mixed = tmp_path / "mixed.jsonl"
+    row = {"kind": "direct", "prompt": "p", "completion": f"{ANSWER} x", "id": "a"}
+    mixed.write_text(json.dumps({**row, "preview": 0}) + "\n" + json.dumps({**row, "preview": 3}) + "\n")
+    with pytest.raises(ValueError, match="mixed.jsonl: its rows were built with different previews"):
+        warmup_protocol(mixed)
