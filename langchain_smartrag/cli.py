@@ -1,5 +1,6 @@
 """The `smartrag` command: `smartrag ask "question" ...` answers through the SmartRAG graph. The other commands
-(`eval`, `train`) are entry points of the `langchain_smartrag.commands` group, imported only when one runs."""
+(`calibrate`, `eval`, `train`) are entry points of the `langchain_smartrag.commands` group, imported only when one
+runs."""
 
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ._cli import non_negative_int, positive_int, run_command
-from .policy import SmartRAGPolicy
-from .retrievers import build_retriever
 
 COMMANDS = "langchain_smartrag.commands"
 """The entry-point group of the commands beside `ask`: each entry point is named after its command and names a
@@ -32,7 +31,11 @@ def to_json(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def ask(args: argparse.Namespace) -> int:
+    """Answer `args.questions` as one batch; 1 when any of them failed. Imports the model stack here, not at the
+    top of the module, so `smartrag --help` never loads torch."""
     from .graph import create_smartrag_graph
+    from .policy import SmartRAGPolicy
+    from .retrievers import build_retriever
 
     graph = create_smartrag_graph(
         SmartRAGPolicy.load(args.policy),

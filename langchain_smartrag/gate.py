@@ -15,6 +15,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from ._files import atomic_write_text
 from .scoring import normalize_answer
 
 GATE_FILE = "gate.json"
@@ -129,18 +130,15 @@ class DecisionGate:
             self._warned = True
             warnings.warn(
                 f"this index's top scores ({top:.3g}) sit far outside those the decision gate was trained on "
-                f"({low:.3g}-{high:.3g}): refit it on 50-200 of your own questions with `smartrag train gate --data "
-                "YOUR_QA.jsonl --corpus YOUR_CORPUS --policy POLICY --save-to POLICY`",
+                f"({low:.3g}-{high:.3g}): fit it to 50-200 of your own questions with `smartrag calibrate --data "
+                "YOUR_QA.jsonl --retriever ... --policy POLICY --save-to POLICY`",
                 stacklevel=3,
             )
 
     def save(self, directory: str | Path) -> Path:
-        """Write `gate.json` into a policy folder (atomically: a temporary file renamed into place)."""
-        path = Path(directory) / GATE_FILE
-        temporary = path.with_name(f".{GATE_FILE}.tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=1))
-        temporary.replace(path)
-        return path
+        """Write `gate.json` into a policy folder, made if need be (atomically: a temporary file renamed in)."""
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(Path(directory) / GATE_FILE, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, directory: str | Path) -> DecisionGate | None:

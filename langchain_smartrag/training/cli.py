@@ -2,7 +2,9 @@
 
 `add_eval_command` and `add_train_command` are entry points of the `langchain_smartrag.commands` group
 (pyproject.toml), which `smartrag` imports only when one of them runs (`smartrag ask` and `--help` never load the
-trainers). Also runs as `python -m langchain_smartrag.training.cli` (what `accelerate launch -m` starts).
+trainers). The model stack (torch, transformers, the graph) is imported inside each command's function, so that
+`smartrag eval --help` and `smartrag train sft --help` stay quick. Also runs as
+`python -m langchain_smartrag.training.cli` (what `accelerate launch -m` starts).
 """
 
 from __future__ import annotations
@@ -17,13 +19,9 @@ from typing import Any
 
 from langchain_smartrag._cli import non_negative_int, positive_int, run_command
 from langchain_smartrag._files import atomic_write_text, check_output_file
-from langchain_smartrag.graph import create_smartrag_graph
-from langchain_smartrag.policy import SmartRAGPolicy
-from langchain_smartrag.retrievers import build_retriever
 
-from . import dataset_path, load_qa, sample, summary_line
-from . import evaluate as run_evaluation
 from .config import field_docs
+from .data import dataset_path, load_qa, sample
 
 
 def check_writable(path: Path, flag: str = "--output") -> Path:
@@ -35,6 +33,13 @@ def check_writable(path: Path, flag: str = "--output") -> Path:
 
 def evaluate(args: argparse.Namespace) -> int:
     import torch
+
+    from langchain_smartrag.graph import create_smartrag_graph
+    from langchain_smartrag.policy import SmartRAGPolicy
+    from langchain_smartrag.retrievers import build_retriever
+
+    from .evaluate import evaluate as run_evaluation
+    from .evaluate import summary_line
 
     if (args.data is None) == (args.dataset is None):
         raise ValueError("smartrag eval: give exactly one of --data PATH or --dataset NAME")
@@ -72,6 +77,9 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def train_warmup(args: argparse.Namespace) -> int:
+    from langchain_smartrag.policy import SmartRAGPolicy
+    from langchain_smartrag.retrievers import build_retriever
+
     from .warmup import build_warmup, write_warmup
 
     check_writable(Path(args.output))
@@ -105,6 +113,9 @@ def train_export(args: argparse.Namespace) -> int:
 def train_gate(args: argparse.Namespace) -> int:
     from datetime import date
 
+    from langchain_smartrag.graph import create_smartrag_graph
+    from langchain_smartrag.policy import SmartRAGPolicy
+    from langchain_smartrag.retrievers import build_retriever
     from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW
 
     from .gate import decision_features, fit_gate, plot_curve
@@ -157,6 +168,50 @@ def train_gate(args: argparse.Namespace) -> int:
     )
     print(gate.save(args.save_to or output))
     return 0
+
+
+def calibrate_gate(args: argparse.Namespace) -> int:
+    from langchain_smartrag.graph import create_smartrag_graph
+    from langchain_smartrag.policy import SmartRAGPolicy
+    from langchain_smartrag.retrievers import build_retriever
+    from langchain_smartrag.scoring import ALPHA_PREVIEW
+
+    from .gate import calibrate, decision_features
+    from .pairs import play_pairs
+
+    policy = SmartRAGPolicy.load(args.policy)
+    if policy.gate is None:
+        raise ValueError(
+            f"--policy {args.policy or 'embedded'}: no decision gate (gate.json) to calibrate: fit one with "
+            "`smartrag train gate`"
+        )
+    examples = load_qa(args.data)
+    if len(examples) < MIN_CALIBRATION:
+        raise ValueError(
+            f"{args.data}: {len(examples)} labelled questions; calibrating needs at least {MIN_CALIBRATION} (it is "
+            "meant for 50-200)"
+        )
+    retriever = build_retriever(args.retriever, args.corpus, args.k)
+    output = Path(args.output_dir)
+    graph = create_smartrag_graph(policy, retriever, decision="token")
+    ids = {e.id for e in examples}
+    pairs = [
+        p for p in play_pairs(graph, examples, output / "pairs.jsonl", batch_size=args.batch_size) if p["id"] in ids
+    ]
+    rows = decision_features(policy, retriever, [p["question"] for p in pairs])
+    gate, report = calibrate(policy.gate, rows, pairs, probe_cost=ALPHA_PREVIEW, seed=args.seed)
+    atomic_write_text(output / "report.json", json.dumps(report, indent=1))
+    rewards = ", ".join(f"{name} {value:.3f}" for name, value in report["cross_validated_reward"].items())
+    print(
+        f"calibrated on {len(pairs)} questions: {report['chosen']} (threshold {report['threshold']:.2f}); "
+        f"cross-validated reward: {rewards}; never {report['never']:.3f}, always {report['always']:.3f}"
+    )
+    print(gate.save(args.save_to or output))
+    return 0
+
+
+MIN_CALIBRATION = 20
+"""Fewer labelled questions than this cannot say which threshold is better."""
 
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -357,6 +412,27 @@ def train_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_calibrate_command(commands: Any) -> None:
+    """fit the decision gate's threshold (and score scale) to your own retriever and questions
+
+    Adds `calibrate` to an argparse subparsers object (an entry point of `langchain_smartrag.commands`; the line
+    above is its help in `smartrag --help`)."""
+    p = commands.add_parser("calibrate", help=(add_calibrate_command.__doc__ or "").splitlines()[0])
+    p.add_argument("--data", required=True, help="50-200 of your own labelled questions: QA JSONL(.gz) rows")
+    p.add_argument("--policy", help="model or adapter directory with a gate.json (default: the trained embedded one)")
+    p.add_argument("--corpus", help="corpus JSONL(.gz) or saved index (default: the bundled corpus)")
+    add_retriever_flag(p)
+    p.add_argument("--k", type=positive_int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="questions per graph.batch")
+    p.add_argument("--output-dir", default="runs/calibrate", help="pairs.jsonl (resumable) and report.json")
+    p.add_argument(
+        "--save-to",
+        help="folder for the calibrated gate.json: your policy's folder makes it its default (default: OUTPUT_DIR)",
+    )
+    p.set_defaults(run=calibrate_gate)
+
+
 def add_eval_command(commands: Any) -> None:
     """score a QA set in one mode: EM, F1, reward, retrieval rate, hit
 
@@ -414,7 +490,7 @@ def add_train_command(commands: Any) -> None:
     Adds `train warmup|sft|ppo|gate|export` to an argparse subparsers object (an entry point of
     `langchain_smartrag.commands`; the line above is its help in `smartrag --help`)."""
     from .ppo_config import PPOConfig
-    from .sft import SFTConfig
+    from .sft_config import SFTConfig
 
     summary = (add_train_command.__doc__ or "").splitlines()[0]
     stages = commands.add_parser("train", help=summary).add_subparsers(dest="stage", required=True)
@@ -526,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smartrag", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     add_eval_command(commands)
+    add_calibrate_command(commands)
     add_train_command(commands)
     return run_command(parser, parser.parse_args(argv))
 

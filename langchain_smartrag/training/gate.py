@@ -4,6 +4,7 @@ report (AUC, reward against retrieval rate, the share of the oracle's gain close
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Sequence
@@ -284,3 +285,63 @@ def plot_curve(report: dict[str, Any], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def restandardised(gate: DecisionGate, rows: Sequence[dict[str, Any]]) -> DecisionGate:
+    """The gate with its index features' mean and scale taken from `rows` (a corpus whose scores sit elsewhere: the
+    head then reads each score relative to that corpus, as it read BM25's relative to the bundled one)."""
+    mean, scale = list(gate.mean), list(gate.scale)
+    for i, name in enumerate(gate.features):
+        if name in INDEX_FEATURES:
+            values = torch.tensor([r["index"][name] for r in rows])
+            mean[i], scale[i] = float(values.mean()), float(values.std().clamp_min(1e-6))
+    return dataclasses.replace(gate, mean=mean, scale=scale)
+
+
+def calibrate(
+    gate: DecisionGate,
+    rows: Sequence[dict[str, Any]],
+    pairs: Sequence[dict[str, Any]],
+    *,
+    probe_cost: float,
+    k: int = 5,
+    seed: int = 0,
+) -> tuple[DecisionGate, dict[str, Any]]:
+    """Fit a trained gate to a user's own questions and index: its threshold alone, or its score features re-read
+    relative to this corpus as well, whichever earns more reward across `k` folds (a threshold selected on the other
+    folds); the chosen one is then set on all the questions. The head's weights stay as trained."""
+    searched, answered = pair_rewards(pairs)
+    variants = {"as trained": gate, "threshold": gate}
+    if gate.reads_index:
+        variants["threshold + score scale"] = restandardised(gate, rows)
+    report: dict[str, Any] = {"questions": len(rows), "cross_validated_reward": {}}
+    for name, variant in variants.items():
+        p = torch.tensor(
+            [variant.probability(variant.vector(r["hidden"], r["search_logit"], r["index"])) for r in rows]
+        )
+
+        def threshold(among: list[int], refit: bool = name != "as trained", p: torch.Tensor = p) -> float:
+            return select_threshold(p[among], searched[among], answered[among], probe_cost) if refit else gate.threshold
+
+        rewards = torch.zeros(len(rows))
+        for held in folds(len(rows), k, seed):
+            rest = sorted(set(range(len(rows))) - set(held))
+            rewards[held] = gate_reward(p[held], searched[held], answered[held], threshold(rest), probe_cost)
+        report["cross_validated_reward"][name] = float(rewards.mean())
+        variants[name] = dataclasses.replace(variant, threshold=threshold(list(range(len(rows)))))
+    chosen = max(report["cross_validated_reward"], key=report["cross_validated_reward"].get)
+    report |= {
+        "chosen": chosen,
+        "never": float(answered.mean()),
+        "always": float(searched.mean()),
+        "oracle": float(torch.maximum(searched, answered).mean()),
+        "threshold": variants[chosen].threshold,
+    }
+    calibrated = dataclasses.replace(
+        variants[chosen],
+        trained_under={**gate.trained_under, "calibrated": {"questions": len(rows), "chosen": chosen}},
+    )
+    top = [r["index"]["top_score"] for r in rows]
+    if chosen == "threshold + score scale":
+        calibrated.trained_under["top_score_range"] = [min(top), max(top)]
+    return calibrated, report

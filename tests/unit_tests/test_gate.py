@@ -25,6 +25,7 @@ from langchain_smartrag.training.evaluate import score_episode
 from langchain_smartrag.training.gate import (
     THRESHOLDS,
     Candidate,
+    calibrate,
     cross_validate,
     curve,
     design,
@@ -483,3 +484,55 @@ def test_questions_are_drawn_apart_from_each_set_interleaved_and_never_twice():
     assert len(ids) == len(set(ids)) == 7 and not {"a0", "a1"} & set(ids)
     assert [i[0] for i in ids] == ["a", "b", "a", "b", "a", "b", "a"]
     assert drawn == drawn_apart(sets, {"a": 4, "b": 3}, seed=0, exclude=frozenset({"a0", "a1"}))
+
+
+# -- calibrating a trained gate to your own index ------------------------------------------------------------------
+
+
+def test_calibrating_reads_a_corpus_whose_scores_sit_elsewhere_relative_to_that_corpus():
+    rows, pairs = synthetic_pairs(80)
+    trained, _ = fit_gate(rows, pairs, probe_cost=ALPHA_PREVIEW, candidates=[Candidate("index", 0, 1e-2)])
+    for row in rows:  # the same questions on an index whose scores run 100 times higher (another scorer)
+        row["index"] = {
+            k: v * 100 if k in ("top_score", "score_per_term", "margin") else v for k, v in row["index"].items()
+        }
+    calibrated, report = calibrate(trained, rows, pairs, probe_cost=ALPHA_PREVIEW)
+    assert report["chosen"] == "threshold + score scale"
+    cv = report["cross_validated_reward"]
+    assert cv["threshold + score scale"] > max(cv["as trained"], report["never"], report["always"]) + 0.5
+    assert calibrated.weights == trained.weights  # the head stays as trained; only how it reads the scores moves
+    assert calibrated.trained_under["calibrated"] == {"questions": 80, "chosen": "threshold + score scale"}
+
+
+def test_smartrag_calibrate_fits_a_policys_gate_to_your_questions_and_retriever(tiny_model_dir, corpus_file, tmp_path):
+    folder = tmp_path / "policy"
+    shutil.copytree(tiny_model_dir, folder)
+    gate(0.0, features=("top_score", "hits"), weights=[1.0, 0.0]).save(folder)
+    questions = tmp_path / "qa.jsonl"
+    asked = ["Who wrote Hamlet?", "What is the capital of France?", "When did Apollo 11 land?", "Who is Zorblax?"]
+    questions.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": f"{asked[i % 4]} ({i})", "answers": ["x"]}) + "\n" for i in range(24)
+        )
+    )
+    args = ["calibrate", "--data", str(questions), "--policy", str(folder), "--corpus", str(corpus_file), "--k", "2"]
+    assert main([*args, "--output-dir", str(tmp_path / "run"), "--save-to", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["questions"] == 24 and set(report["cross_validated_reward"]) >= {"as trained", "threshold"}
+    assert DecisionGate.load(tmp_path / "out").trained_under["calibrated"]["questions"] == 24
+
+
+def test_calibrating_on_too_few_questions_or_without_a_gate_is_a_clear_error(
+    tiny_model_dir, corpus_file, tmp_path, capsys
+):
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join(json.dumps({"id": str(i), "question": "Who?", "answers": ["x"]}) + "\n" for i in range(5)))
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--data", str(few), "--policy", str(tiny_model_dir), "--corpus", str(corpus_file)])
+    assert "no decision gate (gate.json) to calibrate" in capsys.readouterr().err
+    folder = tmp_path / "policy"
+    shutil.copytree(tiny_model_dir, folder)
+    gate(0.0, features=("top_score",), weights=[1.0]).save(folder)
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--data", str(few), "--policy", str(folder), "--corpus", str(corpus_file)])
+    assert "few.jsonl: 5 labelled questions; calibrating needs at least 20" in capsys.readouterr().err
