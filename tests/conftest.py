@@ -122,12 +122,14 @@ def transport(monkeypatch):
     class FakeTransport:
         calls: ClassVar[list] = []
         fail = False
+        page = DUCKDUCKGO_HTML
+        """The page every search gets (an empty one: a search that finds nothing)."""
 
     def fake_request(self, method, url, **kwargs):
         FakeTransport.calls.append((method, url, kwargs))
         if FakeTransport.fail:
             raise DDGSException("network unreachable")
-        return FakeResponse(DUCKDUCKGO_HTML)
+        return FakeResponse(FakeTransport.page)
 
     monkeypatch.setattr(HttpClient, "request", fake_request)
     return FakeTransport

@@ -48,42 +48,56 @@ def corpus_documents(path: str | Path) -> list[Document]:
     return documents
 
 
+def _build_index(documents: Sequence[Document], files: str = "") -> bm25s.BM25:
+    """A BM25 index over `documents` (title, when in the metadata, indexed with the text); its errors name the corpus
+    `files` they came from (if any)."""
+    where = f" {files}" if files else ""
+    if not documents:
+        raise ValueError(f"cannot build a BM25 index over an empty corpus{where}")
+    tokens = _tokenize([f"{doc.metadata.get('title', '')} {doc.page_content}" for doc in documents])
+    if not any(tokens):
+        raise ValueError(
+            f"no indexable words in corpus{where}: its {len(documents)} documents hold only English "
+            "stopwords and punctuation; give it documents with content"
+        )
+    index = bm25s.BM25()
+    index.index(tokens, show_progress=False)
+    return index
+
+
 class BM25Retriever(BaseRetriever):
     """Okapi BM25 (bm25s) over an in-memory corpus, with English stemming and stopwords.
 
     Returns up to `k` documents with a positive score (documents sharing no term with the query
-    are never returned), each with its `score` in the metadata.
+    are never returned), each with its `score` in the metadata. `BM25Retriever(documents=docs, k=4)` indexes
+    `docs`; `from_jsonl`, `load` and `bundled` build one from files.
     """
 
     k: int = Field(default=4, ge=1)
     _index: bm25s.BM25 = PrivateAttr()
     _documents: list[Document] = PrivateAttr()
 
-    def __init__(self, index: bm25s.BM25, documents: Sequence[Document], **kwargs: Any) -> None:
+    def __init__(self, documents: Iterable[Document], *, index: bm25s.BM25 | None = None, **kwargs: Any) -> None:
+        """Index `documents` (keyword arguments set the fields, `k`). `index` is one already built over exactly
+        these documents, in this order (what `load` reads back), so none is built."""
         super().__init__(**kwargs)
-        self._index = index
         self._documents = list(documents)
+        if index is None:
+            index = _build_index(self._documents)
+        elif index.scores["num_docs"] != len(self._documents):
+            raise ValueError(f"the index holds {index.scores['num_docs']} documents, not {len(self._documents)}")
+        self._index = index
 
     @classmethod
     def from_documents(cls, documents: Iterable[Document], **kwargs: Any) -> BM25Retriever:
-        """Index these documents (title, when in the metadata, is indexed with the text)."""
-        return cls._indexed(list(documents), "", **kwargs)
+        """Index these documents (title, when in the metadata, is indexed with the text): `cls(documents, **kwargs)`,
+        LangChain's usual name for it."""
+        return cls(documents, **kwargs)
 
     @classmethod
     def _indexed(cls, documents: list[Document], files: str, **kwargs: Any) -> BM25Retriever:
         """`from_documents`; its errors name the corpus `files` they came from (if any)."""
-        where = f" {files}" if files else ""
-        if not documents:
-            raise ValueError(f"cannot build a BM25 index over an empty corpus{where}")
-        tokens = _tokenize([f"{doc.metadata.get('title', '')} {doc.page_content}" for doc in documents])
-        if not any(tokens):
-            raise ValueError(
-                f"no indexable words in corpus{where}: its {len(documents)} documents hold only English "
-                "stopwords and punctuation; give it documents with content"
-            )
-        index = bm25s.BM25()
-        index.index(tokens, show_progress=False)
-        return cls(index, documents, **kwargs)
+        return cls(documents, index=_build_index(documents, files), **kwargs)
 
     @classmethod
     def from_texts(
@@ -141,7 +155,7 @@ class BM25Retriever(BaseRetriever):
                 f"{directory} is not a readable BM25Retriever index ({error}): rebuild it "
                 "(BM25Retriever.from_jsonl(corpus).save(directory); a cached one: delete it)"
             ) from error
-        return cls(index, documents, **{"k": settings["k"], **kwargs})
+        return cls(documents, index=index, **{"k": settings["k"], **kwargs})
 
     def __len__(self) -> int:
         return len(self._documents)

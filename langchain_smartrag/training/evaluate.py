@@ -12,16 +12,19 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.runnables import Runnable
 from tqdm import tqdm
 
-from langchain_smartrag import SmartRAGContext, SmartRAGPolicy
 from langchain_smartrag.protocol import parse_action
 from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW, episode_reward, exact_match, f1_score, has_answer
 
 from .data import QAExample
+
+if TYPE_CHECKING:  # the policy and the graph's settings load torch: `smartrag eval --help` must not
+    from langchain_core.runnables import Runnable
+
+    from langchain_smartrag import SmartRAGContext, SmartRAGPolicy
 
 MODES = ("smartrag", "no-retrieval", "always-retrieve", "always-retrieve-question")
 
@@ -32,6 +35,8 @@ def mode_context(
     """The per-call graph settings that make a mode. Only `smartrag` decides, so only it may preview (`preview`
     None: the graph's own setting) and only it reads `decision` (gate or token; None: the graph's own) and `threshold`
     (None: the decider's own); the fixed strategies never pay for a preview, nor for a gate's probe."""
+    from langchain_smartrag import SmartRAGContext
+
     contexts = {
         "smartrag": SmartRAGContext(threshold=threshold, preview=preview, decision=decision),  # type: ignore[arg-type]
         "no-retrieval": SmartRAGContext(max_retrievals=0, preview=0, decision="token"),

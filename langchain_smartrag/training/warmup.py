@@ -150,11 +150,28 @@ def build_warmup(
 
 
 def write_warmup(rows: Sequence[WarmupExample], report: dict[str, Any], path: str | Path) -> None:
-    """JSONL of {"kind", "prompt", "completion", "id", "end"} (what `training.sft` reads) and a report beside it."""
+    """JSONL of {"kind", "prompt", "completion", "id", "end"} (what `training.sft` reads) and a report beside it.
+
+    No rows is a ValueError that says why, from `build_warmup`'s report, and writes nothing: an empty file would
+    only fail later, in SFT, far from its cause."""
+    if not rows:
+        raise ValueError(f"{path}: {why_no_rows(report)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(json.dumps(r.__dict__, ensure_ascii=False) + "\n" for r in rows))
     atomic_write_text(path.with_suffix(".report.json"), json.dumps(report, indent=1))
+
+
+def why_no_rows(report: dict[str, Any]) -> str:
+    """Why `build_warmup` made no rows, and what gets some: every row needs a question the policy answers
+    closed-book or one whose query (the question or a sampled rewrite) retrieves a passage holding a gold answer."""
+    questions = report.get("questions", 0)
+    return (
+        f"0 warm-up rows from {questions} question{'' if questions == 1 else 's'}: the policy answered none "
+        "closed-book and no query (the question or a sampled rewrite) retrieved a passage that holds a gold answer. "
+        "Give a --corpus or --retriever that holds the answers (spelled as in the QA rows' 'answers'), more "
+        "questions (--per-dataset) or more --rewrites"
+    )
 
 
 def warmup_ids(path: str | Path) -> frozenset[str]:

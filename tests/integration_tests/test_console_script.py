@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def test_the_console_script_runs_offline(tiny_model_dir, corpus_file):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -19,3 +21,19 @@ def test_the_console_script_runs_offline(tiny_model_dir, corpus_file):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Q: Who wrote Hamlet?\nA: ")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["--help"], ["eval", "--help"], ["train", "--help"], ["train", "sft", "--help"], ["train", "ppo", "--help"]],
+    ids=" ".join,
+)
+def test_help_loads_neither_torch_nor_transformers(command):
+    """`smartrag --help` and each command's help list flags without loading the model stack: a second, not ten.
+    Python's own import profile (`PYTHONPROFILEIMPORTTIME`, one stderr line per module) says what loaded."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPROFILEIMPORTTIME": "1"}
+    smartrag = os.path.join(os.path.dirname(sys.executable), "smartrag")
+    result = subprocess.run([smartrag, *command], check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: smartrag"), result.stderr
+    loaded = {line.rpartition("|")[2].strip().split(".")[0] for line in result.stderr.splitlines() if "|" in line}
+    assert "langchain_smartrag" in loaded and not loaded & {"torch", "transformers", "trl"}

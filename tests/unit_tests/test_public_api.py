@@ -3,8 +3,12 @@ core that never imports training, and the training commands as installed entry p
 
 import ast
 import re
+import subprocess
+import sys
 import types
 from pathlib import Path
+
+import pytest
 
 import langchain_smartrag
 
@@ -30,14 +34,38 @@ IMPORTERS = {"import_module", "__import__", "find_spec", "import_from_path", "sp
 
 
 def test_all_names_exactly_the_public_api():
+    """The names load on first use (PEP 562), so `dir()` lists them before that; once all are loaded the module
+    holds no other public name."""
+    assert set(langchain_smartrag.__all__) <= set(dir(langchain_smartrag))
+    for name in langchain_smartrag.__all__:
+        getattr(langchain_smartrag, name)
     public = {
         name
         for name, value in vars(langchain_smartrag).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }  # submodules are not API
     assert set(langchain_smartrag.__all__) == public
+    with pytest.raises(AttributeError, match="has no attribute 'SmartRAG'"):
+        langchain_smartrag.SmartRAG  # noqa: B018 -- a name that is not API fails as on any module
     assert re.fullmatch(r"\d+\.\d+\.\d+", langchain_smartrag.__version__)
     assert (Path(langchain_smartrag.__file__).parent / "py.typed").exists()
+
+
+def test_each_public_name_loads_from_the_module_type_checkers_see():
+    """The lazy table (`_SOURCES`) and the `TYPE_CHECKING` imports that mypy and IDEs read name the same modules."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    # `if _typing.TYPE_CHECKING:` (not the `if not ...:` that hides `__getattr__` from type checkers)
+    (block,) = [node for node in tree.body if isinstance(node, ast.If) and isinstance(node.test, ast.Attribute)]
+    seen = {alias.name: "." * node.level + (node.module or "") for node in block.body for alias in node.names}
+    assert seen == langchain_smartrag._SOURCES
+    assert sorted(seen) == sorted(langchain_smartrag.__all__)
+
+
+def test_importing_the_package_loads_neither_torch_nor_transformers():
+    """`import langchain_smartrag` stays cheap: torch and transformers load when a policy or graph is first named."""
+    code = "import langchain_smartrag, sys; print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
 
 
 def plugin_files() -> list[Path]:

@@ -4,28 +4,24 @@ The web retriever runs the real ddgs engine against a fake HTTP transport (conft
 """
 
 import pytest
+from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
 from langchain_smartrag import BM25Retriever, DuckDuckGoRetriever
 from tests.conftest import CORPUS
 
 
-class BundledStyleBM25(BM25Retriever):
-    """BM25Retriever over the test corpus, constructible with keyword arguments only (what the suite needs)."""
-
-    def __init__(self, **kwargs):
-        built = BM25Retriever.from_texts([row["text"] for row in CORPUS], [{"title": row["title"]} for row in CORPUS])
-        super().__init__(built._index, built._documents, **kwargs)
-
-
 class TestBM25RetrieverStandard(RetrieversIntegrationTests):
+    """The documented constructor, `BM25Retriever(documents=..., k=...)`, as any LangChain retriever is built."""
+
     @property
     def retriever_constructor(self):
-        return BundledStyleBM25
+        return BM25Retriever
 
     @property
     def retriever_constructor_params(self):
-        return {"k": 2}
+        documents = [Document(page_content=row["text"], metadata={"title": row["title"]}) for row in CORPUS]
+        return {"documents": documents, "k": 2}
 
     @property
     def retriever_query_example(self):

@@ -2,12 +2,12 @@
 bundled corpus's index is `tests/integration_tests/test_bundled_corpus.py`."""
 
 import json
-import logging
 
 import pytest
+from ddgs.exceptions import DDGSException
 from langchain_core.documents import Document
 
-from langchain_smartrag import BM25Retriever, DuckDuckGoRetriever
+from langchain_smartrag import BM25Retriever, DuckDuckGoRetriever, create_smartrag_graph
 
 
 def titles(documents):
@@ -53,6 +53,16 @@ def test_bm25_load_of_a_corrupt_index_says_so(tmp_path):
         BM25Retriever.load(tmp_path / "broken")
 
 
+def test_bm25_is_built_from_documents_by_keyword_like_any_langchain_retriever():
+    documents = [Document(page_content="alpha beta", metadata={"title": "Greek"}), Document(page_content="gamma")]
+    retriever = BM25Retriever(documents=documents, k=1)
+    assert retriever.k == 1 and len(retriever) == 2 and titles(retriever.invoke("greek letters")) == ["Greek"]
+    with pytest.raises(ValueError, match="empty corpus"):
+        BM25Retriever(documents=[])
+    with pytest.raises(ValueError, match="the index holds 2 documents, not 1"):  # an index is for its own documents
+        BM25Retriever(documents=documents[:1], index=retriever._index)
+
+
 def test_bm25_from_documents_and_bad_input(tmp_path):
     retriever = BM25Retriever.from_documents([Document(page_content="alpha beta", metadata={"title": "Greek"})])
     assert titles(retriever.invoke("greek letters")) == ["Greek"]
@@ -79,8 +89,20 @@ def test_duckduckgo_returns_at_most_k(transport):
     assert len(DuckDuckGoRetriever(k=1).invoke("France")) == 1
 
 
-def test_duckduckgo_failure_is_an_empty_result_and_a_warning(transport, caplog):
+def test_duckduckgo_finding_nothing_is_no_documents(transport):
+    transport.page = "<html><body></body></html>"
+    assert DuckDuckGoRetriever().invoke("capital of France") == [] and len(transport.calls) == 1
+
+
+def test_duckduckgo_failure_raises_ddgs_error(transport):
+    """A failed search is not an empty result: the caller (the graph's `errors`) can tell them apart."""
     transport.fail = True
-    with caplog.at_level(logging.WARNING):
-        assert DuckDuckGoRetriever().invoke("capital of France") == []
-    assert "web search for 'capital of France' failed" in caplog.text
+    with pytest.raises(DDGSException, match="network unreachable"):
+        DuckDuckGoRetriever().invoke("capital of France")
+
+
+def test_a_failed_web_search_reaches_the_graphs_errors_and_the_answer_still_comes(searching_policy, transport):
+    transport.fail = True
+    out = create_smartrag_graph(searching_policy, DuckDuckGoRetriever()).invoke({"question": "Capital of France?"})
+    assert out["errors"] == ["retrieve: DDGSException: network unreachable"]
+    assert out["retrievals"] == 1 and out["documents"] == [] and out["answer"] is not None

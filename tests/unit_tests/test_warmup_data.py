@@ -6,6 +6,7 @@ import json
 import pytest
 
 from langchain_smartrag import ANSWER, SEARCH, parse_action
+from langchain_smartrag.cli import main
 from langchain_smartrag.training import QAExample
 from langchain_smartrag.training.sft import completion_example
 from langchain_smartrag.training.warmup import build_warmup, warmup_ids, warmup_protocol, write_warmup
@@ -46,6 +47,27 @@ def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriev
     assert warmup_ids(tmp_path / "w.jsonl") == {r.id for r in rows}  # what evaluations of the SFT run leave out
     assert SEARCH  # the action grammar is the protocol's
     assert "no-search" not in report["mix"]  # the paper's protocol labels no question it cannot answer
+
+
+def test_warmup_that_finds_nothing_is_an_error_that_says_why_and_writes_nothing(policy, retriever, tmp_path):
+    rows, report = build_warmup(policy, retriever, [QAExample("z", "Who is Zorblax?", ["nobody"])], rewrites=0)
+    assert rows == [] and report["no_query_found_answer"] == 1  # nothing retrieves "nobody"
+    with pytest.raises(ValueError, match=r"w.jsonl: 0 warm-up rows from 1 question: .* no query .*--corpus"):
+        write_warmup(rows, report, tmp_path / "w.jsonl")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_smartrag_train_warmup_that_writes_no_rows_fails_saying_why(tiny_model_dir, corpus_file, tmp_path, capsys):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"id": "z", "question": "Who is Zorblax?", "answers": ["nobody"]}) + "\n")
+    output = tmp_path / "warmup.jsonl"
+    argv = ["train", "warmup", "--data", qa, "--policy", tiny_model_dir, "--corpus", corpus_file, "--rewrites", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*map(str, argv), "--output", str(output)])
+    err = capsys.readouterr().err  # the progress bar's lines, then the error's
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"smartrag: error: {output}: 0 warm-up rows from 1 question: the policy")
+    assert not output.exists()
 
 
 def test_warmup_labels_what_nothing_answers_answer_when_asked(policy, retriever):
