@@ -110,9 +110,10 @@ def test_train_cli_warmup_then_sft_from_a_yaml_config_with_flag_overrides(
 
     warmup = tmp_path / "warmup.jsonl"
     flags = ["--rewrites", "1", "--policy", str(tiny_model_dir), "--corpus", str(corpus_file), "--output", str(warmup)]
-    assert main(["train", "warmup", "--datasets", "hotpotqa", "popqa", "--per-dataset", "3", "2", *flags]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["questions"] == 5 and warmup.with_suffix(".report.json").exists()  # one count per data set
+    with pytest.raises(SystemExit) as exited:  # the toy corpus answers none of them: one line that says why
+        main(["train", "warmup", "--datasets", "hotpotqa", "popqa", "--per-dataset", "3", "2", *flags])
+    assert exited.value.code == 2 and "0 warm-up rows from 5 questions" in capsys.readouterr().err  # 3 + 2
+    assert not warmup.exists()
     with pytest.raises(SystemExit) as exited:
         main(["train", "warmup", "--datasets", "hotpotqa", "popqa", "ambignq", "--per-dataset", "3", "2", *flags])
     assert exited.value.code == 2 and "one count for all or one per data set" in capsys.readouterr().err
