@@ -20,6 +20,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__get
         SmartRAGOutput,
         SmartRAGState,
         create_smartrag_graph,
+        create_smartrag_tool,
     )
     from .policy import SmartRAGPolicy
     from .protocol import ANSWER, SEARCH, Action, parse_action, render_prompt
@@ -44,6 +45,7 @@ _SOURCES: dict[str, str] = {
     "SmartRAGState": ".graph",
     "build_retriever": ".retrievers",
     "create_smartrag_graph": ".graph",
+    "create_smartrag_tool": ".graph",
     "episode_reward": ".scoring",
     "exact_match": ".scoring",
     "f1_score": ".scoring",
@@ -71,6 +73,7 @@ __all__ = [
     "SmartRAGState",
     "build_retriever",
     "create_smartrag_graph",
+    "create_smartrag_tool",
     "episode_reward",
     "exact_match",
     "f1_score",

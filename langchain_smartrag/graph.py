@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import copy
+import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
+from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
+from pydantic import BaseModel, Field
 
-from .nodes import SmartRAGNodes, gate_of
+from .nodes import SmartRAGNodes, conversation_question, gate_of
 from .policy import SmartRAGPolicy
 from .protocol import validate_question
 from .retrievers.web import DuckDuckGoRetriever
@@ -36,7 +41,9 @@ __all__ = [
     "SmartRAGInput",
     "SmartRAGOutput",
     "SmartRAGState",
+    "SmartRAGToolInput",
     "create_smartrag_graph",
+    "create_smartrag_tool",
 ]
 
 
@@ -69,8 +76,11 @@ def _decision_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, decision
 
 
 def _checked(input: Any) -> Any:
-    """A new question is checked before it touches a thread: a bad one raises and leaves a paused or finished thread
-    as it was (None resumes a paused thread; a Command is LangGraph's own)."""
+    """A new question, checked before it touches a thread: a bad one raises and leaves a paused or finished thread as
+    it was. A conversation without a `question` asks its last human message (None resumes a paused thread; a Command
+    is LangGraph's own)."""
+    if isinstance(input, dict) and "question" not in input and "messages" in input:
+        input = {**input, "question": conversation_question(input["messages"])}
     if isinstance(input, dict) and "question" in input:
         validate_question(input["question"])
     return input
@@ -140,13 +150,29 @@ class SmartRAGGraph(CompiledStateGraph):
 
     def stream(self, input: Any, config: Any = None, **kwargs: Any) -> Iterator[Any]:
         """`CompiledStateGraph.stream` (what `invoke` runs), with the question checked before it enters a thread."""
-        view = self._fresh_view(_checked(input), kwargs)
+        input = _checked(input)
+        view = self._fresh_view(input, kwargs)
         return _viewed(super().stream(input, config, **kwargs), view)
 
     def astream(self, input: Any, config: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
         """`CompiledStateGraph.astream` (what `ainvoke` runs), with the question checked first."""
-        view = self._fresh_view(_checked(input), kwargs)
+        input = _checked(input)
+        view = self._fresh_view(input, kwargs)
         return _aviewed(super().astream(input, config, **kwargs), view)
+
+    def as_tool(
+        self,
+        args_schema: type[BaseModel] | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        arg_types: dict[str, type] | None = None,
+    ) -> BaseTool:
+        """`Runnable.as_tool`, whose model sees the question alone (not the input's `messages`) and gets the whole
+        output back. An agent reads `create_smartrag_tool(graph)` better: the answer, with the documents beside it."""
+        if args_schema is None and arg_types is None:
+            args_schema = SmartRAGToolInput
+        return super().as_tool(args_schema, name=name, description=description, arg_types=arg_types)
 
     def _fresh_view(self, input: Any, kwargs: dict[str, Any]) -> _FreshFirstValues:
         """What shows a new question's first `values` chunk without the thread's last answer."""
@@ -160,6 +186,84 @@ class SmartRAGGraph(CompiledStateGraph):
     async def abatch(self, inputs: Sequence[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         """`CompiledStateGraph.abatch`, as many at once as the policy batches unless the config says otherwise."""
         return await super().abatch(list(inputs), self._batch_config(config), **kwargs)
+
+
+class SmartRAGToolInput(BaseModel):
+    """What a model passes a SmartRAG tool: the question."""
+
+    question: str = Field(description="A self-contained question: the tool sees nothing else of the conversation.")
+
+
+TOOL_DESCRIPTION = (
+    "Answer a factual question. Searches a document index first when that is likely to help, and returns a short "
+    "answer."
+)
+"""What `create_smartrag_tool` tells a model the tool does, unless told otherwise."""
+
+
+def create_smartrag_tool(
+    graph: SmartRAGGraph, *, name: str = "smartrag", description: str = TOOL_DESCRIPTION
+) -> BaseTool:
+    """The graph as a tool an agent reads: the model passes a question and gets the answer as the tool message's
+    content, with the documents the answer read as its `artifact` (for citations; never shown to the model).
+
+    Each call is its own episode. On a graph that keeps checkpoints, a call whose config names no thread runs on a
+    thread of its own, deleted afterwards. Inside an agent the graph runs as the tool's subgraph, on the agent's
+    thread if it has one. A graph that pauses before answering (`interrupt_before`) is an error when called alone.
+    """
+
+    def answer(question: str, config: RunnableConfig) -> tuple[str, list[Document]]:
+        config, saver = _own_thread(graph, config)
+        try:
+            return _content_and_artifact(graph.stream({"question": question}, config, stream_mode=_TOOL_MODES))
+        finally:
+            if saver is not None:
+                saver.delete_thread(config["configurable"]["thread_id"])
+
+    async def aanswer(question: str, config: RunnableConfig) -> tuple[str, list[Document]]:
+        config, saver = _own_thread(graph, config)
+        try:
+            chunks = graph.astream({"question": question}, config, stream_mode=_TOOL_MODES)
+            return _content_and_artifact([chunk async for chunk in chunks])
+        finally:
+            if saver is not None:
+                await saver.adelete_thread(config["configurable"]["thread_id"])
+
+    return StructuredTool.from_function(
+        func=answer,
+        coroutine=aanswer,
+        name=name,
+        description=description,
+        args_schema=SmartRAGToolInput,
+        response_format="content_and_artifact",
+    )
+
+
+def _own_thread(graph: SmartRAGGraph, config: RunnableConfig) -> tuple[RunnableConfig, BaseCheckpointSaver | None]:
+    """A tool call's config, and the saver to delete its thread from afterwards: a new thread where the graph keeps
+    checkpoints and the config names none; else the config as it is, and None."""
+    saver, configurable = graph.checkpointer, config.get("configurable") or {}
+    if not isinstance(saver, BaseCheckpointSaver) or configurable.get("thread_id") is not None:
+        return config, None
+    return {**config, "configurable": {**configurable, "thread_id": f"smartrag-tool-{uuid.uuid4()}"}}, saver
+
+
+_TOOL_MODES = ["values", "updates"]
+"""What a tool call streams: the output (the last `values`), and `updates`, where a pause shows."""
+
+
+def _content_and_artifact(chunks: Iterable[tuple[str, Any]]) -> tuple[str, list[Document]]:
+    """A tool's answer and documents from the graph's stream; a graph that paused is an error, not an empty answer."""
+    output: dict[str, Any] = {}
+    for mode, chunk in chunks:
+        if mode == "updates" and "__interrupt__" in chunk:
+            raise RuntimeError(
+                "the SmartRAG graph paused before answering (interrupt_before/interrupt_after), but a tool call must "
+                "end with an answer: make the tool from a graph without interrupts"
+            )
+        if mode == "values":
+            output = chunk
+    return output["answer"], list(output.get("documents", []))
 
 
 def create_smartrag_graph(
@@ -178,7 +282,8 @@ def create_smartrag_graph(
     interrupt_after: list[str] | None = None,
     name: str = "SmartRAG",
 ) -> SmartRAGGraph:
-    """Compile the SmartRAG graph: a Runnable taking `{"question": str}` and returning `SmartRAGOutput`.
+    """Compile the SmartRAG graph: a Runnable taking `{"question": str}` (or `{"messages": [...]}`, whose last human
+    message is the question and which gets the answer appended as an AIMessage) and returning `SmartRAGOutput`.
 
     decide retrieves when P(search) >= `threshold` (0 always retrieves, above 1 never does) until
     `max_retrievals`, after which the answer is forced. The first decision's P(search) comes from the policy's

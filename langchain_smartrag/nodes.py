@@ -7,12 +7,13 @@ import contextvars
 import random
 import threading
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
@@ -106,6 +107,25 @@ def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
     return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
 
 
+def conversation_question(messages: Any) -> str:
+    """The question a conversation asks: its last human message (LangChain messages, dicts or (role, text) tuples)."""
+    humans = [
+        m for m in convert_to_messages(messages if isinstance(messages, list) else [messages]) if m.type == "human"
+    ]
+    if not humans:
+        raise ValueError("the messages hold no human message: the last human message is the question")
+    return validate_question(humans[-1].text)
+
+
+def _joined(messages: Sequence[BaseMessage], question: str) -> dict[str, Any]:
+    """The question as a human message, for a conversation that does not end by asking it (a question passed on its
+    own to a thread that holds a conversation); nothing for no conversation."""
+    humans = [m for m in messages if m.type == "human"]
+    if not messages or (humans and humans[-1].text == question):
+        return {}
+    return {"messages": [HumanMessage(question)]}
+
+
 def gate_of(policy: SmartRAGPolicy, decision: str) -> DecisionGate | None:
     """The gate that takes the first decision, or None when the action token does."""
     if decision != "gate":
@@ -168,13 +188,17 @@ class SmartRAGNodes:
         """Validate the question, clear the accumulating channels a thread or a parent graph may carry, and go
         to the preview if this episode has one."""
         if "question" not in state:
-            raise ValueError('the input has no \'question\': invoke the graph with {"question": "..."}')
+            raise ValueError(
+                'the input has no \'question\': invoke the graph with {"question": "..."} or with {"messages": [...]} '
+                "ending in the question"
+            )
         validate_question(state["question"])
         update = {key: Overwrite(value) for key, value in EPISODE_START.items()}
         ctx = self.settings()
         gate = gate_of(ctx.policy, ctx.decision)
         probe = ctx.preview or (gate is not None and gate.reads_index)
-        return Command(update={**update, **EPISODE_CLEARED}, goto="preview" if probe else "decide")
+        joined = _joined(state.get("messages") or [], state["question"])
+        return Command(update={**update, **EPISODE_CLEARED, **joined}, goto="preview" if probe else "decide")
 
     # decide ---------------------------------------------------------------------------------
     def decide(self, state: SmartRAGState, config: RunnableConfig) -> Command:
@@ -263,14 +287,14 @@ class SmartRAGNodes:
         ctx, prompt, sampling, params = self._generation_call(state, config, "answer")
         with policy_run(config, "answer", prompt, ctx.policy, params) as run:
             generation = ctx.policy.generate([prompt], ANSWER, on_token=run.token, **sampling)[0]
-            return self._answer_update(ctx, prompt, generation, run)
+            return self._answer_update(ctx, prompt, generation, run, bool(state.get("messages")))
 
     async def aanswer(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         """`answer` with the policy's async, batched call."""
         ctx, prompt, sampling, params = self._generation_call(state, config, "answer")
         with policy_run(config, "answer", prompt, ctx.policy, params) as run:
             generation = (await ctx.policy.agenerate([prompt], ANSWER, on_token=run.token, **sampling))[0]
-            return self._answer_update(ctx, prompt, generation, run)
+            return self._answer_update(ctx, prompt, generation, run, bool(state.get("messages")))
 
     def _generation_call(
         self, state: SmartRAGState, config: RunnableConfig, node: str
@@ -308,14 +332,19 @@ class SmartRAGNodes:
         return {**update, "queries": [state["question"]], "errors": [error]}
 
     @staticmethod
-    def _answer_update(ctx: Settings, prompt: str, generation: Generation, run: PolicyRun) -> dict[str, Any]:
-        """The parsed answer and whether it was well formed."""
+    def _answer_update(
+        ctx: Settings, prompt: str, generation: Generation, run: PolicyRun, conversation: bool = False
+    ) -> dict[str, Any]:
+        """The parsed answer and whether it was well formed; in a conversation, also the answer as an AIMessage (with
+        the id its streamed tokens carried, so `stream_mode="messages"` shows it once)."""
         action = parse_action(ANSWER + generation.text)
         run.end(action.text, generation.prompt_tokens, len(generation.token_ids))
+        reply = {"messages": [AIMessage(action.text, id=run.message_id)]} if conversation else {}
         return {
             **_recorded(ctx, "answer", prompt, ANSWER, generation),
             "answer": action.text,
             "well_formed": action.well_formed,
+            **reply,
         }
 
     # retrieve and preview: one search, under the timeout -----------------------------------------

@@ -8,7 +8,9 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, ClassVar, Literal, NotRequired
 
 from langchain_core.documents import Document
+from langchain_core.messages import AnyMessage
 from langchain_core.retrievers import BaseRetriever
+from langgraph.graph.message import add_messages
 from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
@@ -20,9 +22,13 @@ Decider = Literal["gate", "token"]
 
 
 class SmartRAGInput(TypedDict):
-    """What a caller passes: the question (all the model of a tool made by `graph.as_tool()` sees)."""
+    """What a caller passes: the question (all the model of a tool made by `graph.as_tool()` sees), or a conversation
+    whose last human message is the question."""
 
     question: str
+    messages: NotRequired[SkipJsonSchema[list[AnyMessage]]]
+    """A conversation (a `MessagesState` parent's, an agent's): without `question`, its last human message is the
+    question. Out of the JSON schema, so a form or a model is asked for the question alone."""
 
 
 class SmartRAGOutput(TypedDict, total=False):
@@ -45,6 +51,9 @@ class SmartRAGOutput(TypedDict, total=False):
     """The titles that decision saw (None with the preview off)."""
     probe: dict[str, float] | None
     """What the decision gate read of the index (`gate.INDEX_FEATURES`; None when no gate decided)."""
+    messages: list[AnyMessage]
+    """The conversation with the answer appended as an AIMessage, when there is one (the input's `messages`, or a
+    thread's); empty for a question asked on its own."""
 
 
 class SmartRAGState(TypedDict):
@@ -62,6 +71,8 @@ class SmartRAGState(TypedDict):
     previews: NotRequired[Annotated[int, operator.add]]
     preview: NotRequired[list[str] | None]
     probe: NotRequired[dict[str, float] | None]
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+    """A conversation outlives its episodes: `begin` never clears it."""
 
 
 EPISODE_START: dict[str, Any] = {
