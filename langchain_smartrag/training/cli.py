@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from .evaluate import evaluate as run_evaluation
     from .evaluate import summary_line
+    from .strategies import markdown_table
 
     if (args.data is None) == (args.dataset is None):
         raise ValueError("smartrag eval: give exactly one of --data PATH or --dataset NAME")
@@ -59,6 +61,12 @@ def evaluate(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "seed": args.seed,
     }
+    if args.compare:
+        results = compare_strategies(graph, policy, retriever, examples, args.batch_size, config)
+        check_writable(output)
+        atomic_write_text(output, json.dumps(results, indent=1, ensure_ascii=False))
+        print(markdown_table(results["table"]))
+        return 0
     results = run_evaluation(
         graph,
         examples,
@@ -74,6 +82,34 @@ def evaluate(args: argparse.Namespace) -> int:
     atomic_write_text(output, json.dumps(results, indent=1, ensure_ascii=False))  # the old file stays whole till then
     print(summary_line(results))
     return 0
+
+
+def compare_strategies(
+    graph: Any, policy: Any, retriever: Any, examples: Sequence[Any], batch_size: int, config: dict[str, Any]
+) -> dict[str, Any]:
+    """Both forced episodes of every question, and every first-decision strategy's reward read off them
+    (`training.strategies`): the score rule and the gate are the policy's gate's, when it has one."""
+    from langchain_smartrag.scoring import ALPHA_PREVIEW
+
+    from .evaluate import evaluate as run_evaluation
+    from .gate import decision_features
+    from .strategies import strategy_rewards, strategy_table
+
+    runs = {
+        mode: run_evaluation(graph, examples, mode=mode, batch_size=batch_size, config=config)
+        for mode in ("always-retrieve", "no-retrieval")
+    }
+    rows = decision_features(policy, retriever, [e.question for e in examples], batch_size)
+    gate = policy.gate
+    rewards = strategy_rewards(
+        [r["reward"] for r in runs["always-retrieve"]["records"]],
+        [r["reward"] for r in runs["no-retrieval"]["records"]],
+        rows,
+        probe_cost=ALPHA_PREVIEW,
+        gate=gate,
+        score_threshold=gate.trained_under.get("score_rule_threshold") if gate else None,
+    )
+    return {"config": config, "table": strategy_table(rewards), "runs": runs}
 
 
 def train_warmup(args: argparse.Namespace) -> int:
@@ -121,6 +157,7 @@ def train_gate(args: argparse.Namespace) -> int:
     from .gate import decision_features, fit_gate, plot_curve
     from .pairs import drawn_apart, play_pairs, read_pairs
     from .questions import covered
+    from .strategies import score_rule_threshold
     from .warmup import warmup_ids
 
     output = Path(args.output_dir)
@@ -156,6 +193,12 @@ def train_gate(args: argparse.Namespace) -> int:
         "probe_cost": ALPHA_PREVIEW,
         "date": date.today().isoformat(),
     }
+    threshold = score_rule_threshold(
+        [r["index"]["top_score"] for r in rows],
+        [p["search"]["reward"] for p in pairs],
+        [p["answer"]["reward"] for p in pairs],
+    )  # the score rule `smartrag eval --compare` sets beside the gate, tuned on the same train pairs
+    trained_under["score_rule_threshold"] = threshold if math.isfinite(threshold) else None
     gate, report = fit_gate(rows, pairs, probe_cost=ALPHA_PREVIEW, seed=args.seed, trained_under=trained_under)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "report.json", json.dumps(report, indent=1))
@@ -472,6 +515,13 @@ def add_eval_command(commands: Any) -> None:
     p.add_argument("--k", type=positive_int, default=4, help="documents per retrieval")
     p.add_argument("--batch-size", type=positive_int, default=32, help="questions per graph.batch")
     p.add_argument("--output", required=True, help="results JSON")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="play every question with the search forced and with the answer forced, and report every first-decision "
+        "strategy (never, always-retrieve, title rule, score rule, token, gate, oracle) with paired standard errors "
+        "against the best fixed one (replaces --mode)",
+    )
     p.add_argument(
         "--check-format",
         action="store_true",
