@@ -19,7 +19,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 from pydantic import BaseModel, Field
 
-from .nodes import SmartRAGNodes, conversation_question, gate_of
+from .nodes import SmartRAGNodes, _threshold, conversation_question, gate_of
 from .policy import SmartRAGPolicy
 from .protocol import validate_question
 from .retrievers.web import DuckDuckGoRetriever
@@ -32,6 +32,7 @@ from .state import (
     SmartRAGInput,
     SmartRAGOutput,
     SmartRAGState,
+    graph_context_schema,
 )
 
 __all__ = [
@@ -73,6 +74,18 @@ def _decision_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, decision
         raise ValueError(f"decision must be 'gate' or 'token', not {decision!r}")
     gate_of(policy, decision)  # raises for a gate the policy does not have
     return "gate" if decision == "gate" else "token"
+
+
+def _shown_defaults(defaults: Settings) -> dict[str, Any]:
+    """The graph's default for each field of the public context, as its JSON schema shows them: the threshold the
+    decider takes when none is given, not None."""
+    return {
+        "threshold": _threshold(defaults, gate_of(defaults.policy, defaults.decision)),
+        "max_retrievals": defaults.max_retrievals,
+        "rewrite_query": defaults.rewrite_query,
+        "preview": defaults.preview,
+        "decision": defaults.decision,
+    }
 
 
 def _checked(input: Any) -> Any:
@@ -317,7 +330,10 @@ def create_smartrag_graph(
     nodes = SmartRAGNodes(defaults, retriever_timeout)
 
     builder = StateGraph(
-        SmartRAGState, context_schema=SmartRAGContext, input_schema=SmartRAGInput, output_schema=SmartRAGOutput
+        SmartRAGState,
+        context_schema=graph_context_schema(_shown_defaults(defaults)),
+        input_schema=SmartRAGInput,
+        output_schema=SmartRAGOutput,
     )
     builder.add_node("begin", nodes.begin, destinations=("preview", "decide"))
     builder.add_node("preview", RunnableLambda(nodes.preview, nodes.apreview, name="preview"))

@@ -44,7 +44,8 @@ class SmartRAGOutput(TypedDict, total=False):
     search_probabilities: list[float]
     errors: list[str]
     trace: list[dict[str, Any]]
-    """With `record=True`: every policy call as {node, prompt, prefix, token_ids, logprobs} (for training)."""
+    """Every policy call as {node, prompt, prefix, token_ids, logprobs} when a training rollout records (empty when
+    serving)."""
     previews: int
     """Searches made only for the first decision: to show it the top hits' titles, or their scores to the gate."""
     preview: list[str] | None
@@ -92,33 +93,48 @@ EPISODE_CLEARED: dict[str, Any] = {"answer": "", "well_formed": False, "preview"
 
 @dataclass
 class SmartRAGContext:
-    """Per-call overrides (`graph.invoke(..., context=SmartRAGContext(policy=trained))`); None keeps the default."""
+    """A call's settings over the graph's (`graph.invoke(..., context=SmartRAGContext(threshold=0.3))`): a field left
+    None keeps the graph's own, which the graph's context JSON schema (what LangGraph Studio shows) gives as its
+    default."""
 
-    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True)
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True)
 
     policy: SkipJsonSchema[SmartRAGPolicy | None] = None
+    """Another policy for this call (a trained adapter, say)."""
     retriever: SkipJsonSchema[BaseRetriever | None] = None
+    """Another retriever for this call."""
     threshold: float | None = None
+    """Search when P(search) is at least this: 0 always searches, above 1 never does (the default is the decider's
+    own: a gate's selected threshold, or 0.5 for the action token)."""
     max_retrievals: int | None = None
+    """Searches allowed before the answer is forced (the paper's N)."""
     rewrite_query: bool | None = None
+    """Whether the policy writes the search query (false: the question itself is the query, retrieve-then-read)."""
     preview: int | None = None
     """Titles of the question's top hits the first decision sees (0: off, the paper's protocol)."""
     decision: Decider | None = None
     """Who takes the first decision: the policy's decision gate (reads the index's scores; the default where the
     policy ships one) or the action token's P(search) (the paper's)."""
-    sample: bool | None = None
-    """Training rollouts: draw the decision from P(search) and sample text (top-k 50) instead of greedy.
-    `config["configurable"]["seed"]` seeds an episode's draws, whatever else shares its batches."""
-    temperature: float | None = None
-    """With `sample`: the text's sampling temperature (default 1)."""
-    sample_decision: bool | None = None
-    """With `sample`: draw the decision (default), or take it at `threshold` as when serving while the text is
-    still sampled (paired PPO rollouts force each branch with threshold 0 and above 1)."""
-    record: bool | None = None
-    """Append every policy call to the state's `trace`."""
 
     def __post_init__(self) -> None:
         _check(self)
+
+
+def graph_context_schema(defaults: dict[str, Any]) -> type[SmartRAGContext]:
+    """`SmartRAGContext` whose JSON schema gives one graph's `defaults` (a value for every field the schema shows), so
+    Studio and the server show the settings a call gets, never null."""
+
+    def show_defaults(schema: dict[str, Any], cls: type) -> None:
+        for name, value in defaults.items():
+            field = schema["properties"][name]
+            types = [t for t in field.pop("anyOf", []) if t.get("type") != "null"]
+            field.update(types[0] if len(types) == 1 else {"anyOf": types} if types else {})
+            field["default"] = value
+
+    config = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True, json_schema_extra=show_defaults)
+    return type(
+        "SmartRAGContext", (SmartRAGContext,), {"__pydantic_config__": config, "__doc__": SmartRAGContext.__doc__}
+    )
 
 
 @dataclass(frozen=True)
@@ -134,9 +150,14 @@ class Settings:
     preview: int
     decision: Decider
     sample: bool
+    """Draw the decision from P(search) and sample text (top-k 50) instead of greedy: training rollouts only, set by
+    their context (`langchain_smartrag.training.trajectories.RolloutContext`), never by a public one."""
     temperature: float
+    """With `sample`: the text's sampling temperature."""
     sample_decision: bool
+    """With `sample`: draw the decision, or take it at `threshold` while the text is still sampled."""
     record: bool
+    """Append every policy call to the state's `trace`."""
 
     def __post_init__(self) -> None:
         _check(self)
@@ -149,9 +170,10 @@ class Settings:
 
 
 def _check(settings: SmartRAGContext | Settings) -> None:
-    """Check each setting where it enters: a bad one is a ValueError naming it, never a silent default."""
+    """Check each setting where it enters: a bad one is a ValueError naming it, never a silent default. The sampling
+    settings exist on `Settings` and on a training rollout's context (a `SmartRAGContext` subclass) only."""
     _number("threshold", settings.threshold, low=0.0)  # above 1: never search (P(search) is at most 1)
-    _number("temperature", settings.temperature, low=0.0, low_open=True)
+    _number("temperature", getattr(settings, "temperature", None), low=0.0, low_open=True)
     for name in ("max_retrievals", "preview"):
         value = getattr(settings, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -159,7 +181,7 @@ def _check(settings: SmartRAGContext | Settings) -> None:
     if settings.decision not in (None, "gate", "token"):
         raise ValueError(f"decision must be 'gate' or 'token', got {settings.decision!r}")
     for name in ("rewrite_query", "sample", "sample_decision", "record"):
-        if getattr(settings, name) not in (None, True, False):
+        if getattr(settings, name, None) not in (None, True, False):
             raise ValueError(f"{name} must be true or false, got {getattr(settings, name)!r}")
 
 

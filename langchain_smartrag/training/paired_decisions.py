@@ -15,10 +15,9 @@ from typing import Any, cast
 
 import torch
 
-from langchain_smartrag import SmartRAGContext
-
 from .ppo_math import paired_decision_advantages, two_action_kl
 from .segments import Segment
+from .trajectories import RolloutContext
 
 NEVER = 1.01
 """A threshold above any P(search): the decision always answers."""
@@ -27,7 +26,7 @@ Pair = tuple[int, int, torch.Tensor, torch.Tensor]
 """(searched-first episode, answered-first episode, Q_search, Q_answer)."""
 
 
-def branch_contexts(context: SmartRAGContext) -> list[SmartRAGContext]:
+def branch_contexts(context: RolloutContext) -> list[RolloutContext]:
     """The rollout context of each branch: the first decision taken at threshold 0 (search), then at `NEVER`."""
     return [replace(context, sample_decision=False, threshold=threshold) for threshold in (0.0, NEVER)]
 

@@ -28,7 +28,7 @@ import torch
 from langchain_core.retrievers import BaseRetriever
 from tqdm import tqdm
 
-from langchain_smartrag import SmartRAGContext, create_smartrag_graph
+from langchain_smartrag import create_smartrag_graph
 from langchain_smartrag.hardware import bf16_is_fast
 from langchain_smartrag.retrievers import build_retriever
 
@@ -56,7 +56,7 @@ from .segment_batches import (
     token_logprobs,
 )
 from .segments import Segment, rollout_segments
-from .trajectories import collect
+from .trajectories import RolloutContext, collect
 
 __all__ = ["STATS", "minibatch_loss", "train"]  # the loop; import the rest from the module that defines it
 STATS = ("policy_loss", "value_loss", "clip_fraction", "entropy", "approx_kl")
@@ -97,7 +97,7 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     graph = create_smartrag_graph(
         policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold, preview=config.preview
     )
-    rollout_context = SmartRAGContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
+    rollout_context = RolloutContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
     contexts = branch_contexts(rollout_context) if config.paired_decisions else [rollout_context]
 
     # the learner: LoRA weights + value head, one optimizer with a param group each

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,29 @@ from langchain_smartrag.scoring import ALPHA
 
 from .data import QAExample
 from .evaluate import score_episode
+
+
+@dataclass
+class RolloutContext(SmartRAGContext):
+    """A training rollout's context: the public settings plus how the policy samples and records. Only training
+    passes it, so no server, form or JSON schema shows these fields; None keeps the graph's own (greedy, no trace)."""
+
+    sample: bool | None = None
+    """Draw the decision from P(search) and sample text (top-k 50) instead of greedy.
+    `config["configurable"]["seed"]` seeds an episode's draws, whatever else shares its batches."""
+    temperature: float | None = None
+    """With `sample`: the text's sampling temperature (default 1)."""
+    sample_decision: bool | None = None
+    """With `sample`: draw the decision (default), or take it at `threshold` as when serving while the text is
+    still sampled (paired PPO rollouts force each branch with threshold 0 and above 1)."""
+    record: bool | None = None
+    """Append every policy call to the state's `trace`."""
+
+
+def rollout_context(context: SmartRAGContext | None = None, **rollout: Any) -> RolloutContext:
+    """`context` (public or a rollout's) as a rollout context with the `rollout` fields set over it."""
+    fields = vars(context) if context is not None else {}
+    return replace(RolloutContext(**fields), **rollout)
 
 
 def collect(
@@ -41,7 +64,7 @@ def collect(
     exactly whatever the batching.
     `context` overrides the graph's settings (policy, retriever, quota); sampling and recording are forced on.
     """
-    context = replace(context or SmartRAGContext(), sample=True, record=True)
+    context = rollout_context(context, sample=True, record=True)
     seeds = [seed * 1_000_003 + i for i in range(len(examples))] if isinstance(seed, int) else list(seed)
     if len(seeds) != len(examples):
         raise ValueError(f"{len(seeds)} seeds for {len(examples)} examples")

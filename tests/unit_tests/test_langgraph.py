@@ -12,7 +12,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Overwrite
 from typing_extensions import TypedDict
 
-from langchain_smartrag import SmartRAGPolicy, create_smartrag_graph, parse_action
+from langchain_smartrag import SmartRAGContext, SmartRAGPolicy, create_smartrag_graph, parse_action
 from langchain_smartrag.training.tiny import tiny_model
 
 
@@ -77,6 +77,35 @@ def test_schemas_show_callers_what_they_pass_and_read(policy, retriever):
     ].keys()
     context = graph.get_context_jsonschema()["properties"]
     assert {"threshold", "max_retrievals"} <= context.keys() and not {"policy", "retriever"} & context.keys()
+
+
+def test_the_context_schema_shows_each_setting_described_with_the_graphs_own_default(policy, retriever):
+    """What Studio's form shows: every field with what it does and the value a call gets, never null."""
+    graph = create_smartrag_graph(policy, retriever, max_retrievals=2, rewrite_query=False)
+    context = graph.get_context_jsonschema()["properties"]
+    assert {name: field["default"] for name, field in context.items()} == {
+        "threshold": 0.5,  # the action token's own, although the graph was given None
+        "max_retrievals": 2,
+        "rewrite_query": False,
+        "preview": 0,
+        "decision": "token",
+    }
+    assert all(field["description"] and field.get("type") != "null" for field in context.values())
+    assert (
+        create_smartrag_graph(policy, retriever, threshold=0.3).get_context_jsonschema()["properties"]["threshold"][
+            "default"
+        ]
+        == 0.3
+    )
+
+
+def test_training_only_settings_are_not_public(policy, retriever):
+    """Sampling and recording belong to training rollouts (`training.trajectories.RolloutContext`): a server, a form
+    or a caller of the public context cannot set them."""
+    context = create_smartrag_graph(policy, retriever).get_context_jsonschema()["properties"]
+    assert not {"sample", "sample_decision", "record", "temperature"} & context.keys()
+    with pytest.raises(TypeError, match="sample"):
+        SmartRAGContext(sample=True)  # type: ignore[call-arg]
 
 
 def test_as_tool_shows_the_model_only_the_question(policy, retriever):

@@ -7,6 +7,7 @@ over three documents (or one that fails). Outside a graph the nodes run with the
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from langchain_smartrag import SEARCH, BM25Retriever
 from langchain_smartrag.decision import Decision
 from langchain_smartrag.decoding import Generation
 from langchain_smartrag.nodes import SmartRAGNodes
-from langchain_smartrag.state import EPISODE_CLEARED, EPISODE_START, SmartRAGContext
+from langchain_smartrag.state import EPISODE_CLEARED, EPISODE_START, Settings
 
 DOCUMENTS = [
     Document(page_content="Paris is the capital and largest city of France.", metadata={"title": "Paris"}),
@@ -76,19 +77,20 @@ def nodes_with(
     policy: Any = None, retriever: BaseRetriever | None = None, timeout: float | None = 30.0, **settings: Any
 ) -> SmartRAGNodes:
     """Nodes with the graph's usual defaults, some of them changed."""
-    defaults = SmartRAGContext(
+    defaults = Settings(
         policy or ScriptedPolicy(),
         retriever or BM25Retriever.from_documents(DOCUMENTS, k=2),
         threshold=0.5,
         max_retrievals=1,
         rewrite_query=True,
         preview=0,
+        decision="token",
         sample=False,
-        record=False,
         temperature=1.0,
         sample_decision=True,
+        record=False,
     )
-    return SmartRAGNodes(SmartRAGContext(**{**vars(defaults), **settings}), timeout)
+    return SmartRAGNodes(replace(defaults, **settings), timeout)
 
 
 # begin ------------------------------------------------------------------------------------------------------

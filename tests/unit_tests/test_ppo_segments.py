@@ -4,7 +4,7 @@ recomputes, the value loss's gradient; and the question schedule and config chec
 import pytest
 import torch
 
-from langchain_smartrag import ANSWER, SEARCH, DecisionGate, SmartRAGContext, create_smartrag_graph
+from langchain_smartrag import ANSWER, SEARCH, DecisionGate, create_smartrag_graph
 from langchain_smartrag.scoring import answer_reward
 from langchain_smartrag.training import QAExample, sample
 from langchain_smartrag.training.actor_critic import ActorCritic, trainable_policy
@@ -13,7 +13,7 @@ from langchain_smartrag.training.ppo_config import PPOConfig
 from langchain_smartrag.training.questions import covered, hold_out, iteration_examples, load_questions, validation_seed
 from langchain_smartrag.training.segment_batches import batch_inputs, token_logprobs
 from langchain_smartrag.training.segments import episode_segments, rollout_segments
-from langchain_smartrag.training.trajectories import collect
+from langchain_smartrag.training.trajectories import RolloutContext, collect
 
 # -- segments and masks -------------------------------------------------------------------------------
 
@@ -101,7 +101,7 @@ def test_the_training_forward_reproduces_the_rollouts_logprobs_on_the_completion
 def test_at_a_temperature_the_update_scores_text_as_it_was_sampled(tiny_model_dir, retriever):
     policy = trainable_policy(PPOConfig(base_model=str(tiny_model_dir), bf16=False, lora_r=4))
     graph = create_smartrag_graph(policy, retriever, threshold=0.0)
-    episodes = collect(graph, EXAMPLES, progress=False, context=SmartRAGContext(temperature=0.5))
+    episodes = collect(graph, EXAMPLES, progress=False, context=RolloutContext(temperature=0.5))
     answers = [
         s
         for s in rollout_segments(episodes, policy.encode)

@@ -32,13 +32,11 @@ from langchain_smartrag.protocol import (
         ("threshold", math.nan),
         ("threshold", -0.1),
         ("threshold", "0.5"),
-        ("temperature", 0),
-        ("temperature", -1),
         ("max_retrievals", -1),
         ("max_retrievals", 1.5),
         ("preview", -1),
         ("decision", "maybe"),
-        ("sample", "yes"),
+        ("rewrite_query", "yes"),
     ],
 )
 def test_a_bad_context_field_is_a_value_error_naming_it(field, value):

@@ -4,7 +4,13 @@ import pytest
 
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGContext, create_smartrag_graph
 from langchain_smartrag.training import QAExample
-from langchain_smartrag.training.trajectories import collect, load_episodes, save_episodes
+from langchain_smartrag.training.trajectories import (
+    RolloutContext,
+    collect,
+    load_episodes,
+    rollout_context,
+    save_episodes,
+)
 
 EXAMPLES = [
     QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
@@ -33,11 +39,22 @@ def test_sampled_decisions_follow_p_search(answering_policy, retriever):
     assert all(e["retrievals"] == 0 and [s["node"] for s in e["trace"]] == ["decide", "answer"] for e in episodes)
 
 
+@pytest.mark.parametrize(("field", "value"), [("temperature", 0), ("temperature", -1), ("sample", "yes")])
+def test_a_bad_rollout_setting_is_a_value_error_naming_it(field, value):
+    with pytest.raises(ValueError, match=field):
+        RolloutContext(**{field: value})
+
+
+def test_a_rollout_context_keeps_the_public_settings_it_is_built_from():
+    context = rollout_context(SmartRAGContext(threshold=0.3, max_retrievals=2), sample=True, record=True)
+    assert (context.threshold, context.max_retrievals, context.sample, context.record) == (0.3, 2, True, True)
+
+
 @pytest.mark.parametrize(("threshold", "searched"), [(0.0, True), (1.01, False)])
 def test_a_decision_taken_at_the_threshold_still_samples_the_text(policy, retriever, threshold, searched):
     """Paired PPO rollouts: the first decision forced either way, everything the policy writes sampled."""
     graph = create_smartrag_graph(policy, retriever)
-    context = SmartRAGContext(sample_decision=False, threshold=threshold)
+    context = RolloutContext(sample_decision=False, threshold=threshold)
     runs = [collect(graph, EXAMPLES * 3, seed=s, context=context, progress=False) for s in (0, 1)]
     assert all((e["retrievals"] > 0) == searched for run in runs for e in run)
     assert [e["trace"][-1]["token_ids"] for e in runs[0]] != [e["trace"][-1]["token_ids"] for e in runs[1]]
