@@ -8,6 +8,8 @@ import re
 
 from langchain_core.documents import Document
 
+from .protocol import DOCUMENT_READ_CHARS
+
 _ACTION_WORDS = re.compile(r"\[(search|answer)\]", re.IGNORECASE)
 
 _INSTRUCTIONS = re.compile(
@@ -29,11 +31,16 @@ def reads_as_instructions(text: str) -> bool:
     return bool(_ACTION_WORDS.search(text) or _INSTRUCTIONS.search(text))
 
 
-def split_instructions(documents: list[Document]) -> tuple[list[Document], list[Document]]:
-    """(documents to read, documents that read as instructions to the model)."""
+def split_instructions(documents: list[Document], keep: int | None = None) -> tuple[list[Document], list[Document]]:
+    """(documents to read, documents that read as instructions to the model), each judged on its title and the part of
+    its text the observation reads; with `keep`, the documents after the first `keep` to read are not judged at all
+    (a retriever that returns thousands costs what one that returns `keep` does)."""
     kept: list[Document] = []
     dropped: list[Document] = []
     for document in documents:
+        if keep is not None and len(kept) >= keep:
+            break
         title = str(document.metadata.get("title") or "")
-        (dropped if reads_as_instructions(f"{title}\n{document.page_content}") else kept).append(document)
+        text = document.page_content[:DOCUMENT_READ_CHARS]
+        (dropped if reads_as_instructions(f"{title}\n{text}") else kept).append(document)
     return kept, dropped

@@ -24,7 +24,7 @@ from .decoding import Generation
 from .gate import DecisionGate, index_features
 from .injection import split_instructions
 from .policy import SmartRAGPolicy
-from .protocol import ANSWER, SEARCH, parse_action, preview_titles, validate_question
+from .protocol import ANSWER, OBSERVATION_DOCUMENTS, SEARCH, parse_action, preview_titles, validate_question
 from .state import EPISODE_CLEARED, EPISODE_START, Settings, SmartRAGContext, SmartRAGState
 from .tracing import PolicyRun, policy_run
 
@@ -95,9 +95,9 @@ def _recorded(ctx: Settings, node: str, prompt: str, prefix: str, generation: Ge
 
 
 def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
-    """A retrieval's update: one more retrieval, its documents (less any that address the model: documents are data,
-    not instructions) and any errors."""
-    documents, dropped = split_instructions(documents)
+    """A retrieval's update: one more retrieval, its first OBSERVATION_DOCUMENTS documents (less any that address the
+    model: documents are data, not instructions; the rest are never read) and any errors."""
+    documents, dropped = split_instructions(documents, keep=OBSERVATION_DOCUMENTS)
     if dropped:
         titles = ", ".join(repr(str(d.metadata.get("title") or d.page_content[:40])) for d in dropped)
         errors = [

@@ -24,8 +24,11 @@ INSTRUCTIONS = (
 DOCUMENT_CHARS = 400
 """Each retrieved document enters the observation cut to this many characters (prefill is the cost)."""
 OBSERVATION_DOCUMENTS = 8
-"""At most this many documents (the retriever's first, best ranked) enter an observation, so a retriever that returns
-thousands costs what one that returns eight does."""
+"""At most this many documents (the retriever's first, best ranked) enter an observation and the state, so a retriever
+that returns thousands costs what one that returns eight does."""
+DOCUMENT_READ_CHARS = 4 * DOCUMENT_CHARS
+"""The characters of a document that are read at all (for the observation, whitespace collapsed, then cut to
+DOCUMENT_CHARS; for the injection check): a 50 MB document costs what a short one does."""
 
 PREVIEW_TITLE_CHARS = 40
 """Each title in a preview is cut to this many characters, so the preview's size is fixed by its count."""
@@ -111,7 +114,7 @@ def render_observation(documents: Sequence[Document], tokenizer: Any = None) -> 
     DOCUMENT_CHARS, with the protocol's action words in them written as plain text (`[Answer]` -> `(Answer)`)."""
     lines = []
     for i, doc in enumerate(documents[:OBSERVATION_DOCUMENTS], 1):
-        text = neutralise_actions(" ".join(doc.page_content.split()))
+        text = neutralise_actions(" ".join(doc.page_content[:DOCUMENT_READ_CHARS].split()))
         if len(text) > DOCUMENT_CHARS:
             text = text[:DOCUMENT_CHARS].rsplit(" ", 1)[0] + " ..."
         title = neutralise_actions(str(doc.metadata.get("title") or ""))

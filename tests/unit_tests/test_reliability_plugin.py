@@ -13,10 +13,11 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langgraph.checkpoint.memory import InMemorySaver
 
-from langchain_smartrag import ANSWER, SmartRAGContext, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag import ANSWER, SmartRAGContext, SmartRAGPolicy, create_smartrag_graph, injection
 from langchain_smartrag.injection import reads_as_instructions, split_instructions
 from langchain_smartrag.models import PROTOCOL_FILE
 from langchain_smartrag.protocol import (
+    DOCUMENT_READ_CHARS,
     OBSERVATION_DOCUMENTS,
     neutralise_actions,
     parse_action,
@@ -223,6 +224,19 @@ def test_the_prompt_holds_at_most_the_observation_cap_of_documents(searching_pol
     out = create_smartrag_graph(searching_policy, Fixed(documents=flood)).invoke({"question": "Who wrote Hamlet?"})
     assert out["retrievals"] == 1 and seen[-1] == prompt  # the answer's prompt is the capped one
     assert seen[-1].count("\n(") == OBSERVATION_DOCUMENTS
+
+
+def test_a_flood_of_long_documents_is_read_only_as_far_as_the_observation_goes(searching_policy, monkeypatch):
+    page = "Hamlet is a tragedy written by William Shakespeare. " * 200  # 10 KB, shared: the list itself is cheap
+    flood = [INJECTED] + [Document(page_content=page, metadata={"title": f"D{i}"}) for i in range(10_000)]
+    judged = []
+    reads = injection.reads_as_instructions
+    monkeypatch.setattr(injection, "reads_as_instructions", lambda text: judged.append(len(text)) or reads(text))
+    out = create_smartrag_graph(searching_policy, Fixed(documents=flood)).invoke({"question": "Who wrote Hamlet?"})
+    assert [d.metadata["title"] for d in out["documents"]] == [f"D{i}" for i in range(OBSERVATION_DOCUMENTS)]
+    assert "left out 1 document" in out["errors"][0]  # the injected first hit is still judged and left out
+    assert len(judged) == OBSERVATION_DOCUMENTS + 1  # not 10,001: the documents after the cap are never read
+    assert max(judged) <= len("D9999\n") + DOCUMENT_READ_CHARS  # nor more of each than the observation reads
 
 
 # -- the server's environment ----------------------------------------------------------------------------------
