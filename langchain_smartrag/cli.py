@@ -1,6 +1,6 @@
-"""The `smartrag` command: `smartrag ask "question" ...` answers through the SmartRAG graph. The other commands
-(`calibrate`, `eval`, `train`) are entry points of the `langchain_smartrag.commands` group, imported only when one
-runs."""
+"""The `smartrag` command: `smartrag ask "question" ...` answers through the SmartRAG graph, `smartrag serve` runs
+LangGraph's server and Studio on it. The other commands (`calibrate`, `eval`, `train`) are entry points of the
+`langchain_smartrag.commands` group, imported only when one runs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import ast
 import importlib.machinery
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
@@ -63,6 +65,63 @@ def ask(args: argparse.Namespace) -> int:
             for error in state["errors"]:
                 print(f"   error: {error}")
     return 1 if failed else 0
+
+
+LANGGRAPH_CONFIG = Path(__file__).with_name("langgraph.json")
+"""The `langgraph.json` the package ships (serving `langchain_smartrag.server:graph`): `smartrag serve` runs
+`langgraph dev` on it from any folder; `langgraph dev --config` takes it too."""
+
+SERVER_SETTINGS = {
+    "policy": "SMARTRAG_POLICY",
+    "retriever": "SMARTRAG_RETRIEVER",
+    "corpus": "SMARTRAG_CORPUS",
+    "k": "SMARTRAG_K",
+}
+"""`smartrag serve`'s flags and the environment variables `langchain_smartrag.server` reads them from."""
+
+
+def serve_command(args: argparse.Namespace) -> list[str]:
+    """The `langgraph dev` command line `smartrag serve` runs: the shipped config, then the caller's options."""
+    options = ["--host", args.host, "--port", str(args.port), *(["--no-browser"] if args.no_browser else [])]
+    return [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(LANGGRAPH_CONFIG), *options, *args.langgraph]
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run LangGraph's development server and Studio on the shipped `langgraph.json`, the flags passed on to
+    `langchain_smartrag.server` through its environment variables (on POSIX this process becomes the server)."""
+    if importlib.util.find_spec("langgraph_api") is None:
+        raise ValueError(
+            'serve needs the LangGraph server: pip install "langchain-smartrag[server]" (langgraph-cli[inmem])'
+        )
+    settings = {name: str(getattr(args, flag)) for flag, name in SERVER_SETTINGS.items() if getattr(args, flag)}
+    command, env = serve_command(args), {**os.environ, **settings}
+    if os.name == "posix":  # become the server: its signals (Ctrl-C, a supervisor's SIGTERM) reach it directly
+        os.execve(command[0], command, env)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:  # Ctrl-C reached the server too, which stops on its own
+        return 130
+
+
+def add_serve_command(commands: Any) -> None:
+    """Add `serve` to an argparse subparsers object."""
+    p = commands.add_parser(
+        "serve",
+        help="run LangGraph's server and Studio on the SmartRAG graph (needs the [server] extra)",
+        description="Runs `langgraph dev` on the langgraph.json the package ships; options after -- go to it "
+        "(e.g. smartrag serve --policy DIR -- --no-reload).",
+    )
+    p.add_argument("--policy", help="model or peft adapter directory, embedded or embedded-base (default: embedded)")
+    p.add_argument("--retriever", help="local, web or module:factory (default: local)")
+    p.add_argument("--corpus", help="corpus JSONL(.gz) or saved BM25 index directory (default: the bundled corpus)")
+    p.add_argument("--k", type=positive_int, help="documents per retrieval (default: 4)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    p.add_argument("--port", type=positive_int, default=2024, help="port to serve on")
+    p.add_argument("--no-browser", action="store_true", help="do not open Studio in a browser")
+    p.add_argument(
+        "langgraph", nargs="*", metavar="LANGGRAPH_DEV_OPTION", help="after --: more `langgraph dev` options"
+    )
+    p.set_defaults(run=serve)
 
 
 def plugin_commands() -> dict[str, EntryPoint]:
@@ -139,8 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smartrag", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_ask_command(commands)
+    add_serve_command(commands)
     for name, entry_point in plugin_commands().items():
-        if name == "ask":
+        if name in ("ask", "serve"):
             continue
         if argv[:1] == [name]:  # the command that runs: the only one imported
             entry_point.load()(commands)

@@ -1,10 +1,14 @@
 """`smartrag ask`, in process: local corpus or saved index, web search, JSON output, and clear errors. The installed
 console script is `tests/integration_tests/test_console_script.py`."""
 
+import argparse
 import json
+from pathlib import Path
+
+from langgraph_cli.config import validate_config_file
 
 from langchain_smartrag import BM25Retriever
-from langchain_smartrag.cli import main
+from langchain_smartrag.cli import LANGGRAPH_CONFIG, add_serve_command, main, serve_command
 
 
 def ask_json(capsys, *args):
@@ -63,3 +67,17 @@ def test_a_bad_question_fails_alone_with_a_message(capsys, tiny_model_dir, corpu
     captured = capsys.readouterr()
     assert code == 1 and "Q: Paris?" in captured.out
     assert "question is empty or whitespace only" in captured.err
+
+
+def test_serve_runs_langgraph_dev_on_the_langgraph_json_the_package_ships():
+    """A pip user has no checkout: `smartrag serve` finds the config inside the installed package."""
+    parser = argparse.ArgumentParser()
+    add_serve_command(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--policy", "DIR", "--port", "8123", "--", "--no-reload"])
+    command = serve_command(args)
+    assert command[1:6] == ["-m", "langgraph_cli", "dev", "--config", str(LANGGRAPH_CONFIG)]
+    assert command[6:] == ["--host", "127.0.0.1", "--port", "8123", "--no-reload"]
+    assert LANGGRAPH_CONFIG.parent.name == "langchain_smartrag"
+    assert validate_config_file(LANGGRAPH_CONFIG)["graphs"] == {"smartrag": "langchain_smartrag.server:graph"}
+    checkout = Path(__file__).resolve().parents[2] / "langgraph.json"  # `langgraph dev` / `build` in a clone
+    assert json.loads(checkout.read_text()) == json.loads(LANGGRAPH_CONFIG.read_text())

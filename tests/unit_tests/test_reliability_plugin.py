@@ -2,6 +2,7 @@
 cannot touch, documents that try to give the model orders, retrievers that return far too much, and a server whose
 environment is wrong. Every model here is a tiny local one (`tests/conftest.py`); none loads the embedded model."""
 
+import asyncio
 import importlib
 import math
 import shutil
@@ -266,3 +267,20 @@ def test_a_bad_server_setting_is_one_value_error_naming_the_variable(server_env,
     with pytest.raises(ValueError) as raised:
         importlib.import_module("langchain_smartrag.server")
     assert str(raised.value).startswith(says) and "\n" not in str(raised.value)
+
+
+def test_the_server_serves_one_graph_built_once_off_the_event_loop(server_env, corpus_file):
+    """`langchain_smartrag.server:graph` is the factory LangGraph's server calls for each run: every call is the
+    same graph, built once on a background thread that the import started."""
+    server_env.setenv("SMARTRAG_CORPUS", str(corpus_file))
+    server = importlib.import_module("langchain_smartrag.server")
+    first, second = asyncio.run(server.graph()), asyncio.run(server.graph())
+    assert first is second is server.built_graph()
+    assert isinstance(first.invoke({"question": "Who wrote Hamlet?"})["answer"], str)
+
+
+def test_a_policy_that_does_not_load_is_a_value_error_naming_the_variable(server_env, tmp_path):
+    server_env.setenv("SMARTRAG_POLICY", str(tmp_path))  # a folder, but no model in it
+    server = importlib.import_module("langchain_smartrag.server")  # the import itself is quick and does not fail
+    with pytest.raises(ValueError, match="SMARTRAG_POLICY="):
+        asyncio.run(server.graph())
