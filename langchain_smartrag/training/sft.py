@@ -25,7 +25,7 @@ from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.models import PROTOCOL_FILE
 
 from .checkpoints import checkpoints, move_folder, prepare_output_dir, replace_directory, truncate_log
-from .sft_config import SFTConfig
+from .sft_config import SET_BY_FLAGS, SFTConfig
 from .warmup import warmup_protocol
 
 
@@ -118,23 +118,11 @@ def trl_resume_gap(folder: Path) -> str | None:
 
 
 def trl_arguments(config: SFTConfig, bf16: bool) -> dict[str, Any]:
-    """TRL's SFTConfig fields for ours, one to one; `trainer_args` adds or overrides any other."""
+    """TRL's SFTConfig fields for ours, one to one (`SET_BY_FLAGS`); `trainer_args` adds or overrides any other."""
     return {
-        "output_dir": config.output_dir,
-        "learning_rate": config.learning_rate,
-        "weight_decay": config.weight_decay,
-        "per_device_train_batch_size": config.batch_size,
-        "gradient_accumulation_steps": config.grad_accum,
-        "num_train_epochs": config.epochs,
+        **{trl_field: getattr(config, ours) for trl_field, ours in SET_BY_FLAGS.items()},
         "max_steps": config.max_steps or -1,
-        "warmup_steps": config.warmup_steps,
-        "max_length": config.max_length,
         "bf16": bf16,
-        "save_steps": config.save_every,
-        "logging_steps": config.log_every,
-        "report_to": config.report_to,
-        "seed": config.seed,
-        "data_seed": config.seed,
         "lr_scheduler_type": "linear",
         "max_grad_norm": 1.0,
         "completion_only_loss": True,

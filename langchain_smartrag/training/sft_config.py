@@ -59,7 +59,7 @@ class SFTConfig:
     report_to: list[str] = field(default_factory=lambda: ["none"])
     """Trackers beside metrics.jsonl, as transformers names them: tensorboard, wandb, mlflow, all, none."""
     trainer_args: dict[str, Any] = field(default_factory=dict)
-    """Other fields of TRL's SFTConfig, passed through: gradient_checkpointing=true deepspeed=ds.json."""
+    """TRL SFTConfig fields that no flag here sets, passed through: gradient_checkpointing=true deepspeed=ds.json."""
     seed: int = 0
     """Seed of the trainer: the new LoRA weights, dropout and the order of the rows."""
     resume: bool = False
@@ -92,6 +92,26 @@ class SFTConfig:
         self.trainer_args = check_trainer_args(self.trainer_args)
 
 
+SET_BY_FLAGS = {
+    "output_dir": "output_dir",
+    "learning_rate": "learning_rate",
+    "weight_decay": "weight_decay",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "num_train_epochs": "epochs",
+    "max_steps": "max_steps",
+    "warmup_steps": "warmup_steps",
+    "max_length": "max_length",
+    "bf16": "bf16",
+    "save_steps": "save_every",
+    "logging_steps": "log_every",
+    "report_to": "report_to",
+    "seed": "seed",
+    "data_seed": "seed",
+}
+"""TRL's SFTConfig fields that one of ours sets, one to one (`sft.trl_arguments`): checked as ours, and read again on
+a resume (the learning rate), so `trainer_args` may not set them."""
+
 BOOKKEEPING = {
     "output_dir": lambda v: "give --output-dir (the run's checkpoints, metrics.jsonl and final/ live there together)",
     "save_only_model": lambda v: (
@@ -104,14 +124,17 @@ BOOKKEEPING = {
     ),
     "max_steps": lambda v: None if v >= 1 else "give --max-steps N (N >= 1), or leave it out to train --epochs",
     "num_train_epochs": lambda v: None if v > 0 else "give --epochs N (N >= 1)",
+    "save_total_limit": lambda v: "give --keep-checkpoints N (the run prunes its checkpoints itself)",
 }
-"""TRL fields that `trainer_args` may not set (or not so), for the run's own bookkeeping: what to do instead."""
+"""TRL fields that `trainer_args` may not set (or not so), for the run's own bookkeeping: what to do instead (any
+other field of `SET_BY_FLAGS`: its flag)."""
 
 
 def check_trainer_args(values: Any) -> dict[str, Any]:
     """`trainer_args` checked against TRL's own `SFTConfig` before any model loads: a mapping of its field names to
-    values of each field's declared type (a number YAML reads as text, `1e-8`, is read as the number), and none of the
-    `BOOKKEEPING` fields the run manages itself. Each mistake raises a ValueError naming the key and what to give."""
+    values of each field's declared type (a number YAML reads as text, `1e-8`, is read as the number), none of the
+    fields our own flags set (`SET_BY_FLAGS`) nor the `BOOKKEEPING` ones the run manages itself. Each mistake raises a
+    ValueError naming the key and what to give."""
     if not isinstance(values, dict):
         got = f"the text {values!r}" if isinstance(values, str) else f"a {type(values).__name__}"
         raise ValueError(
@@ -142,6 +165,9 @@ def check_trainer_args(values: Any) -> dict[str, Any]:
         if not accepts(hints[key], value):
             raise ValueError(f"{where}: TRL's SFTConfig.{key} takes {describe(hints[key])}")
         refusal = BOOKKEEPING[key](value) if key in BOOKKEEPING else None
+        if not refusal and key in SET_BY_FLAGS:
+            flag = "--" + SET_BY_FLAGS[key].replace("_", "-")
+            refusal = f"smartrag train sft sets TRL's {key} from {flag}: give {flag} instead"
         if refusal:
             raise ValueError(f"{where}: {refusal}")
         checked[key] = value

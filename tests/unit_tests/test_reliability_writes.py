@@ -503,6 +503,13 @@ def test_a_bad_config_file_is_one_line(text, message, tmp_path, capsys):
         (["max_steps=-5"], "--trainer-args max_steps=-5: give --max-steps N (N >= 1)"),
         (["max_steps=0"], "--trainer-args max_steps=0: give --max-steps N (N >= 1)"),
         (["num_train_epochs=0"], "--trainer-args num_train_epochs=0: give --epochs N (N >= 1)"),
+        (["max_steps=3"], "--trainer-args max_steps=3: smartrag train sft sets TRL's max_steps from --max-steps: give"),
+        (
+            ["learning_rate=-1"],  # our --learning-rate refuses it; and a resume resets the rate to --learning-rate's
+            "--trainer-args learning_rate=-1: smartrag train sft sets TRL's learning_rate from --learning-rate: give",
+        ),
+        (["per_device_train_batch_size=4"], "--trainer-args per_device_train_batch_size=4: smartrag train sft sets"),
+        (["save_total_limit=1"], "--trainer-args save_total_limit=1: give --keep-checkpoints N"),
         (
             ["lr_scheduler_type=sideways"],
             ("--trainer-args: TRL's SFTConfig refused them: ValueError: sideways is not a valid SchedulerType"),
@@ -584,8 +591,6 @@ def test_trainer_args_of_the_right_types_pass_and_numbers_written_as_text_are_re
             "gradient_checkpointing": True,
             "adam_epsilon": "1e-8",
             "lr_scheduler_type": "cosine",
-            "max_steps": 3,
-            "report_to": ["none"],
             "optim_args": None,
         },
     )
