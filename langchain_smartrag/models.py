@@ -165,6 +165,11 @@ def load_model(
                 model = PeftModel.from_pretrained(model, adapter)
             model = model.merge_and_unload() if merge else model
     except Exception as error:  # corrupt or partial checkpoints raise many different types
+        if isinstance(path, str):  # not a folder here: read as a hub id, which did not load (offline, no such repo)
+            raise ValueError(
+                f"{path}: no such folder here, and no hub model of that id loaded ({' '.join(str(error).split())}): "
+                "give the folder that save_pretrained wrote (e.g. a run's final/), or a hub id that exists"
+            ) from error
         raise ValueError(f"could not load a policy from {path!s} (adapter={adapter}): {error}") from error
     folder = adapter if isinstance(adapter, Path) else path
     settings = protocol_settings(folder)

@@ -606,6 +606,14 @@ def test_from_pretrained_of_an_empty_folder_says_it_holds_no_model(tmp_path):
         SmartRAGPolicy.from_pretrained(tmp_path / "empty")
 
 
+def test_from_pretrained_of_a_folder_that_is_not_here_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `runs/final` reads as a hub id too; offline (conftest), that cannot load either
+    with pytest.raises(ValueError) as error:
+        SmartRAGPolicy.from_pretrained("runs/final")
+    assert str(error.value).startswith("runs/final: no such folder here, and no hub model of that id loaded (")
+    assert "\n" not in str(error.value) and "a run's final/" in str(error.value)
+
+
 def test_export_writes_float_weights_as_bf16(tmp_path):  # the export itself still works as before
     shipped = export_adapter(fake_adapter(tmp_path / "A", r=4), tmp_path / "shipped")
     assert next(iter(load_file(shipped / "adapter_model.safetensors").values())).dtype == torch.bfloat16
