@@ -61,7 +61,8 @@ def collect(
     """One sampled episode per example, `batch_size` at a time (their policy calls share batched passes).
 
     Episode i is seeded with `seed * 1_000_003 + i` (or `seed[i]` for a sequence), so a rollout repeats
-    exactly whatever the batching.
+    exactly whatever the batching in float32; under bf16 autocast (`policy.autocast`) kernels round differently by
+    batch shape and episodes may differ (PPO uses bf16 on a CUDA GPU only).
     `context` overrides the graph's settings (policy, retriever, quota); sampling and recording are forced on.
     """
     context = rollout_context(context, sample=True, record=True)

@@ -290,6 +290,19 @@ def test_an_sft_run_folder_on_a_read_only_file_system_is_one_line(read_only, tmp
     assert err.startswith(f"--output-dir {read_only / 'run'}: cannot write there") and "Read-only" in err
 
 
+def test_a_ppo_run_folder_on_a_read_only_file_system_is_one_line(read_only, tmp_path, capsys):
+    argv = ["train", "ppo", "--base-model", tmp_path / "no-model", "--no-bf16", "--output-dir", read_only / "run"]
+    err = one_line(cli_error(capsys, argv))
+    assert err.startswith(f"--output-dir {read_only / 'run'}: cannot write there") and "Read-only" in err
+
+
+def test_a_warmup_file_on_a_read_only_file_system_is_one_line_before_the_work(read_only, tmp_path, capsys):
+    qa, output = write_jsonl(tmp_path / "qa.jsonl", QA), read_only / "w.jsonl"
+    argv = ["train", "warmup", "--data", qa, "--policy", tmp_path / "no-model", "--rewrites", "0", "--output", output]
+    err = one_line(cli_error(capsys, argv))  # no such policy: had the warm-up run first, that would be the error
+    assert err.startswith(f"--output {output}: cannot write there") and "Read-only" in err
+
+
 def test_an_export_to_a_read_only_file_system_is_one_line(read_only, tmp_path, capsys):
     adapter = fake_adapter(tmp_path / "A", r=4)
     err = one_line(cli_error(capsys, ["train", "export", adapter, "--output", read_only / "out"]))
