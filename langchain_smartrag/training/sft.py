@@ -25,6 +25,7 @@ from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.models import PROTOCOL_FILE
 
 from .checkpoints import checkpoints, move_folder, prepare_output_dir, replace_directory, truncate_log
+from .export import finish_adapter
 from .sft_config import SET_BY_FLAGS, SFTConfig
 from .warmup import warmup_protocol
 
@@ -263,6 +264,10 @@ def train(config: SFTConfig) -> Path:
         protocol = warmup_protocol(config.data)
         if protocol:  # the prompts it learned from (e.g. a preview) go with the policy
             (staging / PROTOCOL_FILE).write_text(json.dumps(protocol))
+        if config.lora:  # a portable base id, smartrag.json and a model card
+            finish_adapter(
+                staging, None, protocol, f"SmartRAG warm-up SFT (`smartrag train sft`, TRL) on {config.data}."
+            )
         replace_directory(final, lambda tmp: move_folder(staging, tmp))
     trainer.accelerator.wait_for_everyone()
     return final
