@@ -1,7 +1,9 @@
 """The graph behaves like any LangGraph graph: threads, parent graphs, human in the loop, schemas, tools,
 tracing metadata, default batching. LangGraph's own server is `tests/integration_tests/test_langgraph_dev.py`."""
 
+import re
 from operator import add
+from pathlib import Path
 from typing import Annotated, ClassVar
 
 import pytest
@@ -176,3 +178,20 @@ def test_the_policy_answers_as_a_chat_model_elsewhere_in_an_app(policy):
     assert [m.content for m in chain.batch([{"question": "Who wrote Hamlet?"}] * 2)] == [reply.content] * 2
     with pytest.raises(ValueError, match="human message"):
         chat.invoke([SystemMessage("No question here.")])
+
+
+def readme_block(heading: str) -> str:
+    """The first Python code block under a README heading, as written there."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index(heading) :]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def test_the_readme_human_in_the_loop_recipe_pauses_and_resumes_with_the_edited_query(policy, retriever):
+    """The README's own code, run as written with a tiny policy in place of the embedded one: it pauses before the
+    search, and the resumed run searches with the query the human wrote."""
+    namespace = {"policy": policy, "retriever": retriever, "create_smartrag_graph": create_smartrag_graph}
+    exec(readme_block("## Threads, messages, tools, human in the loop, server"), namespace)  # noqa: S102 -- the point
+    assert namespace["paused"] == ("retrieve",)
+    assert namespace["approved"]["queries"] == ["Hamlet author"] and namespace["approved"]["retrievals"] == 1
+    assert namespace["hitl"].get_state(namespace["thread"]).next == ()
