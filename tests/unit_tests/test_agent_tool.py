@@ -4,6 +4,7 @@ documents travel beside it as the tool message's artifact, for the app (citation
 from typing import Any
 
 import pytest
+from langchain.agents import create_agent  # the `langchain` package: the dev extra installs it
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -30,6 +31,20 @@ def test_the_model_reads_the_answer_and_the_app_gets_the_documents(searching_pol
     assert shown.content == expected["answer"] and shown.name == "smartrag"
     assert shown.artifact == expected["documents"] and all(isinstance(d, Document) for d in shown.artifact)
     assert "Hamlet" in [d.metadata["title"] for d in shown.artifact]
+    assert out["messages"][-1].content == "Shakespeare."
+
+
+def test_langchains_create_agent_drives_it_and_its_model_reads_the_answer(searching_policy, retriever):
+    """LangChain v1's agent (`langchain.agents.create_agent`), as an app builds one, with a scripted tool-calling
+    model: the model reads the answer alone; the documents stay the ToolMessage's artifact, for the app."""
+    graph = create_smartrag_graph(searching_policy, retriever, rewrite_query=False)
+    expected = graph.invoke({"question": QUESTION})
+    model = ScriptedModel(messages=iter([AIMessage("", tool_calls=[tool_call()]), AIMessage("Shakespeare.")]))
+    agent = create_agent(model, tools=[create_smartrag_tool(graph)], system_prompt="Answer with the tool.")
+    out = agent.invoke({"messages": [HumanMessage(QUESTION)]})
+    (shown,) = [m for m in model.seen[-1] if isinstance(m, ToolMessage)]
+    assert shown.content == expected["answer"] and shown.artifact == expected["documents"]
+    assert [type(m).__name__ for m in out["messages"]] == ["HumanMessage", "AIMessage", "ToolMessage", "AIMessage"]
     assert out["messages"][-1].content == "Shakespeare."
 
 
