@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,30 @@ def test_the_wheel_installs_and_runs_the_readme_from_an_empty_folder(tmp_path, t
         "sft",
     )
     assert out.strip().endswith("sft/final") and (empty / "sft" / "final").is_dir()
+
+
+@pytest.mark.slow
+def test_the_package_builds_without_warnings_and_passes_twine_check(tmp_path):
+    """`python -m build` (sdist and wheel, no network: this environment's setuptools) prints no warning, `twine
+    check` passes both, and the wheel carries what a pip user needs beside the code (`langgraph.json`, the adapter)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # else setuptools warns about it
+    built = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert not [line for line in (built.stdout + built.stderr).splitlines() if "warning" in line.lower()]
+    checked = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, tmp_path.iterdir())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "langchain_smartrag/langgraph.json" in names
+    assert "langchain_smartrag/adapters/smartrag-smollm2-135m/adapter_model.safetensors" in names
