@@ -9,6 +9,7 @@ from transformers import Trainer
 
 from langchain_smartrag import SmartRAGPolicy, parse_action
 from langchain_smartrag.training.sft import SFTConfig, copy_kinds, train
+from tests.unit_tests.test_export import hf_citizen
 
 QUESTIONS = {
     "Who wrote Hamlet?": "[Answer] Shakespeare",
@@ -56,7 +57,7 @@ def test_sft_lowers_the_loss_and_teaches_the_action_format(tmp_path, sft_data, t
 
 def test_lora_sft_saves_an_adapter_the_policy_loads(tmp_path, sft_data, tiny_model_dir):
     final = train(config(tmp_path, sft_data, tiny_model_dir, lora=True, lora_r=4, max_steps=3))
-    assert (final / "adapter_config.json").exists()
+    hf_citizen(final)  # a base id, card, tokenizer and smartrag.json; peft alone loads it
     adapted = SmartRAGPolicy.from_pretrained(tiny_model_dir, adapter=final, autocast=False)
     assert adapted.search_probability_batch([adapted.prompt("Who wrote Hamlet?")])[0] >= 0
 
