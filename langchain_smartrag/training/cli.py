@@ -10,9 +10,7 @@ trainers). The model stack (torch, transformers, the graph) is imported inside e
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +39,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from .evaluate import evaluate as run_evaluation
     from .evaluate import summary_line
+    from .gate import compare_strategies
     from .strategies import markdown_table
 
     if (args.data is None) == (args.dataset is None):
@@ -62,7 +61,7 @@ def evaluate(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     if args.compare:
-        results = compare_strategies(graph, policy, retriever, examples, args.batch_size, config)
+        results = compare_strategies(graph, policy, retriever, examples, batch_size=args.batch_size, config=config)
         check_writable(output)
         atomic_write_text(output, json.dumps(results, indent=1, ensure_ascii=False))
         print(markdown_table(results["table"]))
@@ -82,34 +81,6 @@ def evaluate(args: argparse.Namespace) -> int:
     atomic_write_text(output, json.dumps(results, indent=1, ensure_ascii=False))  # the old file stays whole till then
     print(summary_line(results))
     return 0
-
-
-def compare_strategies(
-    graph: Any, policy: Any, retriever: Any, examples: Sequence[Any], batch_size: int, config: dict[str, Any]
-) -> dict[str, Any]:
-    """Both forced episodes of every question, and every first-decision strategy's reward read off them
-    (`training.strategies`): the score rule and the gate are the policy's gate's, when it has one."""
-    from langchain_smartrag.scoring import ALPHA_PREVIEW
-
-    from .evaluate import evaluate as run_evaluation
-    from .gate import decision_features
-    from .strategies import strategy_rewards, strategy_table
-
-    runs = {
-        mode: run_evaluation(graph, examples, mode=mode, batch_size=batch_size, config=config)
-        for mode in ("always-retrieve", "no-retrieval")
-    }
-    rows = decision_features(policy, retriever, [e.question for e in examples], batch_size)
-    gate = policy.gate
-    rewards = strategy_rewards(
-        [r["reward"] for r in runs["always-retrieve"]["records"]],
-        [r["reward"] for r in runs["no-retrieval"]["records"]],
-        rows,
-        probe_cost=ALPHA_PREVIEW,
-        gate=gate,
-        score_threshold=gate.trained_under.get("score_rule_threshold") if gate else None,
-    )
-    return {"config": config, "table": strategy_table(rewards), "runs": runs}
 
 
 def train_warmup(args: argparse.Namespace) -> int:
@@ -154,10 +125,9 @@ def train_gate(args: argparse.Namespace) -> int:
     from langchain_smartrag.retrievers import build_retriever
     from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW
 
-    from .gate import decision_features, fit_gate, plot_curve
+    from .gate import gate_from_pairs, plot_curve
     from .pairs import drawn_apart, play_pairs, read_pairs
     from .questions import covered
-    from .strategies import score_rule_threshold
     from .warmup import warmup_ids
 
     output = Path(args.output_dir)
@@ -183,7 +153,6 @@ def train_gate(args: argparse.Namespace) -> int:
     pairs = read_pairs(pairs_path)
     if len(pairs) < 40:
         raise ValueError(f"{pairs_path}: {len(pairs)} paired questions; a gate needs at least 40 (more is better)")
-    rows = decision_features(policy, retriever, [p["question"] for p in pairs])
     trained_under = {
         "policy": args.policy or "embedded",
         "retriever": args.retriever,
@@ -193,13 +162,7 @@ def train_gate(args: argparse.Namespace) -> int:
         "probe_cost": ALPHA_PREVIEW,
         "date": date.today().isoformat(),
     }
-    threshold = score_rule_threshold(
-        [r["index"]["top_score"] for r in rows],
-        [p["search"]["reward"] for p in pairs],
-        [p["answer"]["reward"] for p in pairs],
-    )  # the score rule `smartrag eval --compare` sets beside the gate, tuned on the same train pairs
-    trained_under["score_rule_threshold"] = threshold if math.isfinite(threshold) else None
-    gate, report = fit_gate(rows, pairs, probe_cost=ALPHA_PREVIEW, seed=args.seed, trained_under=trained_under)
+    gate, report = gate_from_pairs(policy, retriever, pairs, seed=args.seed, trained_under=trained_under)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "report.json", json.dumps(report, indent=1))
     plot_curve(report, output / "gate.png")
@@ -311,63 +274,172 @@ def add_retriever_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def flag_help(f: Any, docs: dict[str, str]) -> str:
-    """A field's `--help`: its docstring and the dataclass's default (the flag's own default stays None)."""
+TRL_NAMES: dict[str, tuple[str | None, str | None]] = {
+    "model_name_or_path": ("base_model", "base_model"),
+    "use_peft": ("lora", None),
+    "per_device_train_batch_size": ("batch_size", None),
+    "gradient_accumulation_steps": ("grad_accum", None),
+    "num_train_epochs": ("epochs", None),
+    "save_steps": ("save_every", "save_every"),
+    "save_total_limit": ("keep_checkpoints", "keep_checkpoints"),
+    "logging_steps": ("log_every", None),
+    "num_ppo_epochs": (None, "ppo_epochs"),
+    "cliprange": (None, "clip_range"),
+    "cliprange_value": (None, "value_clip_range"),
+}
+"""TRL's and transformers' names (TrainingArguments, TRL's ModelConfig and its former PPOConfig) -> our SFT field and
+our PPO field, None where the stage has none: each works as a YAML key and a flag beside ours. The names both share
+(`learning_rate`, `max_steps`, `output_dir`, `lora_r`, `warmup_steps`, `seed`, `report_to`...) need no row."""
+
+
+def trl_names(config_class: type) -> dict[str, str]:
+    """`TRL_NAMES` for one config class: TRL's name -> our field."""
+    column = 0 if config_class.__name__ == "SFTConfig" else 1
+    return {trl: field for trl, ours in TRL_NAMES.items() if (field := ours[column]) is not None}
+
+
+class _OrNone:
+    """An argparse type for an optional field: `none` (or `null`) is None, anything else is converted."""
+
+    def __init__(self, convert: Callable[[str], Any]) -> None:
+        self.convert, self.__name__ = convert, getattr(convert, "__name__", "value")
+
+    def __call__(self, text: str) -> Any:
+        return None if text.lower() in ("none", "null") else self.convert(text)
+
+
+def _yaml_value(text: str) -> Any:
+    """An argparse type for a field of several types (`bool | list[str]`, `Any`): the text as YAML reads it."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def flag_field(f: Any, hint: Any, doc: str, aliases: list[str]) -> Any:
+    """A copy of a config field as `HfArgumentParser` reads it: the docstring as its help, TRL's names as aliases, and
+    a type it can parse where the field's own is not one (`x | None` takes `none`; a dict takes KEY=VALUE pairs;
+    `bool | list[str]` and `Any` take YAML)."""
+    import copy
     import dataclasses
-
-    if f.default is not dataclasses.MISSING:
-        default = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        default = f.default_factory()
-    else:
-        return docs.get(f.name, "").replace("%", "%%") + " (required)"
-    if isinstance(default, list):
-        default = " ".join(map(str, default)) or "[]"
-    elif isinstance(default, dict):
-        default = " ".join(f"{k}={v}" for k, v in default.items()) or "{}"
-    return f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")
-
-
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One `--flag` per dataclass field, its help the field's docstring; defaults stay None so a YAML config can fill
-    what flags leave out."""
-    import dataclasses
+    import types
+    import typing
 
     import yaml
 
-    docs = field_docs(cls)
-    scalars = {"int": int, "float": float, "Any": yaml.safe_load}  # any other type is read as text
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        base = kind.removesuffix(" | None")
-        help_text = flag_help(f, docs)
-        if kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif base.startswith("list["):
-            parser.add_argument(
-                flag,
-                nargs="+",
-                type=scalars.get(base[len("list[") : -1], str),
-                default=None,
-                metavar=f.name.upper(),
-                help=help_text,
-            )
-        elif base.startswith("dict[str, "):
-            parser.add_argument(
-                flag,
-                nargs="+",
-                action=_KeyValues,
-                convert=scalars.get(base[len("dict[str, ") : -1], str),
-                default=None,
-                metavar="KEY=VALUE",
-                help=help_text,
-            )
-        else:
-            convert = scalars.get(base, yaml.safe_load if "|" in base else str)  # `bool | list[str]`: YAML
-            if kind.endswith("| None"):  # `--flag none` sets None
-                convert = functools.partial(_none_or, convert)
-            parser.add_argument(flag, type=convert, default=None, metavar=f.name.upper(), help=help_text)
+    scalars: dict[Any, Callable[[str], Any]] = {int: int, float: float, str: str, Any: yaml.safe_load}
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    metadata: dict[str, Any] = {
+        "help": doc.replace("%", "%%") + (" (required)" if required else ""),
+        "aliases": aliases,
+    }
+    inner = args[0] if union and len(args) == 1 else hint
+    flag = copy.copy(f)
+    if typing.get_origin(inner) is dict:
+        convert = scalars.get(typing.get_args(inner)[1], str)
+        metadata.update(action=_KeyValues, nargs="+", convert=convert, metavar="KEY=VALUE")
+        flag.type = str
+    elif union and len(args) == 1 and args[0] in scalars:
+        flag.type = _OrNone(scalars[args[0]])
+    elif union or hint is Any:
+        flag.type = _yaml_value
+    else:
+        flag.type = hint
+    flag.metadata = metadata
+    return flag
+
+
+class _FromConfig:
+    """A `--config` file's value as a flag's default: argparse converts a text default as if typed, this it leaves
+    alone (YAML has typed it), and the config's own checks judge it."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def _stage_parser_class() -> type:
+    """`StageParser`, built on first use: `transformers.HfArgumentParser` is imported only when `train` runs."""
+    from transformers import HfArgumentParser
+
+    class StageParser(HfArgumentParser):
+        """The parser of each `train` stage. With a config class (`sft`, `ppo`): HfArgumentParser's flag per field
+        (`--field_name` and `--field-name`, TRL's names beside ours, its docstring and default in `--help`) and
+        `--config FILE`, whose values are the defaults the flags override (as TRL's `TrlParser` does)."""
+
+        def __init__(self, config_class: type | None = None, **kwargs: Any) -> None:
+            import dataclasses
+            import typing
+
+            if config_class is None:
+                kwargs.setdefault("formatter_class", argparse.HelpFormatter)  # helps that give defaults themselves
+            super().__init__(**kwargs)
+            self.config_class = config_class
+            if config_class is None:
+                return
+            docs, hints = field_docs(config_class), typing.get_type_hints(config_class)
+            aliases: dict[str, list[str]] = {}
+            for trl, ours in trl_names(config_class).items():
+                aliases.setdefault(ours, []).extend(dict.fromkeys([f"--{trl}", f"--{trl.replace('_', '-')}"]))
+            for f in dataclasses.fields(config_class):
+                self._parse_dataclass_field(self, flag_field(f, hints[f.name], docs[f.name], aliases.get(f.name, [])))
+            for action in self._actions:
+                if action.required:  # a --config file may give it: `train_stage` says which is missing
+                    action.required, action.default = False, argparse.SUPPRESS
+
+        def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+            if self.config_class is not None:
+                args = list(sys.argv[1:] if args is None else args)
+                first = argparse.ArgumentParser(add_help=False)
+                first.add_argument("--config")
+                name = first.parse_known_args(args)[0].config
+                if name is not None:
+                    try:
+                        values = config_values(name, self.config_class)
+                    except ValueError as error:
+                        self.exit(2, f"smartrag: error: {' '.join(str(error).split())}\n")
+                    for action in self._actions:
+                        if action.dest in values:
+                            action.default = _FromConfig(values[action.dest])
+            parsed, rest = super().parse_known_args(args, namespace)
+            for key, value in vars(parsed).items():
+                if isinstance(value, _FromConfig):
+                    setattr(parsed, key, value.value)
+            return parsed, rest
+
+    return StageParser
+
+
+def config_values(name: str, config_class: type) -> dict[str, Any]:
+    """A `--config` file's values by our field names (TRL's names mapped by `TRL_NAMES`); a key that names no field,
+    or a field named twice, raises one line naming the file and the close match."""
+    import dataclasses
+    import difflib
+
+    values = read_config(name, config_class)
+    names, aliases = {f.name for f in dataclasses.fields(config_class)}, trl_names(config_class)
+    unknown = sorted(str(key) for key in values if key not in names and key not in aliases)
+    if unknown:
+        close = [
+            f"{key}: did you mean {match[0]}?"
+            for key in unknown
+            if (match := difflib.get_close_matches(key, [*names, *aliases], n=1))
+        ]
+        stage = "sft" if config_class.__name__ == "SFTConfig" else "ppo"
+        raise ValueError(
+            f"--config {name}: unknown config fields {unknown} ({'; '.join([*close, ''])}the fields: smartrag train "
+            f"{stage} --help)"
+        )
+    ours: dict[str, Any] = {}
+    for key, value in values.items():
+        field_name = aliases.get(key, key)
+        if field_name in ours:
+            raise ValueError(f"--config {name}: {key} and {field_name} set the same field: keep one")
+        ours[field_name] = value
+    return ours
 
 
 class _KeyValues(argparse.Action):
@@ -404,24 +476,9 @@ class _KeyValues(argparse.Action):
         setattr(namespace, self.dest, pairs)
 
 
-_NONE = object()
-"""What `--flag none` parses to: argparse's own None means "not given"."""
-
-
-def _none_or(convert: Callable[[str], Any], text: str) -> Any:
-    return _NONE if text.lower() == "none" else convert(text)
-
-
-def dataclass_flag_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of `cls` that `add_dataclass_flags` flags were given for (`--flag none`: None)."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: None if v is _NONE else v for k, v in vars(args).items() if k in names and v is not None}
-
-
 def train_stage(args: argparse.Namespace) -> int:
-    """`smartrag train sft|ppo`: the stage's config from `--config` YAML, overridden by flags; prints the output."""
+    """`smartrag train sft|ppo`: the stage's config from its flags (a `--config` file's values their defaults);
+    prints the output."""
     import dataclasses
 
     train: Callable[..., Path]
@@ -433,20 +490,9 @@ def train_stage(args: argparse.Namespace) -> int:
         from .ppo import train
         from .ppo_config import PPOConfig as config_class
 
-    values: dict[str, Any] = read_config(args.config, config_class) if args.config else {}
-    names = {f.name for f in dataclasses.fields(config_class)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(
-            f"--config {args.config}: unknown config fields {sorted(map(str, unknown))} (the fields: "
-            f"smartrag train {args.stage} --help)"
-        )
-    values.update(dataclass_flag_values(args, config_class))
-    missing = [
-        f.name
-        for f in dataclasses.fields(config_class)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
-    ]
+    fields = dataclasses.fields(config_class)
+    values = {f.name: getattr(args, f.name) for f in fields if hasattr(args, f.name)}
+    missing = [f.name for f in fields if f.name not in values]
     if missing:
         raise ValueError(
             f"smartrag train {args.stage}: give --{missing[0].replace('_', '-')} or a config with `{missing[0]}:`"
@@ -543,24 +589,56 @@ def add_train_command(commands: Any) -> None:
     from .sft_config import SFTConfig
 
     summary = (add_train_command.__doc__ or "").splitlines()[0]
-    stages = commands.add_parser("train", help=summary).add_subparsers(dest="stage", required=True)
+    stages = commands.add_parser("train", help=summary).add_subparsers(
+        dest="stage", required=True, parser_class=_stage_parser_class()
+    )
     _add_warmup(stages)
     for stage, config, shipped, help in (
         ("sft", SFTConfig, "sft_embedded", "supervised warm-up (LoRA by default); every config field is a flag"),
         ("ppo", PPOConfig, "smartrag_paired", "PPO with the retriever in the loop (from an SFT adapter: --init DIR)"),
     ):
-        p = stages.add_parser(stage, usage=FIELD_USAGE, help=help)
+        p = stages.add_parser(stage, config_class=config, usage=FIELD_USAGE, help=help)
         p.add_argument(
             "--config",
-            help=f"YAML file of {config.__name__} fields, or a shipped config's name ({shipped}); flags override it",
+            help=f"YAML file of {config.__name__} fields (ours or TRL's names), or a shipped config's name "
+            f"({shipped}); flags override it",
         )
-        add_dataclass_flags(p, config)
         p.set_defaults(run=train_stage)
     _add_gate(stages)
     p = stages.add_parser("export", help="a trained adapter as bf16, its base recorded portably, for shipping")
     p.add_argument("adapter", help="the adapter directory (e.g. runs/smartrag-paired/best)")
     p.add_argument("--output", required=True, help="where to write it (a model card there is kept)")
     p.set_defaults(run=train_export)
+    p = stages.add_parser(
+        "accelerate-config",
+        help="print the path of a shipped `accelerate launch` config: accelerate launch --config_file "
+        '"$(smartrag train accelerate-config ddp)" -m langchain_smartrag.cli train sft ...',
+    )
+    p.add_argument("name", help=f"one of {', '.join(accelerate_configs())} (TRL's names)")
+    p.set_defaults(run=print_accelerate_config)
+
+
+ACCELERATE_DIR = CONFIG_DIR / "accelerate"
+"""The shipped `accelerate launch` configs (package data), one YAML file per name."""
+
+
+def accelerate_configs() -> list[str]:
+    """The names of the shipped accelerate configs: ddp, fsdp, zero2."""
+    return sorted(p.stem for p in ACCELERATE_DIR.glob("*.yaml"))
+
+
+def accelerate_config(name: str) -> Path:
+    """A shipped accelerate config's file by its name, found in the installed package (as TRL resolves its own)."""
+    path = ACCELERATE_DIR / f"{name.removesuffix('.yaml')}.yaml"
+    if Path(name).name != name or not path.is_file():
+        raise ValueError(f"no shipped accelerate config {name!r}: give one of {', '.join(accelerate_configs())}")
+    return path
+
+
+def print_accelerate_config(args: argparse.Namespace) -> int:
+    """`smartrag train accelerate-config NAME`: the file's path, for `accelerate launch --config_file`."""
+    print(accelerate_config(args.name))
+    return 0
 
 
 def _add_warmup(stages: Any) -> None:

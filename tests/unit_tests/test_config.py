@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import itertools
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_train_help_shows_each_fields_docstring_and_default(stage, capsys):
     assert exit_.value.code == 0
     out = squeeze(capsys.readouterr().out)
     for name, doc in field_docs(CONFIGS[stage]).items():
-        assert squeeze(f"--{name.replace('_', '-')}") in out
+        assert squeeze(f"--{name.replace('_', '-')}") in out and squeeze(f"--{name}") in out
         assert squeeze(doc) in out, name
     assert squeeze("AdamW") in out and "(default:" in out
     if stage == "ppo":
@@ -116,6 +117,17 @@ def test_a_bad_flag_value_is_one_line_naming_the_field(capsys):
     assert capsys.readouterr().err == "smartrag: error: learning_rate must be > 0, got -1.0\n"
 
 
+def parse_stage(argv: list[str]) -> dict:
+    """The config fields `smartrag train STAGE ARGV` parses to, before any model loads."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="smartrag")
+    training_cli.add_train_command(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", *argv])
+    cls = CONFIGS[args.stage]
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+
+
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
@@ -123,13 +135,81 @@ def test_a_bad_flag_value_is_one_line_naming_the_field(capsys):
         (["--covered-only", "[hotpotqa]"], {"covered_only": ["hotpotqa"]}),
         (["--target-kl", "none", "--learning-rate", "1e-5"], {"target_kl": None, "learning_rate": 1e-5}),
         (["--no-bf16", "--report-to", "tensorboard"], {"bf16": False, "report_to": ["tensorboard"]}),
+        (["--value_clip_range", "0.3", "--cliprange", "0.1"], {"value_clip_range": 0.3, "clip_range": 0.1}),
     ],
 )
 def test_flags_parse_to_the_fields_they_name(flags, expected):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    training_cli.add_dataclass_flags(parser, PPOConfig)
-    values = training_cli.dataclass_flag_values(parser.parse_args(flags), PPOConfig)
-    assert values == expected
+    values = parse_stage(["ppo", *flags])
+    assert {name: values[name] for name in expected} == expected
+    assert values["iterations"] == 20  # a field no flag names keeps its default
     PPOConfig(**values)
+
+
+def test_trl_names_are_flags_and_config_keys_beside_ours(tmp_path):
+    config = tmp_path / "trl.yaml"
+    config.write_text("model_name_or_path: tiny\nper_device_train_batch_size: 4\nnum_train_epochs: 3\nlora_r: 8\n")
+    values = parse_stage(
+        [
+            "sft",
+            "--config",
+            str(config),
+            "--data",
+            "rows.jsonl",
+            "--gradient_accumulation_steps",
+            "2",
+            "--max-steps",
+            "5",
+        ]
+    )
+    assert {k: values[k] for k in ("base_model", "batch_size", "epochs", "lora_r", "grad_accum", "max_steps")} == {
+        "base_model": "tiny",
+        "batch_size": 4,
+        "epochs": 3,
+        "lora_r": 8,
+        "grad_accum": 2,
+        "max_steps": 5,
+    }
+    assert (
+        parse_stage(["sft", "--config", str(config), "--data", "x", "--per-device-train-batch-size", "16"])[
+            "batch_size"
+        ]
+        == 16
+    )  # a flag overrides the file, under either name
+
+
+def test_a_config_value_is_the_configs_own_type_not_reparsed_as_a_flag(tmp_path):
+    """YAML has typed a value already: text stays text for the config's own check to judge, in one line."""
+    config = tmp_path / "c.yaml"
+    config.write_text("data: rows.jsonl\nmax_steps: many\nreport_to: [tensorboard]\n")
+    values = parse_stage(["sft", "--config", str(config)])
+    assert values["max_steps"] == "many" and values["report_to"] == ["tensorboard"]
+    with pytest.raises(ValueError, match=r"^max_steps must be a whole number >= 1 \(or none\), not 'many'$"):
+        SFTConfig(**values)
+
+
+def test_a_field_named_twice_in_a_config_is_one_line(tmp_path, capsys):
+    config = tmp_path / "twice.yaml"
+    config.write_text("batch_size: 4\nper_device_train_batch_size: 8\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "sft", "--config", str(config)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"smartrag: error: --config {config}: per_device_train_batch_size and batch_size set the same field: keep one\n"
+    )
+
+
+def test_the_shipped_accelerate_configs_resolve_by_name(capsys):
+    """`accelerate launch --config_file "$(smartrag train accelerate-config ddp)"` works from an installed wheel."""
+    import yaml
+
+    for name in ("ddp", "fsdp", "zero2"):
+        assert main(["train", "accelerate-config", name]) == 0
+        path = capsys.readouterr().out.strip()
+        assert path.endswith(f"{name}.yaml") and "distributed_type" in yaml.safe_load(Path(path).read_text())
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "accelerate-config", "zero9"])
+    assert exit_.value.code == 2
+    assert (
+        capsys.readouterr().err
+        == "smartrag: error: no shipped accelerate config 'zero9': give one of ddp, fsdp, zero2\n"
+    )
