@@ -107,7 +107,12 @@ def prepare_output_dir(
 
 def save_state(accelerator: Any, output_dir: Path, step: int, keep: int, loop: LoopState) -> Path:
     """Every process calls this: `accelerator.save_state` and the loop's values into a hidden folder, which the main
-    process renames to checkpoint-STEP before pruning all but the newest `keep`."""
+    process renames to checkpoint-STEP before pruning all but the newest `keep`.
+
+    Not accelerate's `ProjectConfiguration(automatic_checkpoint_naming=True, total_limit=...)`: it deletes the oldest
+    checkpoints before writing the new one in place (a kill mid-save leaves `keep - 1` whole ones and a half one, which
+    its `load_state()` then takes as the newest), names folders by save count (`checkpoints/checkpoint_N`), not step,
+    and counts every folder there (a stray `checkpoint_3.bak` is deleted, one without digits makes it raise)."""
     partial = output_dir / f".checkpoint-{step}-partial"
     target = output_dir / f"checkpoint-{step}"
     accelerator.save_state(str(partial))

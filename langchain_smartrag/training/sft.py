@@ -129,14 +129,21 @@ def trl_arguments(config: SFTConfig, bf16: bool) -> dict[str, Any]:
         "completion_only_loss": True,
         "use_cpu": not torch.accelerator.is_available(),  # so two CPU processes under torchrun train as one (gloo)
         "dataloader_pin_memory": torch.cuda.is_available(),
-        "save_total_limit": None,  # `SFTCallback.on_save` keeps the newest `keep_checkpoints`
+        "save_total_limit": None,  # `SFTCallback.on_save` keeps the newest `keep_checkpoints` (its docstring: why)
         **config.trainer_args,
     }
 
 
 class SFTCallback(TrainerCallback):
     """metrics.jsonl on the main process, checkpoints pruned by our rules (never a stray folder), the last step logged
-    and saved, and the config's learning rate after a resume (the checkpoint's scheduler would bring back its own)."""
+    and saved, and the config's learning rate after a resume (the checkpoint's scheduler would bring back its own).
+
+    Why not transformers' own: its `save_total_limit` (`trainer_utils.rotate_checkpoints`, by modification time)
+    counts every folder named `checkpoint-*` and deletes the oldest, so a user's `checkpoint-5.bak` or
+    `checkpoint-final` beside the run goes (tests/unit_tests/test_reliability_training.py shows it); and it keeps its
+    log only in each checkpoint's `trainer_state.json` (pruned with it) while its trackers write no JSONL, so the one
+    metrics.jsonl per run that the docs and plots read, cut back on a resume (`truncate_log`), is written here.
+    """
 
     def __init__(self, config: SFTConfig, resumed_at: int | None) -> None:
         self.config, self.resumed_at = config, resumed_at

@@ -343,3 +343,22 @@ def test_a_missing_data_file_is_a_one_line_cli_error(tmp_path, corpus_file, caps
         ],
     )
     assert err.startswith("smartrag: error: ") and "missing.jsonl" in err and err.count("\n") == 1
+
+
+# -- why checkpoint rotation is our own, not the libraries' --------------------------------------------------------
+
+
+def test_transformers_save_total_limit_would_delete_a_users_checkpoint_like_folder(tmp_path):
+    """What `Trainer` runs after each save with `save_total_limit` (by modification time): a user's `checkpoint-5.bak`
+    beside the run goes. `SFTCallback` prunes only `checkpoint-STEP` folders instead; if this starts to fail,
+    transformers has changed and its rotation may do."""
+    from transformers.trainer_utils import rotate_checkpoints
+
+    from langchain_smartrag.training.checkpoints import checkpoints
+
+    for age, name in enumerate(("checkpoint-5.bak", "checkpoint-1", "checkpoint-2")):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1_000_000 + 10 * age, 1_000_000 + 10 * age))
+    assert checkpoints(tmp_path) == [tmp_path / "checkpoint-1", tmp_path / "checkpoint-2"]  # ours: kept both, no prune
+    rotate_checkpoints(str(tmp_path), save_total_limit=2, use_mtime=True)
+    assert not (tmp_path / "checkpoint-5.bak").exists()
