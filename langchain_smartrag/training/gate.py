@@ -17,6 +17,11 @@ from langchain_core.retrievers import BaseRetriever
 
 from langchain_smartrag.gate import INDEX_FEATURES, POLICY_FEATURES, DecisionGate, index_features
 from langchain_smartrag.policy import SmartRAGPolicy
+from langchain_smartrag.scoring import ALPHA_PREVIEW
+
+from .data import QAExample
+from .evaluate import evaluate
+from .strategies import score_rule_threshold, strategy_rewards, strategy_table
 
 FAMILIES = {
     "index": INDEX_FEATURES,
@@ -262,6 +267,55 @@ def fit_gate(
         "held_out_curve": curve(p_held, searched[held], answered[held], probe_cost),
     }
     return gate, report
+
+
+def gate_from_pairs(
+    policy: SmartRAGPolicy,
+    retriever: BaseRetriever,
+    pairs: Sequence[dict[str, Any]],
+    *,
+    seed: int = 0,
+    trained_under: dict[str, Any] | None = None,
+) -> tuple[DecisionGate, dict[str, Any]]:
+    """`fit_gate` on paired episodes (`training.pairs`), the features read from `policy` and `retriever`; the score
+    rule's threshold, tuned on the same pairs, is recorded in the gate for `compare_strategies`."""
+    rows = decision_features(policy, retriever, [p["question"] for p in pairs])
+    threshold = score_rule_threshold(
+        [r["index"]["top_score"] for r in rows],
+        [p["search"]["reward"] for p in pairs],
+        [p["answer"]["reward"] for p in pairs],
+    )
+    trained_under = {**(trained_under or {}), "score_rule_threshold": threshold if math.isfinite(threshold) else None}
+    return fit_gate(rows, pairs, probe_cost=ALPHA_PREVIEW, seed=seed, trained_under=trained_under)
+
+
+def compare_strategies(
+    graph: Any,
+    policy: SmartRAGPolicy,
+    retriever: BaseRetriever,
+    examples: Sequence[QAExample],
+    *,
+    batch_size: int = 32,
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Both forced episodes of every question through `graph`, and every first-decision strategy's reward read off
+    them (`training.strategies`); the gate and the score rule are the policy's gate's, when it has one."""
+    runs = {
+        mode: evaluate(graph, examples, mode=mode, batch_size=batch_size, config=config, progress=progress)
+        for mode in ("always-retrieve", "no-retrieval")
+    }
+    rows = decision_features(policy, retriever, [e.question for e in examples], batch_size)
+    gate = policy.gate
+    rewards = strategy_rewards(
+        [r["reward"] for r in runs["always-retrieve"]["records"]],
+        [r["reward"] for r in runs["no-retrieval"]["records"]],
+        rows,
+        probe_cost=ALPHA_PREVIEW,
+        gate=gate,
+        score_threshold=gate.trained_under.get("score_rule_threshold") if gate else None,
+    )
+    return {"config": config or {}, "table": strategy_table(rewards), "runs": runs}
 
 
 def plot_curve(report: dict[str, Any], path: str | Path) -> None:

@@ -31,6 +31,7 @@ def test_notebook_runs_top_to_bottom_with_the_tiny_model(name, tmp_path, monkeyp
     assert (tmp_path / "run" / "ppo" / "curves.png").exists() and (
         tmp_path / "run" / "ppo" / "final" / "value_head.pt"
     ).exists()
+    assert "| oracle |" in outputs and (tmp_path / "run" / "ppo" / "final" / "gate.json").exists()
 
 
 @pytest.mark.slow
