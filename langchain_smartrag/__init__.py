@@ -12,6 +12,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__get
     from .chat_model import SmartRAGChatModel
     from .decision import Decision
     from .decoding import Generation
+    from .endpoint_policy import SmartRAGEndpointPolicy
     from .gate import DecisionGate
     from .graph import (
         SmartRAGContext,
@@ -23,6 +24,7 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__get
         create_smartrag_tool,
     )
     from .policy import SmartRAGPolicy
+    from .policy_protocol import PolicyError, PolicyLike
     from .protocol import ANSWER, SEARCH, Action, parse_action, render_prompt
     from .retrievers import BM25Retriever, DuckDuckGoRetriever, build_retriever
     from .scoring import episode_reward, exact_match, f1_score, normalize_answer
@@ -36,8 +38,11 @@ _SOURCES: dict[str, str] = {
     "DecisionGate": ".gate",
     "DuckDuckGoRetriever": ".retrievers",
     "Generation": ".decoding",
+    "PolicyError": ".policy_protocol",
+    "PolicyLike": ".policy_protocol",
     "SmartRAGChatModel": ".chat_model",
     "SmartRAGContext": ".graph",
+    "SmartRAGEndpointPolicy": ".endpoint_policy",
     "SmartRAGGraph": ".graph",
     "SmartRAGInput": ".graph",
     "SmartRAGOutput": ".graph",
@@ -64,8 +69,11 @@ __all__ = [
     "DecisionGate",
     "DuckDuckGoRetriever",
     "Generation",
+    "PolicyError",
+    "PolicyLike",
     "SmartRAGChatModel",
     "SmartRAGContext",
+    "SmartRAGEndpointPolicy",
     "SmartRAGGraph",
     "SmartRAGInput",
     "SmartRAGOutput",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,6 +20,9 @@ class Decision:
     prompt_tokens: int = 0
     hidden: list[float] | None = None
     """The final hidden state at the decision position (what the LM head read): a decision gate's input."""
+    outside_top_k: list[str] = field(default_factory=list)
+    """The action words a served model's top log-probabilities left out: each was scored at the lowest returned
+    log-probability, an upper bound on its own (`endpoint.action_logprobs`). Empty for a local policy."""
 
     @property
     def search_logit(self) -> float:

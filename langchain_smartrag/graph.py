@@ -20,7 +20,7 @@ from langgraph.types import Checkpointer
 from pydantic import BaseModel, Field
 
 from .nodes import SmartRAGNodes, _threshold, conversation_question, gate_of
-from .policy import SmartRAGPolicy
+from .policy_protocol import PolicyLike, check_policy
 from .protocol import validate_question
 from .retrievers.web import DuckDuckGoRetriever
 from .state import (
@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 
-def _preview_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, preview: int | None) -> int:
+def _preview_setting(policy: PolicyLike, retriever: BaseRetriever, preview: int | None) -> int:
     """The graph's preview: the caller's, else the policy's own (off for a web search), warning on a mismatch."""
     trained = getattr(policy, "preview", 0)
     if preview is None:
@@ -64,7 +64,7 @@ def _preview_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, preview: 
     return preview
 
 
-def _decision_setting(policy: SmartRAGPolicy, retriever: BaseRetriever, decision: str | None) -> Decider:
+def _decision_setting(policy: PolicyLike, retriever: BaseRetriever, decision: str | None) -> Decider:
     """Who decides: the caller's choice, else the policy's gate where it has one (not for a web search, whose probe
     would be a real search and gives no scores), else the action token."""
     if decision is None:
@@ -280,7 +280,7 @@ def _content_and_artifact(chunks: Iterable[tuple[str, Any]]) -> tuple[str, list[
 
 
 def create_smartrag_graph(
-    policy: SmartRAGPolicy,
+    policy: PolicyLike,
     retriever: BaseRetriever,
     *,
     max_retrievals: int = 1,
@@ -313,7 +313,12 @@ def create_smartrag_graph(
     (counted in `previews`, charged `ALPHA_PREVIEW` in the reward; a real search, so a web retriever pays for it).
     None takes the setting the policy was trained with (`policy.preview`), except with `DuckDuckGoRetriever`,
     where it is off unless asked for; a setting other than the training's is a warning.
+
+    `policy` is anything `PolicyLike`: `SmartRAGPolicy` (a model in this process) or `SmartRAGEndpointPolicy` (a
+    served one, whose failures are recorded in `errors` where the episode can go on); a policy that lacks a member
+    is a TypeError naming it, here.
     """
+    check_policy(policy)
     defaults = Settings(
         policy,
         retriever,

@@ -23,7 +23,7 @@ from .decision import Decision
 from .decoding import Generation
 from .gate import DecisionGate, index_features
 from .injection import split_instructions
-from .policy import SmartRAGPolicy
+from .policy_protocol import PolicyError, PolicyLike
 from .protocol import ANSWER, OBSERVATION_DOCUMENTS, SEARCH, parse_action, preview_titles, validate_question
 from .state import EPISODE_CLEARED, EPISODE_START, Settings, SmartRAGContext, SmartRAGState
 from .tracing import PolicyRun, policy_run
@@ -107,6 +107,17 @@ def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
     return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
 
 
+def _undecided(error: PolicyError) -> Command:
+    """A decision the policy could not take (its server failed), recorded: the episode searches, as
+    retrieve-then-read would, within the quota, and records no P(search)."""
+    return Command(update={"errors": [f"decide: {error}; searched without a decision"]}, goto="rewrite")
+
+
+def _unwritten(state: SmartRAGState, error: PolicyError) -> dict[str, Any]:
+    """A query the policy could not write (its server failed), recorded: the question is the query."""
+    return {"queries": [state["question"]], "errors": [f"rewrite: {error}; searched with the question"]}
+
+
 def conversation_question(messages: Any) -> str:
     """The question a conversation asks: its last human message (LangChain messages, dicts or (role, text) tuples)."""
     humans = [
@@ -126,7 +137,7 @@ def _joined(messages: Sequence[BaseMessage], question: str) -> dict[str, Any]:
     return {"messages": [HumanMessage(question)]}
 
 
-def gate_of(policy: SmartRAGPolicy, decision: str) -> DecisionGate | None:
+def gate_of(policy: PolicyLike, decision: str) -> DecisionGate | None:
     """The gate that takes the first decision, or None when the action token does."""
     if decision != "gate":
         return None
@@ -206,16 +217,22 @@ class SmartRAGNodes:
         ctx, prompt = self._decision_prompt(state)
         if prompt is None:
             return Command(goto="answer")
-        with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
-            return self._route(state, config, ctx, prompt, ctx.policy.decide([prompt])[0], run)
+        try:
+            with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
+                return self._route(state, config, ctx, prompt, ctx.policy.decide([prompt])[0], run)
+        except PolicyError as error:
+            return _undecided(error)
 
     async def adecide(self, state: SmartRAGState, config: RunnableConfig) -> Command:
         """`decide` with the policy's async, batched call."""
         ctx, prompt = self._decision_prompt(state)
         if prompt is None:
             return Command(goto="answer")
-        with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
-            return self._route(state, config, ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
+        try:
+            with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
+                return self._route(state, config, ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
+        except PolicyError as error:
+            return _undecided(error)
 
     def _decision_prompt(self, state: SmartRAGState) -> tuple[Settings, str | None]:
         """The settings and the prompt to score, or None when the quota forces the answer."""
@@ -246,8 +263,14 @@ class SmartRAGNodes:
             search = p_search >= threshold
         action = SEARCH if search else ANSWER
         action_ids = ctx.policy.encode(action)
-        run.end(action, decision.prompt_tokens, len(action_ids), search_probability=p_search)
+        outside = {"outside_top_k": decision.outside_top_k} if decision.outside_top_k else {}
+        run.end(action, decision.prompt_tokens, len(action_ids), search_probability=p_search, **outside)
         update: dict[str, Any] = {"search_probabilities": [p_search]}
+        if gate is None and len(decision.outside_top_k) == 2:
+            floors = f"P(search) {p_search:.2f} compares two floors"
+            update["errors"] = [
+                f"decide: neither {SEARCH} nor {ANSWER} was among the served model's top tokens: {floors}"
+            ]
         if ctx.record:
             logprobs = decision.search_logprobs if search else decision.answer_logprobs
             update["trace"] = [
@@ -269,18 +292,24 @@ class SmartRAGNodes:
         if not self.settings().rewrite_query:
             return {"queries": [state["question"]]}
         ctx, prompt, sampling, params = self._generation_call(state, config, "rewrite")
-        with policy_run(config, "rewrite", prompt, ctx.policy, params) as run:
-            generation = ctx.policy.generate([prompt], SEARCH, on_token=run.token, **sampling)[0]
-            return self._query_update(state, ctx, prompt, generation, run)
+        try:
+            with policy_run(config, "rewrite", prompt, ctx.policy, params) as run:
+                generation = ctx.policy.generate([prompt], SEARCH, on_token=run.token, **sampling)[0]
+                return self._query_update(state, ctx, prompt, generation, run)
+        except PolicyError as error:
+            return _unwritten(state, error)
 
     async def arewrite(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         """`rewrite` with the policy's async, batched call."""
         if not self.settings().rewrite_query:
             return {"queries": [state["question"]]}
         ctx, prompt, sampling, params = self._generation_call(state, config, "rewrite")
-        with policy_run(config, "rewrite", prompt, ctx.policy, params) as run:
-            generation = (await ctx.policy.agenerate([prompt], SEARCH, on_token=run.token, **sampling))[0]
-            return self._query_update(state, ctx, prompt, generation, run)
+        try:
+            with policy_run(config, "rewrite", prompt, ctx.policy, params) as run:
+                generation = (await ctx.policy.agenerate([prompt], SEARCH, on_token=run.token, **sampling))[0]
+                return self._query_update(state, ctx, prompt, generation, run)
+        except PolicyError as error:
+            return _unwritten(state, error)
 
     def answer(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         """The answer the policy writes after `[Answer]`, from the question and the documents retrieved."""

@@ -26,15 +26,13 @@ from .decoding import Generation, StopTokens, TextStream, decode, visible_text
 from .gate import DecisionGate
 from .hardware import bf16_is_fast
 from .models import TRAINED_ADAPTER, adapter_base, embedded_cache_path, embedded_model_dir, load_model, local_or_hub
+from .policy_protocol import TokenCallback
 from .prefix_cache import CachedPrefix, PrefixCache, cache_row, join_rows, weights_version
 from .prompt_fit import documents_that_fit, fit_question
 from .protocol import ANSWER, OBSERVATION_DOCUMENTS, SEARCH, render_prompt
 from .tensors import left_pad, length_chunks, position_ids
 
 logger = logging.getLogger(__name__)
-
-TokenCallback = Callable[[int, str], None]
-"""Called as `on_token(row, new_text)` while a generation streams."""
 
 
 class SmartRAGPolicy:

@@ -15,7 +15,7 @@ from pydantic import ConfigDict
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
-from .policy import SmartRAGPolicy
+from .policy_protocol import PolicyLike
 
 Decider = Literal["gate", "token"]
 """Who takes the first decision: the policy's decision gate, or the action token's P(search)."""
@@ -99,7 +99,7 @@ class SmartRAGContext:
 
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(arbitrary_types_allowed=True, use_attribute_docstrings=True)
 
-    policy: SkipJsonSchema[SmartRAGPolicy | None] = None
+    policy: SkipJsonSchema[PolicyLike | None] = None
     """Another policy for this call (a trained adapter, say)."""
     retriever: SkipJsonSchema[BaseRetriever | None] = None
     """Another retriever for this call."""
@@ -141,7 +141,7 @@ def graph_context_schema(defaults: dict[str, Any]) -> type[SmartRAGContext]:
 class Settings:
     """One call's settings, resolved: the graph's defaults with the call's non-None context fields over them."""
 
-    policy: SmartRAGPolicy
+    policy: PolicyLike
     retriever: BaseRetriever
     threshold: float | None
     """None: the decider's own (0.5 for the action token, the gate's selected threshold for a gate)."""

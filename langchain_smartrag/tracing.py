@@ -14,7 +14,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_callback_manager_for_config
 from langgraph.constants import TAG_NOSTREAM
 
-from .policy import SmartRAGPolicy
+from .policy_protocol import PolicyLike
 
 
 class PolicyRun:
@@ -62,7 +62,7 @@ def policy_run(
     config: RunnableConfig,
     node: str,
     prompt: str,
-    policy: SmartRAGPolicy,
+    policy: PolicyLike,
     params: dict[str, Any],
     *,
     stream: bool = True,
@@ -77,7 +77,7 @@ def policy_run(
         manager.add_tags([TAG_NOSTREAM], inherit=False)
     manager.add_metadata(
         {
-            "ls_provider": "huggingface",
+            "ls_provider": getattr(policy, "ls_provider", "huggingface"),
             "ls_model_name": policy.model_name,
             "ls_model_type": "chat",
             "ls_temperature": params.get("temperature"),
@@ -86,7 +86,7 @@ def policy_run(
         inherit=False,
     )
     (run,) = manager.on_chat_model_start(
-        {"name": "SmartRAGPolicy"},
+        {"name": type(policy).__name__},
         [[HumanMessage(content=prompt)]],
         name=f"policy:{node}",
         invocation_params={"model": policy.model_name, "node": node, **params},
