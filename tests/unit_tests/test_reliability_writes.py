@@ -207,6 +207,7 @@ def test_a_re_export_keeps_links_in_the_folder_as_links(tmp_path):
     export_adapter(fake_adapter(tmp_path / "A", r=4), shipped)
     (tmp_path / "cards").mkdir()
     (tmp_path / "cards" / "README.md").write_text("model card")
+    (shipped / "README.md").unlink()  # the generated model card, replaced by a link to the user's own
     (shipped / "README.md").symlink_to("../cards/README.md")
     (shipped / "docs").mkdir()
     (shipped / "docs" / "notes.md").write_text("notes")
