@@ -88,6 +88,11 @@ class BM25Retriever(BaseRetriever):
             raise ValueError(f"the index holds {index.scores['num_docs']} documents, not {len(self._documents)}")
         self._index = index
 
+    @property
+    def documents(self) -> list[Document]:
+        """The indexed documents, in index order (a copy of the list: the index cannot change under it)."""
+        return list(self._documents)
+
     @classmethod
     def from_documents(cls, documents: Iterable[Document], **kwargs: Any) -> BM25Retriever:
         """Index these documents (title, when in the metadata, is indexed with the text): `cls(documents, **kwargs)`,

@@ -86,8 +86,9 @@ def evaluate(args: argparse.Namespace) -> int:
 def train_warmup(args: argparse.Namespace) -> int:
     from langchain_smartrag.policy import SmartRAGPolicy
     from langchain_smartrag.retrievers import build_retriever
+    from langchain_smartrag.retrievers.bm25 import BM25Retriever
 
-    from .warmup import build_warmup, write_warmup
+    from .warmup import build_warmup, gold_titles, reading_rows, write_warmup
 
     check_writable(Path(args.output))
     sources = [Path(f) for f in args.data] if args.data else [dataset_path(name, args.split) for name in args.datasets]
@@ -96,8 +97,9 @@ def train_warmup(args: argparse.Namespace) -> int:
         raise ValueError(f"--per-dataset: one count for all or one per data set ({len(sources)}), got {len(counts)}")
     examples = [e for path, n in zip(sources, counts, strict=True) for e in sample(load_qa(path), n, args.seed)]
     retriever = build_retriever(args.retriever, args.corpus, args.k)
+    policy = SmartRAGPolicy.load(args.policy or "embedded-base")
     rows, report = build_warmup(
-        SmartRAGPolicy.load(args.policy or "embedded-base"),
+        policy,
         retriever,
         examples,
         rewrites=args.rewrites,
@@ -105,6 +107,23 @@ def train_warmup(args: argparse.Namespace) -> int:
         no_search=args.no_search_examples,
         preview=args.preview,
     )
+    if args.reading_per_dataset:
+        if not isinstance(retriever, BM25Retriever):
+            raise ValueError(
+                "--reading-per-dataset reads the gold passages from a BM25 corpus: give --corpus, not --retriever"
+            )
+        passages = {str(d.metadata.get("title")): d for d in retriever.documents}
+        drawn = {e.id for e in examples}
+        reading = [
+            e
+            for path in sources
+            for e in sample(
+                [e for e in load_qa(path) if e.id not in drawn and gold_titles(e)], args.reading_per_dataset, args.seed
+            )
+        ]
+        extra, report["reading"] = reading_rows(policy, retriever, reading, passages, seed=args.seed)
+        rows = rows + extra
+        report["mix"]["reading"] = len(extra)
     write_warmup(rows, report, args.output)
     print(json.dumps(report))
     return 0
@@ -677,6 +696,13 @@ def _add_warmup(stages: Any) -> None:
         type=non_negative_int,
         default=0,
         help="decision examples show the titles of the question's top N hits (as `--preview` in the graph)",
+    )
+    p.add_argument(
+        "--reading-per-dataset",
+        type=non_negative_int,
+        default=0,
+        help="also reading rows: this many more questions from each data set whose gold passages the BM25 corpus "
+        "holds, answered with those passages among the hits (0: none)",
     )
     p.add_argument("--output", default="runs/warmup.jsonl")
     p.set_defaults(run=train_warmup)

@@ -4,6 +4,8 @@
 - search:   question -> "[Search] q" for the others, q being the question itself or a rewrite sampled from
             the policy, whichever first retrieves text that holds a gold answer;
 - observed: question + observation -> "[Answer] y", y being the gold alias found in the observation;
+- reading:  question + its top hits with its gold passages among them -> "[Answer] y" (`reading_rows`, from
+            questions whose data set names the passages that hold the evidence): more answer turns that read.
 - no-search (only with `no_search=True`, not the paper's): question -> "[Answer]", the decision word alone, for
             questions that neither the policy closed-book nor any query answers. With a corpus that holds the
             answers to part of the questions, that is the decision the reward pays for (a search costs alpha and
@@ -22,7 +24,7 @@ import dataclasses
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from tqdm import tqdm
 from langchain_smartrag import ANSWER, SEARCH, SmartRAGPolicy
 from langchain_smartrag._files import atomic_write_text
 from langchain_smartrag.jsonl import read_jsonl
-from langchain_smartrag.protocol import parse_action, preview_titles
+from langchain_smartrag.protocol import parse_action, preview_titles, render_observation
 from langchain_smartrag.scoring import has_answer, normalize_answer
 
 from .data import QAExample
@@ -147,6 +149,47 @@ def build_warmup(
         "mix": dict(Counter(r.kind for r in rows)),
     }
     return rows, report
+
+
+def gold_titles(example: QAExample) -> list[str]:
+    """The titles of the passages that hold a question's evidence, where its data set names them (HotpotQA's
+    supporting paragraphs, PopQA's subject page); none otherwise."""
+    if example.extra.get("supporting_titles"):
+        return [str(t) for t in example.extra["supporting_titles"]]
+    return [str(example.extra["s_wiki_title"])] if example.extra.get("s_wiki_title") else []
+
+
+def reading_rows(
+    policy: SmartRAGPolicy,
+    retriever: BaseRetriever,
+    examples: Sequence[QAExample],
+    passages: Mapping[str, Document],
+    *,
+    seed: int = 0,
+) -> tuple[list[WarmupExample], dict[str, Any]]:
+    """Answer turns that teach reading: each question's hits as the graph shows them, its gold passages (`passages`
+    by title) put in at a seeded rank where the search missed them, the last-ranked hits making room. The completion
+    is the gold alias the observation shows, else the first gold answer: the answer, never a copy of a document.
+    Questions with no gold passage in `passages` give none; the report counts both."""
+    rng, rows, shown = random.Random(seed), [], 0
+    for e in examples:
+        titles = gold_titles(e)
+        golds = [passages[t] for t in titles if t in passages]
+        if not golds:
+            continue
+        documents = retriever.invoke(e.question)
+        k = max(len(documents), len(golds))
+        seen = {d.metadata.get("title") for d in documents}
+        for gold in golds:
+            if gold.metadata.get("title") not in seen:
+                documents.insert(rng.randint(0, min(len(documents), k - 1)), gold)
+        documents = documents[:k]
+        alias = _alias_in(render_observation(documents), e.answers)
+        shown += alias is not None
+        rows.append(
+            WarmupExample("reading", policy.prompt(e.question, documents), f"{ANSWER} {alias or e.answers[0]}", e.id)
+        )
+    return rows, {"questions": len(examples), "rows": len(rows), "answer_shown": shown}
 
 
 def write_warmup(rows: Sequence[WarmupExample], report: dict[str, Any], path: str | Path) -> None:

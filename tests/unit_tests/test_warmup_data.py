@@ -97,3 +97,47 @@ def test_rows_of_different_previews_are_refused(tmp_path):
     mixed.write_text(json.dumps({**row, "preview": 0}) + "\n" + json.dumps({**row, "preview": 3}) + "\n")
     with pytest.raises(ValueError, match="mixed.jsonl: its rows were built with different previews"):
         warmup_protocol(mixed)
+
+
+def test_reading_rows_put_the_gold_passage_among_the_hits_and_teach_the_answer_it_shows(policy, retriever):
+    from langchain_smartrag.training.warmup import reading_rows
+
+    passages = {d.metadata["title"]: d for d in retriever.documents}
+    examples = [
+        QAExample("h", "Who wrote the tragedy?", ["William Shakespeare"], {"supporting_titles": ["Hamlet"]}),
+        QAExample("m", "What landed on the Moon?", ["Apollo 11"], {"s_wiki_title": "Apollo 11"}),
+        QAExample("a", "Who wrote the first program?", ["Charles Babbage"], {"s_wiki_title": "Ada Lovelace"}),
+        QAExample("x", "Who is Zorblax?", ["nobody"]),  # its data set names no passage: no row
+    ]
+    rows, report = reading_rows(policy, retriever, examples, passages)
+    assert [r.id for r in rows] == ["h", "m", "a"] and {r.kind for r in rows} == {"reading"}
+    hamlet = rows[0]
+    assert "Hamlet is a tragedy written by William Shakespeare" in hamlet.prompt  # the search missed it: put in
+    assert "(2) " in hamlet.prompt and "(3) " not in hamlet.prompt  # still k=2 documents: the last hit made room
+    assert hamlet.completion == f"{ANSWER} William Shakespeare"
+    assert rows[2].completion == f"{ANSWER} Charles Babbage"  # not in the passage: the answer, not a copy of it
+    assert report == {"questions": 4, "rows": 3, "answer_shown": 2}
+
+
+def test_train_warmup_adds_reading_rows_from_questions_it_did_not_draw(tiny_model_dir, corpus_file, tmp_path, capsys):
+    qa = tmp_path / "qa.jsonl"
+    rows = [
+        {
+            "id": f"q{i}",
+            "question": "Who wrote Hamlet?",
+            "answers": ["William Shakespeare"],
+            "supporting_titles": ["Hamlet"],
+        }
+        for i in range(4)
+    ]
+    qa.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    output = tmp_path / "warmup.jsonl"
+    flags = ["--data", str(qa), "--per-dataset", "2", "--reading-per-dataset", "2", "--rewrites", "0"]
+    flags += ["--policy", str(tiny_model_dir), "--corpus", str(corpus_file), "--output", str(output)]
+    assert main(["train", "warmup", *flags]) == 0
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    reading = [r for r in written if r["kind"] == "reading"]
+    others = {r["id"] for r in written if r["kind"] != "reading"}
+    assert len(reading) == 2 and not others & {r["id"] for r in reading}  # drawn apart from the warm-up's questions
+    report = json.loads(output.with_suffix(".report.json").read_text())
+    assert report["mix"]["reading"] == 2 and report["reading"]["answer_shown"] == 2
