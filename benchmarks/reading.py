@@ -28,6 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from langchain_core.documents import Document
 
 CONDITIONS = ("gold first", "retrieved")
+CUTS = (400, 800, 0)
+"""Document cuts the `answer_shown` table tries, in characters (400: what the observation keeps; 0: whole)."""
+
+
+def shown_at(documents: Sequence[Document], golds: Sequence[str], cut: int) -> bool:
+    """Whether a gold answer is in the documents' titles and texts with each text cut to `cut` characters (0: whole):
+    what an observation with that cut could show the reader."""
+    from langchain_smartrag.protocol import OBSERVATION_DOCUMENTS
+    from langchain_smartrag.scoring import has_answer
+
+    texts = [f"{d.metadata.get('title', '')}: {' '.join(d.page_content.split())[: cut or None]}" for d in documents]
+    return has_answer(" ".join(texts[:OBSERVATION_DOCUMENTS]), golds)
 
 
 def hotpotqa_and_popqa(n: int) -> dict[str, list[tuple[Any, list[str]]]]:
@@ -71,7 +83,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="HotpotQA and PopQA dev questions each (default 100)")
     parser.add_argument("--k", type=int, default=4, help="documents in the observation (default 4, as served)")
-    parser.add_argument("--policies", nargs="+", default=["embedded-base", "embedded"], help="SmartRAGPolicy.load")
+    parser.add_argument(
+        "--policies",
+        nargs="*",
+        default=["embedded-base", "embedded"],
+        help="SmartRAGPolicy.load sources (none: only the answer-shown table, no model)",
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -108,10 +125,24 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "golds": example.answers,
                         "documents": documents,
                         "answer_shown": has_answer(render_observation(documents), example.answers),
+                        "shown_at": {cut: shown_at(documents, example.answers, cut) for cut in CUTS},
                     }
                 )
 
-    results: dict[str, Any] = {}
+    shown = {
+        f"{name} / {condition}": {
+            str(cut or "whole"): sum(i["shown_at"][cut] for i in of) / len(of)
+            for cut in CUTS
+            if (of := [i for i in items if i["set"] == name and i["condition"] == condition])
+        }
+        for name in sets
+        for condition in CONDITIONS
+    }
+    print("| set / condition | " + " | ".join(f"answer shown, cut {c or 'none'}" for c in CUTS) + " |")
+    print("|---|" + "---:|" * len(CUTS))
+    for key, row in shown.items():
+        print(f"| {key} | " + " | ".join(f"{v:.2f}" for v in row.values()) + " |")
+    results: dict[str, Any] = {"answer shown by cut": shown}
     for source in args.policies:
         policy = SmartRAGPolicy.load(source)
         answers = read(policy, items)
@@ -134,12 +165,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             for a, i in zip(answers, items, strict=True)
         ]
 
-    lines = ["| set / condition | n | answer shown | " + " | ".join(f"{p} EM / F1" for p in args.policies) + " |"]
-    lines.append("|---|---:|---:|" + "---:|" * len(args.policies))
-    for key, row in results[args.policies[0]].items():
-        cells = " | ".join(f"{results[p][key]['em']:.3f} / {results[p][key]['f1']:.3f}" for p in args.policies)
-        lines.append(f"| {key} | {row['n']} | {row['answer_shown']:.2f} | {cells} |")
-    print("\n".join(lines))
+    lines = []
+    if args.policies:
+        lines.append(
+            "| set / condition | n | answer shown | " + " | ".join(f"{p} EM / F1" for p in args.policies) + " |"
+        )
+        lines.append("|---|---:|---:|" + "---:|" * len(args.policies))
+        for key, row in results[args.policies[0]].items():
+            cells = " | ".join(f"{results[p][key]['em']:.3f} / {results[p][key]['f1']:.3f}" for p in args.policies)
+            lines.append(f"| {key} | {row['n']} | {row['answer_shown']:.2f} | {cells} |")
+        print("\n".join(lines))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(
