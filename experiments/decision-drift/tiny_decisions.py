@@ -1,7 +1,7 @@
 """Paired-decision PPO in the tiny world (`langchain_smartrag.training.tiny_world`), a few seeds, in seconds per run.
 
-    python experiments/decision-drift/tiny_decisions.py [--known-copies 5] [--seeds 0 1] [--iterations 12]
-                                        [--learning-rate 5e-4 ...: any other PPOConfig field as a flag]
+    python experiments/decision-drift/tiny_decisions.py [--known-copies 5] [--seeds 0 1] \
+        [--set iterations=12 learning_rate=5e-4 ...: any other PPOConfig field]
 
 Each closed-book fact is asked `--known-copies` times as often as each fact only the corpus holds: at 5, a search
 pays for 1 question in 6, like the real data sets (where it paid for about 1 in 10), and the shared bias of the
@@ -17,13 +17,15 @@ gradient only. Commit 7feee28 runs those settings: `python benchmarks/tiny_decis
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.training.cli import add_dataclass_flags, dataclass_flag_values
 from langchain_smartrag.training.ppo import train
 from langchain_smartrag.training.ppo_config import PPOConfig
 from langchain_smartrag.training.tiny_world import (
@@ -56,9 +58,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--known-copies", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    add_dataclass_flags(parser.add_argument_group("PPOConfig fields (the world's defaults otherwise)"), PPOConfig)
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="PPOConfig fields, each value read as YAML (the world's defaults otherwise)",
+    )
     args = parser.parse_args()
-    overrides = {"iterations": 12, **dataclass_flag_values(args, PPOConfig)}
+    fields = {f.name for f in dataclasses.fields(PPOConfig)}
+    overrides: dict = {"iterations": 12}
+    for pair in args.set:
+        field, _, value = pair.partition("=")
+        if field not in fields:
+            parser.error(f"--set {pair}: PPOConfig has no field {field!r}")
+        overrides[field] = yaml.safe_load(value)
     for field in SET_HERE & overrides.keys():
         parser.error(f"--{field.replace('_', '-')} is set by this script")
     with tempfile.TemporaryDirectory() as tmp:
