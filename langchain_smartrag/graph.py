@@ -19,7 +19,8 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 from pydantic import BaseModel, Field
 
-from .nodes import SmartRAGNodes, _threshold, conversation_question, gate_of
+from .messages import conversation_question
+from .nodes import SmartRAGNodes, _threshold, gate_of
 from .policy_protocol import PolicyLike, check_policy
 from .protocol import validate_question
 from .retrievers.web import DuckDuckGoRetriever

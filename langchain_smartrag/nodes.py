@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import random
-import threading
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Awaitable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from langchain_core.documents import Document
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.messages import AIMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
@@ -23,46 +20,12 @@ from .decision import Decision
 from .decoding import Generation
 from .gate import DecisionGate, index_features
 from .injection import split_instructions
+from .messages import joined_question
 from .policy_protocol import PolicyError, PolicyLike
 from .protocol import ANSWER, OBSERVATION_DOCUMENTS, SEARCH, parse_action, preview_titles, validate_question
+from .search import Search, as_documents, in_daemon_thread
 from .state import EPISODE_CLEARED, EPISODE_START, Settings, SmartRAGContext, SmartRAGState
 from .tracing import PolicyRun, policy_run
-
-Search = tuple[list[Document], list[str]]
-"""One search's documents and the errors to record."""
-
-
-def _in_daemon_thread(call: Callable[[], Any]) -> Future:
-    """Run `call` in a new daemon thread (with the caller's context vars) and return its future.
-
-    A retriever that hangs past its timeout holds only its own thread: no pool shared with other graphs or
-    with the event loop, and a daemon thread never keeps the process from exiting.
-    """
-    future: Future = Future()
-    context = contextvars.copy_context()
-
-    def run() -> None:
-        if not future.set_running_or_notify_cancel():  # a running future can no longer be cancelled under us
-            return
-        try:
-            future.set_result(context.run(call))
-        except BaseException as error:  # noqa: BLE001 -- handed to the waiting node, which records it
-            future.set_exception(error)
-
-    threading.Thread(target=run, name="smartrag-retrieve", daemon=True).start()
-    return future
-
-
-def _documents(node: str, result: Any) -> Search:
-    """A retriever's result as Documents, with an error for anything that is not one (strings, dicts, None)."""
-    if not isinstance(result, (list, tuple)):
-        return [], [f"{node}: the retriever returned {type(result).__name__}, not a list of Documents"]
-    documents = [d for d in result if isinstance(d, Document)]
-    if len(documents) < len(result):
-        kinds = sorted({type(d).__name__ for d in result if not isinstance(d, Document)})
-        dropped = len(result) - len(documents)
-        return documents, [f"{node}: dropped {dropped} results that are not Documents ({', '.join(kinds)})"]
-    return documents, []
 
 
 def _episode_seed(config: RunnableConfig) -> int | None:
@@ -116,25 +79,6 @@ def _undecided(error: PolicyError) -> Command:
 def _unwritten(state: SmartRAGState, error: PolicyError) -> dict[str, Any]:
     """A query the policy could not write (its server failed), recorded: the question is the query."""
     return {"queries": [state["question"]], "errors": [f"rewrite: {error}; searched with the question"]}
-
-
-def conversation_question(messages: Any) -> str:
-    """The question a conversation asks: its last human message (LangChain messages, dicts or (role, text) tuples)."""
-    humans = [
-        m for m in convert_to_messages(messages if isinstance(messages, list) else [messages]) if m.type == "human"
-    ]
-    if not humans:
-        raise ValueError("the messages hold no human message: the last human message is the question")
-    return validate_question(humans[-1].text)
-
-
-def _joined(messages: Sequence[BaseMessage], question: str) -> dict[str, Any]:
-    """The question as a human message, for a conversation that does not end by asking it (a question passed on its
-    own to a thread that holds a conversation); nothing for no conversation."""
-    humans = [m for m in messages if m.type == "human"]
-    if not messages or (humans and humans[-1].text == question):
-        return {}
-    return {"messages": [HumanMessage(question)]}
 
 
 def gate_of(policy: PolicyLike, decision: str) -> DecisionGate | None:
@@ -208,7 +152,7 @@ class SmartRAGNodes:
         ctx = self.settings()
         gate = gate_of(ctx.policy, ctx.decision)
         probe = ctx.preview or (gate is not None and gate.reads_index)
-        joined = _joined(state.get("messages") or [], state["question"])
+        joined = joined_question(state.get("messages") or [], state["question"])
         return Command(update={**update, **EPISODE_CLEARED, **joined}, goto="preview" if probe else "decide")
 
     # decide ---------------------------------------------------------------------------------
@@ -423,11 +367,11 @@ class SmartRAGNodes:
             if self.retriever_timeout is None:
                 result = retriever.invoke(query, config)
             else:
-                future = _in_daemon_thread(lambda: retriever.invoke(query, config))
+                future = in_daemon_thread(lambda: retriever.invoke(query, config))
                 result = future.result(timeout=self.retriever_timeout)
         except Exception as error:  # noqa: BLE001 -- any retriever may fail; the answer must still come
             return self._failed(node, error)
-        return _documents(node, result)
+        return as_documents(node, result)
 
     async def _asearch(self, node: str, query: str, config: RunnableConfig) -> Search:
         """`_search` with the retriever's async call; a sync-only retriever gets its own daemon thread."""
@@ -436,10 +380,10 @@ class SmartRAGNodes:
         try:
             if type(retriever)._aget_relevant_documents is BaseRetriever._aget_relevant_documents:
                 # a sync-only retriever: its own daemon thread, not the event loop's shared default pool
-                call = asyncio.wrap_future(_in_daemon_thread(lambda: retriever.invoke(query, config)))
+                call = asyncio.wrap_future(in_daemon_thread(lambda: retriever.invoke(query, config)))
             else:
                 call = retriever.ainvoke(query, config)
             result = await asyncio.wait_for(call, self.retriever_timeout)
         except Exception as error:  # noqa: BLE001 -- as in _search
             return self._failed(node, error)
-        return _documents(node, result)
+        return as_documents(node, result)
