@@ -196,17 +196,8 @@ def train(config: SFTConfig) -> Path:
 
     output_dir = Path(config.output_dir)
     rows = copy_kinds(read_rows(config.data), config.kind_copies)
-    checkpoint = prepare_output_dir(output_dir, config.resume, incomplete=trl_checkpoint_gap)
-    lost = trl_resume_gap(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and lost:
-        raise ValueError(
-            f"cannot resume exactly from {checkpoint}: it has no {lost} (saved with save_only_model, or "
-            f"lost since): delete {checkpoint.name} to resume from the checkpoint before it, or start a "
-            "new run in a new --output-dir"
-        )
-    check_output_folder(output_dir / "final", None)  # not a file; a link is replaced through
     target = "cuda" if torch.cuda.is_available() else "cpu"
-    try:  # TRL's own checks on the arguments, before the model loads
+    try:  # TRL's own checks on the arguments, before the run folder is made and the model loads
         arguments = trl.SFTConfig(**trl_arguments(config, config.bf16 and bf16_is_fast(target)))
     except Exception as error:
         if "deepspeed" in config.trainer_args:  # a half-built DeepSpeed config stays registered: every later model
@@ -223,6 +214,15 @@ def train(config: SFTConfig) -> Path:
             f"--trainer-args: TRL's SFTConfig refused them: {type(error).__name__}: "
             f"{' '.join(str(error).split()).rstrip('.')}{hint}"
         ) from error
+    checkpoint = prepare_output_dir(output_dir, config.resume, incomplete=trl_checkpoint_gap)
+    lost = trl_resume_gap(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and lost:
+        raise ValueError(
+            f"cannot resume exactly from {checkpoint}: it has no {lost} (saved with save_only_model, or "
+            f"lost since): delete {checkpoint.name} to resume from the checkpoint before it, or start a "
+            "new run in a new --output-dir"
+        )
+    check_output_folder(output_dir / "final", None)  # not a file; a link is replaced through
     resumed_at = int(checkpoint.name.split("-")[1]) if checkpoint is not None else None
     if arguments.process_index == 0:  # a new run starts its log afresh; a resumed one cuts it back to its checkpoint
         truncate_log(output_dir / "metrics.jsonl", "step", resumed_at or 0)

@@ -554,6 +554,7 @@ def test_a_trainer_arg_mistake_is_one_line_before_the_model_loads(args, message,
         )
     )
     assert err.startswith(message), err
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
 
 def test_a_trainer_arg_that_is_not_yaml_is_one_argparse_error(tmp_path, capsys):
