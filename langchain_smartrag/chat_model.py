@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
@@ -16,43 +16,8 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
+from .policy_protocol import AnsweringPolicy
 from .protocol import ANSWER, SEARCH, parse_action, validate_question
-
-
-@runtime_checkable
-class AnsweringPolicy(Protocol):
-    """What the chat model needs of a policy (`SmartRAGPolicy` is one): its protocol prompt and its generation."""
-
-    model_name: str
-    max_new_tokens: int
-
-    def prompt(self, question: str) -> str:
-        """The protocol prompt for a question, with no documents."""
-        ...
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        prefix: str = "",
-        *,
-        on_token: Callable[[int, str], None] | None = None,
-        **sampling: Any,
-    ) -> list[Any]:
-        """Completions of `prompt + prefix`, each with `text`, `token_ids` and `prompt_tokens`; `on_token(row, text)`
-        receives each row's new text as it is generated."""
-        ...
-
-    async def agenerate(
-        self,
-        prompts: Sequence[str],
-        prefix: str = "",
-        *,
-        on_token: Callable[[int, str], None] | None = None,
-        **sampling: Any,
-    ) -> list[Any]:
-        """`generate` for asyncio callers."""
-        ...
-
 
 ROLES = {"system": "System", "human": "User", "ai": "Assistant"}
 """The messages the chat model reads, and how a conversation names each one's speaker in the question."""

@@ -26,35 +26,17 @@ class PolicyError(RuntimeError):
 
 
 @runtime_checkable
-class PolicyLike(Protocol):
-    """The one policy behind every node: it renders the protocol prompt, decides with P(search), generates the
-    query and the answer (streaming tokens), says how many inputs to run at once, and names itself for traces."""
+class AnsweringPolicy(Protocol):
+    """What answering needs of a policy (all `SmartRAGChatModel` uses): the protocol prompt, generation after a
+    forced action word, and a name for traces."""
 
     model_name: str
     """What traces report as `ls_model_name`."""
     max_new_tokens: int
     """The most tokens a query or an answer may take."""
-    max_batch_size: int
-    """How many inputs `graph.batch` runs at once (what the policy batches, or keeps in flight)."""
-    preview: int
-    """The preview setting the policy was trained with (0: none)."""
-    gate: DecisionGate | None
-    """The decision gate that reads `Decision.hidden`, or None: the action token decides."""
 
     def prompt(self, question: str, documents: Sequence[Document] = (), preview: Sequence[str] | None = None) -> str:
         """The protocol prompt (`protocol.render_prompt`) for a question, its documents and a preview."""
-        ...
-
-    def encode(self, text: str) -> list[int]:
-        """A text's token ids without special tokens (what traces count); empty where the tokenizer is unknown."""
-        ...
-
-    def decide(self, prompts: Sequence[str]) -> list[Decision]:
-        """The retrieve-or-answer decision after each prompt: P(search) and each action word's log-probs."""
-        ...
-
-    async def adecide(self, prompts: Sequence[str]) -> list[Decision]:
-        """`decide` for asyncio callers."""
         ...
 
     def generate(
@@ -80,6 +62,31 @@ class PolicyLike(Protocol):
         **sampling: Any,
     ) -> list[Generation]:
         """`generate` for asyncio callers."""
+        ...
+
+
+@runtime_checkable
+class PolicyLike(AnsweringPolicy, Protocol):
+    """The one policy behind every node: besides answering, it decides with P(search), counts tokens and says how
+    many inputs to run at once."""
+
+    max_batch_size: int
+    """How many inputs `graph.batch` runs at once (what the policy batches, or keeps in flight)."""
+    preview: int
+    """The preview setting the policy was trained with (0: none)."""
+    gate: DecisionGate | None
+    """The decision gate that reads `Decision.hidden`, or None: the action token decides."""
+
+    def encode(self, text: str) -> list[int]:
+        """A text's token ids without special tokens (what traces count); empty where the tokenizer is unknown."""
+        ...
+
+    def decide(self, prompts: Sequence[str]) -> list[Decision]:
+        """The retrieve-or-answer decision after each prompt: P(search) and each action word's log-probs."""
+        ...
+
+    async def adecide(self, prompts: Sequence[str]) -> list[Decision]:
+        """`decide` for asyncio callers."""
         ...
 
 
