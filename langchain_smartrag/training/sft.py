@@ -8,6 +8,7 @@ checkpoints that resume exactly). Our own config (`sft_config.SFTConfig`) keeps 
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -116,6 +117,31 @@ def trl_resume_gap(folder: Path) -> str | None:
     if not any(p.name.startswith("rng_state") and p.name.endswith(".pth") for p in entries):
         return "rng_state.pth"
     return None
+
+
+def storage_full(error: BaseException) -> bool:
+    """Whether `error` or one it came from is a full disk (or a file-size limit): safetensors raises its own error
+    type for it, naming the cause only in its text."""
+    while error is not None:
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EFBIG) or any(
+            words in str(error) for words in ("No space left on device", "File too large")
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_full(output_dir: Path, what: str) -> OSError:
+    """The one-line error for a disk that filled while saving `what`: what to run once there is room."""
+    whole = [c for c in checkpoints(output_dir) if trl_checkpoint_gap(c) is None]
+    then = (
+        f"rerun with --resume (it continues from {whole[-1].name}; a half-written one is skipped)"
+        if whole
+        else "rerun the command (no checkpoint was complete; a new run clears the half-written one)"
+    )
+    error = OSError(f"{output_dir}: no room on the disk to save {what}: free space, then {then}")
+    error.errno = errno.ENOSPC
+    return error
 
 
 def trl_arguments(config: SFTConfig, bf16: bool) -> dict[str, Any]:
@@ -257,6 +283,8 @@ def train(config: SFTConfig) -> Path:
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     except Exception as error:  # TRL loads the checkpoint with weights_only=True: a crafted file raises, runs nothing
+        if storage_full(error):
+            raise disk_full(output_dir, "a checkpoint") from error
         if checkpoint is None or log.stepped:
             raise
         raise ValueError(f"cannot resume from {checkpoint}: {error}") from error
@@ -265,7 +293,12 @@ def train(config: SFTConfig) -> Path:
     if trainer.is_world_process_zero():
         shutil.rmtree(staging, ignore_errors=True)  # what a run killed while saving left
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(staging))  # on every process: a sharded model gathers its weights here
+    try:
+        trainer.save_model(str(staging))  # on every process: a sharded model gathers its weights here
+    except Exception as error:
+        if storage_full(error):
+            raise disk_full(output_dir, "the final adapter") from error
+        raise
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(staging)
         protocol = warmup_protocol(config.data)

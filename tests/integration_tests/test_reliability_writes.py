@@ -221,3 +221,34 @@ def test_from_pretrained_of_a_model_without_its_tokenizer_says_so(tmp_path, tiny
         shutil.copy(tiny_model_dir / name, folder / name)
     with pytest.raises(ValueError, match=r"model-only holds a model but no tokenizer .*tokenizer.save_pretrained"):
         SmartRAGPolicy.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["no checkpoint whole", "checkpoint-2 whole"])
+def test_sft_on_a_full_disk_says_in_one_line_how_to_go_on(earlier, tmp_path, sft_data, tiny_model_dir):
+    run = tmp_path / "run"
+    argv = ["train", "sft", "--data", str(sft_data), "--base-model", str(tiny_model_dir), "--no-bf16"]
+    argv += ["--max-steps", "4", "--save-every", "2", "--log-every", "1", "--output-dir", str(run)]
+    if earlier:  # a first run saved checkpoint-2, then lost its later ones and final/
+        assert main(argv) == 0
+        shutil.rmtree(run / "checkpoint-4"), shutil.rmtree(run / "final")
+        argv.append("--resume")
+    code = "import sys; from langchain_smartrag.cli import main; sys.exit(main(sys.argv[1:]))"
+    full = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=disk_full_after(16_384),  # the log fits; a checkpoint's optimizer state does not
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert full.returncode == 2, full.stderr[-2000:]
+    assert "Traceback" not in full.stderr
+    said = [
+        "smartrag: error:" + line.split("smartrag: error:")[1] for line in full.stderr.splitlines() if "error:" in line
+    ]
+    then = "--resume (it continues from checkpoint-2" if earlier else "rerun the command (no checkpoint was"
+    assert len(said) == 1 and said[0].startswith(f"smartrag: error: {run}: no room on the disk to save a checkpoint")
+    assert then in said[0]
+    assert main(argv) == 0  # room again: the same command finishes the run
+    assert (run / "final" / "adapter_model.safetensors").exists() and logged_steps(run) == [1, 2, 3, 4]
