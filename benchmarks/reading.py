@@ -1,4 +1,5 @@
-"""How well the answer turn reads: EM/F1 of the policy's answer given (a) the gold paragraph first, (b) the top-k hits.
+"""How well the answer turn reads: EM/F1 of the policy's answer given (a) the gold paragraph first, (b) the top-k hits,
+(c) no documents.
 
     HF_HUB_OFFLINE=1 python benchmarks/reading.py [--n 100] [--k 4] [--policies embedded-base embedded] \
         [--output benchmarks/results/reading/reading.json]
@@ -7,9 +8,10 @@ Three sets, each question's gold paragraph in the index: HotpotQA dev questions 
 bundled corpus holds (gold: those paragraphs, by title), PopQA dev questions whose subject's page it holds (gold: that
 page), and the own-index domain questions (`benchmarks/own_index`: invented facts added to the bundled corpus; gold:
 the fact). In (a) the gold paragraphs come first and the question's other top hits fill the k places; in (b) the k
-places hold the top hits of a search with the question. Greedy answers through the one prompt format
-(`SmartRAGPolicy.prompt`), no decision: what the answer turn does once the documents are in. Also reported: how often
-the observation the policy saw holds a gold answer (`answer_shown`), which bounds what reading can reach.
+places hold the top hits of a search with the question; in (c) there are none (closed book). Greedy answers through
+the one prompt format (`SmartRAGPolicy.prompt`), no decision: what the answer turn does once the documents are in.
+Also reported: how often the observation the policy saw holds a gold answer (`answer_shown`), which bounds what
+reading can reach.
 """
 
 from __future__ import annotations
@@ -27,19 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from langchain_core.documents import Document
 
-CONDITIONS = ("gold first", "retrieved")
+CONDITIONS = ("gold first", "retrieved", "closed book")
+"""What the answer turn is given: the gold paragraphs first, the top hits of a search with the question (plain RAG),
+or no documents (closed book: what reading must not cost)."""
 CUTS = (400, 800, 0)
 """Document cuts the `answer_shown` table tries, in characters (400: what the observation keeps; 0: whole)."""
-
-
-def shown_at(documents: Sequence[Document], golds: Sequence[str], cut: int) -> bool:
-    """Whether a gold answer is in the documents' titles and texts with each text cut to `cut` characters (0: whole):
-    what an observation with that cut could show the reader."""
-    from langchain_smartrag.protocol import OBSERVATION_DOCUMENTS
-    from langchain_smartrag.scoring import has_answer
-
-    texts = [f"{d.metadata.get('title', '')}: {' '.join(d.page_content.split())[: cut or None]}" for d in documents]
-    return has_answer(" ".join(texts[:OBSERVATION_DOCUMENTS]), golds)
 
 
 def hotpotqa_and_popqa(n: int) -> dict[str, list[tuple[Any, list[str]]]]:
@@ -64,7 +58,7 @@ def observations(
     hits = retriever.invoke(question)[:k]
     golds = [by_title[t] for t in gold if t in by_title]
     rest = [d for d in hits if d.metadata.get("title") not in gold]
-    return {"gold first": (golds + rest)[:k], "retrieved": hits}
+    return {"gold first": (golds + rest)[:k], "retrieved": hits, "closed book": []}
 
 
 def read(policy: Any, items: list[dict[str, Any]], batch: int = 16) -> list[str]:
@@ -125,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "golds": example.answers,
                         "documents": documents,
                         "answer_shown": has_answer(render_observation(documents), example.answers),
-                        "shown_at": {cut: shown_at(documents, example.answers, cut) for cut in CUTS},
+                        "shown_at": {
+                            cut: has_answer(render_observation(documents, chars=cut), example.answers) for cut in CUTS
+                        },
                     }
                 )
 
@@ -136,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if (of := [i for i in items if i["set"] == name and i["condition"] == condition])
         }
         for name in sets
-        for condition in CONDITIONS
+        for condition in CONDITIONS[:2]
     }
     print("| set / condition | " + " | ".join(f"answer shown, cut {c or 'none'}" for c in CUTS) + " |")
     print("|---|" + "---:|" * len(CUTS))

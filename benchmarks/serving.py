@@ -12,6 +12,10 @@ computes the same tokens):
       chain (retriever | prompt | langchain-huggingface's `HuggingFacePipeline`, batch size N) with `.batch`;
       it always retrieves and answers in one generation, no decision.
 Prints questions/s per mode (best of `--repeats`) and the ratios (b)/(a), (b)/(d) and (b)/(e).
+
+With `--endpoint URL` (a server speaking the OpenAI-compatible completions API, serving the same base model under
+`--endpoint-model`, e.g. `python -m llama_cpp.server --model <the embedded GGUF> --model_alias smollm2`), two more
+rows run the same graph on `SmartRAGEndpointPolicy`: (f) 1 caller (sequential invoke), (g) N callers (graph.batch).
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ import warnings
 import torch
 from langchain_core.runnables import Runnable
 
-from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy, create_smartrag_graph
+from langchain_smartrag import (
+    ANSWER,
+    SEARCH,
+    BM25Retriever,
+    SmartRAGEndpointPolicy,
+    SmartRAGPolicy,
+    create_smartrag_graph,
+)
 from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.training import DATA_DIR as DATA
 
@@ -84,6 +95,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--dataset", default="hotpotqa")
+    parser.add_argument("--endpoint", help="base URL of a completions server serving the base model")
+    parser.add_argument("--endpoint-model", default="smollm2", help="the model's name on that server")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -111,6 +124,20 @@ def main() -> None:
     )
     chain = plain_rag_chain(policy, retriever, args.n)
     rate_e = best_rate("(e) peer: plain RAG chain, .batch", lambda: chain.batch(questions), args.n, args.repeats)
+    if args.endpoint:
+        served = SmartRAGEndpointPolicy(args.endpoint, args.endpoint_model, tokenizer=policy.tokenizer, timeout=600)
+        on_server = create_smartrag_graph(served, retriever)
+        on_server.batch(inputs[:2])  # warm-up
+        rate_f = best_rate(
+            "(f) endpoint, 1 caller", lambda: [on_server.invoke(x) for x in inputs], args.n, args.repeats
+        )
+        rate_g = best_rate(
+            f"(g) endpoint, {args.n} callers",
+            lambda: on_server.batch(inputs, {"max_concurrency": args.n}),
+            args.n,
+            args.repeats,
+        )
+        print(f"(g)/(f) = {rate_g / rate_f:.2f}x   (f)/(a) = {rate_f / rate_a:.2f}x   (g)/(b) = {rate_g / rate_b:.2f}x")
     print(
         f"(b)/(a) = {rate_b / rate_a:.2f}x   (c)/(a) = {rate_c / rate_a:.2f}x   (b)/(e) = {rate_b / rate_e:.2f}x   "
         f"graph overhead over raw calls: (d)/(b) - 1 = {rate_d / rate_b - 1:+.1%}"

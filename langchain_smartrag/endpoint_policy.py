@@ -24,20 +24,31 @@ from .protocol import ANSWER, OBSERVATION_DOCUMENTS, SEARCH, render_prompt
 T = TypeVar("T")
 SAMPLING = frozenset({"max_new_tokens", "sample", "temperature", "top_k"})
 """The sampling arguments `generate` takes, as the in-process policy's."""
+NO_PENALTY = {"repeat_penalty": 1.0, "repetition_penalty": 1.0}
+"""Sent with every request: the in-process policy decodes with no repetition penalty, and llama-cpp-python's server
+applies 1.1 unless told (`repeat_penalty`: llama.cpp's name; `repetition_penalty`: vLLM's and SGLang's; a server
+ignores the name it does not use)."""
 
 
-def action_logprobs(top: dict[str, float], shared: str) -> tuple[float, float, list[str]]:
+def action_logprobs(
+    top: dict[str, float], shared: str, words: tuple[str, str] | None = None
+) -> tuple[float, float, list[str]]:
     """log P of `[Search]` and of `[Answer]` at the position after `shared` (the text both words start with), from
     that position's top log-probabilities, and the words the top-k left out.
 
-    A token counts for a word when its text and the rest of that word (after `shared`) agree as far as both go
+    With `words` (the text of each word's own next token under the model's tokenizer, e.g. ("Search", "Answer")),
+    a word's score is that token's log-probability: the token the in-process policy scores. Without a tokenizer, a
+    token counts for a word when its text and the rest of that word (after `shared`) agree as far as both go
     ("Search", "Search]" or "S" for `[Search]` after "["), and not for both words; each word gets the log of its
     tokens' summed probability. A word with no such token gets the lowest log-probability returned, an upper bound on
     its own, and is named in the list.
     """
     floor = min(top.values())
-    rests = (SEARCH[len(shared) :], ANSWER[len(shared) :])
-    agrees = [{t for t in top if t and (rest.startswith(t) or t.startswith(rest))} for rest in rests]
+    if words is not None:
+        agrees = [{words[0]} & top.keys(), {words[1]} & top.keys()]
+    else:
+        rests = (SEARCH[len(shared) :], ANSWER[len(shared) :])
+        agrees = [{t for t in top if t and (rest.startswith(t) or t.startswith(rest))} for rest in rests]
     scores, outside = [], []
     for word, own, other in ((SEARCH, agrees[0], agrees[1]), (ANSWER, agrees[1], agrees[0])):
         tokens = own - other
@@ -126,9 +137,10 @@ class SmartRAGEndpointPolicy:
     "Response:" and a newline) is sent, which suits a model trained on it alone. `adapter` is a LoRA adapter's
     served name (vLLM's `--lora-modules name=path`), sent as the request's `model`.
 
-    The decision reads the top `top_logprobs` log-probabilities of the token after the prompt and the text both
-    action words start with ("[": `action_logprobs` says how tokens map to words); P(search) = P(search piece) /
-    (P(search piece) + P(answer piece)), the in-process formula with the words' remaining tokens taken as certain.
+    The decision reads the top `top_logprobs` (20: the base model's `[Answer]` token is often outside a top 5)
+    log-probabilities of the token after the prompt and the text both action words start with ("["; with a tokenizer,
+    each word's own next token, else `action_logprobs`' text rule); P(search) = P(search piece) / (P(search piece) +
+    P(answer piece)), the in-process formula with the words' remaining tokens taken as certain.
     There is no decision gate (it reads a hidden state a server does not return): the action token decides.
 
     Rewrite and answer stream a completion of prompt + forced action word, read until end-of-sequence,
@@ -152,7 +164,7 @@ class SmartRAGEndpointPolicy:
         max_new_tokens: int = 32,
         max_context: int = 2048,
         max_question_tokens: int | None = None,
-        top_logprobs: int = 5,
+        top_logprobs: int = 20,
         timeout: float = 30.0,
         max_retries: int = 2,
         backoff: float = 0.5,
@@ -181,8 +193,9 @@ class SmartRAGEndpointPolicy:
             http_client=http_client,
             http_async_client=http_async_client,
         )
-        self.shared = self._shared_prefix()
-        """The text both action words start with, sent after the prompt for the decision."""
+        self.shared, self.words = self._action_tokens()
+        """The text both action words start with, sent after the prompt for the decision; and the text of each
+        word's next token under the tokenizer (None without one)."""
 
     # -- prompts ----------------------------------------------------------------------------------------------
     def prompt(self, question: str, documents: Sequence[Document] = (), preview: Sequence[str] | None = None) -> str:
@@ -202,17 +215,20 @@ class SmartRAGEndpointPolicy:
         """Token ids of a text without special tokens; empty without a tokenizer (traces then count no tokens)."""
         return [] if self.tokenizer is None else self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def _shared_prefix(self) -> str:
-        """What both action words start with: their common leading tokens' text under the tokenizer (none when the
-        first tokens differ), else their common leading characters ("[")."""
+    def _action_tokens(self) -> tuple[str, tuple[str, str] | None]:
+        """What both action words start with (their common leading tokens' text under the tokenizer, none when the
+        first tokens differ; else their common leading characters, "["), and each word's first token after it."""
         if self.tokenizer is None:
-            return os.path.commonprefix([SEARCH, ANSWER])
-        common = []
-        for s, a in zip(self.encode(SEARCH), self.encode(ANSWER), strict=False):
-            if s != a:
-                break
-            common.append(s)
-        return self.tokenizer.decode(common) if common else ""
+            return os.path.commonprefix([SEARCH, ANSWER]), None
+        search, answer = self.encode(SEARCH), self.encode(ANSWER)
+        common = 0
+        while search[common] == answer[common]:  # the words differ, so some token does
+            common += 1
+        shared = self.tokenizer.decode(search[:common]) if common else ""
+        return shared, (
+            self.tokenizer.decode(search[common : common + 1]),
+            self.tokenizer.decode(answer[common : common + 1]),
+        )
 
     # -- the decision -----------------------------------------------------------------------------------------
     def _decide_body(self, prompt: str) -> dict[str, Any]:
@@ -222,6 +238,7 @@ class SmartRAGEndpointPolicy:
             "max_tokens": 1,
             "temperature": 0.0,
             "logprobs": self.top_logprobs,
+            **NO_PENALTY,
         }
 
     def _decision(self, prompt: str, body: dict[str, Any]) -> Decision:
@@ -233,7 +250,7 @@ class SmartRAGEndpointPolicy:
                 f"the policy server at {self.client.url} returned no top logprobs for the decision: it must support "
                 f"`logprobs` on /v1/completions (vLLM: --max-logprobs >= {self.top_logprobs})"
             )
-        search, answer, outside = action_logprobs(top, self.shared)
+        search, answer, outside = action_logprobs(top, self.shared, self.words)
         usage = body.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens") or len(self.encode(prompt))
         p_search = 1.0 / (1.0 + math.exp(answer - search))
@@ -270,6 +287,7 @@ class SmartRAGEndpointPolicy:
             "max_tokens": sampling.get("max_new_tokens") or self.max_new_tokens,
             "temperature": 0.0,
             "stream_options": {"include_usage": True},
+            **NO_PENALTY,
         }
         if sampling.get("sample"):
             body.update(temperature=sampling.get("temperature", 1.0), top_k=sampling.get("top_k", 50) or -1)

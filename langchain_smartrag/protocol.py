@@ -109,14 +109,16 @@ def as_text(text: str, tokenizer: Any = None) -> str:
     return text
 
 
-def render_observation(documents: Sequence[Document], tokenizer: Any = None) -> str:
+def render_observation(documents: Sequence[Document], tokenizer: Any = None, chars: int = DOCUMENT_CHARS) -> str:
     """Retrieved documents as the observation text: the first OBSERVATION_DOCUMENTS, numbered, titled, each cut to
-    DOCUMENT_CHARS, with the protocol's action words in them written as plain text (`[Answer]` -> `(Answer)`)."""
+    `chars` (the protocol's DOCUMENT_CHARS; 0: whole, for measuring what the cut loses), with the protocol's action
+    words in them written as plain text (`[Answer]` -> `(Answer)`)."""
     lines = []
     for i, doc in enumerate(documents[:OBSERVATION_DOCUMENTS], 1):
-        text = neutralise_actions(" ".join(doc.page_content[:DOCUMENT_READ_CHARS].split()))
-        if len(text) > DOCUMENT_CHARS:
-            text = text[:DOCUMENT_CHARS].rsplit(" ", 1)[0] + " ..."
+        read = doc.page_content[: chars * DOCUMENT_READ_CHARS // DOCUMENT_CHARS] if chars else doc.page_content
+        text = neutralise_actions(" ".join(read.split()))
+        if chars and len(text) > chars:
+            text = text[:chars].rsplit(" ", 1)[0] + " ..."
         title = neutralise_actions(str(doc.metadata.get("title") or ""))
         line = f"({i}) {title}: {text}" if title else f"({i}) {text}"
         lines.append(as_text(line, tokenizer))

@@ -116,7 +116,7 @@ def test_invoke_searches_rewrites_retrieves_and_answers_through_the_server(retri
     assert out["answer"] == "William Shakespeare" and out["well_formed"] and out["errors"] == []
     decide, rewrite, answer = server.requests
     assert decide["prompt"] == render_prompt("Who wrote Hamlet?") + "[" and decide["max_tokens"] == 1
-    assert decide["logprobs"] == 5 and decide["model"] == "smartrag"
+    assert decide["logprobs"] == 20 and decide["model"] == "smartrag"
     assert rewrite["prompt"] == render_prompt("Who wrote Hamlet?") + SEARCH and rewrite["stream"] is True
     assert answer["prompt"] == render_prompt("Who wrote Hamlet?", out["documents"]) + ANSWER
     assert answer["temperature"] == 0.0 and answer["max_tokens"] == 32
@@ -164,7 +164,7 @@ def test_with_a_tokenizer_the_prompt_goes_through_its_chat_template(tiny_tokeniz
     assert prompt == render_prompt("Who wrote Hamlet?", (), tiny_tokenizer) != render_prompt("Who wrote Hamlet?")
     assert policy.shared == "["  # "[Search]" and "[Answer]" share their first token, "["
     (decision,) = policy.decide([prompt])
-    assert server.requests[-1]["prompt"] == prompt + "[" and decision.p_search == pytest.approx(P_SEARCHING)
+    assert server.requests[-1]["prompt"] == prompt + "[" and decision.p_search == pytest.approx(sigmoid(-0.1 + 2.4))
     (generation,) = policy.generate([prompt], ANSWER)
     assert generation.token_ids == policy.encode(" William Shakespeare\n")  # what the server wrote, up to the newline
     assert generation.prompt_tokens == len(policy.encode(prompt + ANSWER))  # read before the usage event came
@@ -177,6 +177,18 @@ def test_both_action_words_in_the_top_k_give_the_local_formula():
     search, answer, outside = action_logprobs(SEARCHING, "[")
     assert search == pytest.approx(math.log(math.exp(-0.1) + math.exp(-6.0)))  # "Search" and "S" both begin it
     assert answer == -2.4 and outside == []
+
+
+def test_with_the_tokenizer_each_word_scores_its_own_next_token_as_in_process():
+    search, answer, outside = action_logprobs(SEARCHING, "[", ("Search", "Answer"))
+    assert (search, answer, outside) == (pytest.approx(-0.1), -2.4, [])  # "S" is not the token "[Search]" is made of
+
+
+def test_the_policy_reads_each_words_next_token_off_its_tokenizer(tiny_tokenizer):
+    policy = endpoint(FakeServer(SEARCHING), tokenizer=tiny_tokenizer)
+    ids = tiny_tokenizer(policy.shared + policy.words[0], add_special_tokens=False).input_ids
+    assert SEARCH.startswith(policy.shared + policy.words[0]) and ANSWER.startswith(policy.shared + policy.words[1])
+    assert ids == tiny_tokenizer(SEARCH, add_special_tokens=False).input_ids[: len(ids)]
 
 
 def test_a_word_outside_the_top_k_takes_the_lowest_returned_logprob_and_is_named():

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Issue 34's run: the warm-up with reading rows, SFT on it (resumable), then the reading benchmark (base, shipped,
+# new) and the closed-book check on every dev set. Outputs under runs/; results under experiments/reading/results/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export HF_HUB_OFFLINE=1
+mkdir -p runs/reading experiments/reading/results
+[ -f runs/reading/warmup.jsonl ] || smartrag train warmup --per-dataset 150 --rewrites 2 --reading-per-dataset 250 \
+  --output runs/reading/warmup.jsonl
+resume=""; ls runs/sft-reading/checkpoint-* >/dev/null 2>&1 && resume="--resume"
+[ -d runs/sft-reading/final ] || smartrag train sft --config experiments/reading/configs/sft_reading.yaml $resume
+cp runs/reading/warmup.report.json experiments/reading/results/warmup.report.json
+python benchmarks/reading.py --n 50 --policies embedded-base embedded runs/sft-reading/final \
+  --output experiments/reading/results/reading_n50.json
+python experiments/reading/closed_book.py --policies embedded runs/sft-reading/final --n 300 \
+  --output experiments/reading/results/closed_book.json
