@@ -32,13 +32,18 @@ test: install  # everything: tests/unit_tests, then tests/integration_tests (emb
 test-fast: install  # no embedded model, subprocess or training run: under a minute on two cores
 	$(BIN)/python -m pytest -q tests/unit_tests
 
-LLAMA_CPP := llama-cpp-python==0.3.36
+LLAMA_CPP := 0.3.36
 WHEELS ?= $(HOME)/.cache/langchain-smartrag/wheels
-# llama.cpp's OpenAI-compatible server (llama-cpp-python[server]), built from source once, its wheel cached in WHEELS:
-# what tests/integration_tests/test_llama_server.py and `benchmarks/serving.py --endpoint` run against.
+LLAMA_SDIST := $(WHEELS)/llama_cpp_python-$(LLAMA_CPP).tar.gz
+# llama.cpp's OpenAI-compatible server (llama-cpp-python[server]), built from source once (its wheel cached in WHEELS),
+# and llama.cpp's converters from the same source (WHEELS/llama.cpp: a LoRA adapter to GGUF): what
+# tests/integration_tests/test_llama_server.py and `benchmarks/serving.py --endpoint` run against.
 llama-server: install
-	ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || $(BIN)/pip wheel -q --no-deps "$(LLAMA_CPP)" -w $(WHEELS)
-	$(BIN)/pip install -q --prefer-binary --find-links $(WHEELS) "$(subst ==,[server]==,$(LLAMA_CPP))"
+	test -f $(LLAMA_SDIST) || $(BIN)/pip download -q --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP) -d $(WHEELS)
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP)-*.whl >/dev/null 2>&1 || $(BIN)/pip wheel -q --no-deps $(LLAMA_SDIST) -w $(WHEELS)
+	test -d $(WHEELS)/llama.cpp || tar xzf $(LLAMA_SDIST) -C $(WHEELS) --strip-components 2 --wildcards \
+		'*/vendor/llama.cpp/convert_*.py' '*/vendor/llama.cpp/conversion' '*/vendor/llama.cpp/gguf-py'
+	$(BIN)/pip install -q --prefer-binary --find-links $(WHEELS) "llama-cpp-python[server]==$(LLAMA_CPP)"
 
 lint: install
 	$(BIN)/ruff check .
