@@ -12,5 +12,5 @@ resume=""; ls runs/sft-reading/checkpoint-* >/dev/null 2>&1 && resume="--resume"
 cp runs/reading/warmup.report.json experiments/reading/results/warmup.report.json
 python benchmarks/reading.py --n 50 --policies embedded-base embedded runs/sft-reading/final \
   --output experiments/reading/results/reading_n50.json
-python experiments/reading/closed_book.py --policies embedded runs/sft-reading/final --n 300 \
+python experiments/reading/closed_book.py --policies embedded runs/sft-reading/final --n 150 \
   --output experiments/reading/results/closed_book.json
