@@ -122,12 +122,13 @@ def trl_resume_gap(folder: Path) -> str | None:
 def storage_full(error: BaseException) -> bool:
     """Whether `error` or one it came from is a full disk (or a file-size limit): safetensors raises its own error
     type for it, naming the cause only in its text."""
-    while error is not None:
-        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EFBIG) or any(
-            words in str(error) for words in ("No space left on device", "File too large")
+    cause: BaseException | None = error
+    while cause is not None:
+        if getattr(cause, "errno", None) in (errno.ENOSPC, errno.EFBIG) or any(
+            words in str(cause) for words in ("No space left on device", "File too large")
         ):
             return True
-        error = error.__cause__ or error.__context__
+        cause = cause.__cause__ or cause.__context__
     return False
 
 
