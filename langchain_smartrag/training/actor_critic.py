@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.models import loadable_base
 from langchain_smartrag.tensors import position_ids
 
+from .adapters import adapter_folder, trainable_adapter
 from .checkpoints import replace_directory
 from .export import finish_adapter
 from .ppo_config import PPOConfig
@@ -54,7 +54,7 @@ class ActorCritic(torch.nn.Module):
 
 def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
     """The policy to train: the `init` adapter, trainable, plus a frozen copy of it as the reference."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     # None: bf16 where the hardware makes it faster, on a GPU only (on a CPU, float32 keeps seeded rollouts
     # independent of their batch; see PPOConfig.bf16)
@@ -72,13 +72,8 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
             ),
         )
     else:
-        adapter = Path(config.init)
-        if not (adapter / "adapter_config.json").exists():
-            raise ValueError(f"init={config.init}: not a peft adapter directory (no adapter_config.json)")
-        base_path = loadable_base(json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"])
-        base = SmartRAGPolicy.from_pretrained(base_path, autocast=autocast)  # "embedded": the bare model
-        model = PeftModel.from_pretrained(base.model, adapter, is_trainable=True)
-        model.load_adapter(adapter, adapter_name=REFERENCE)
+        base, model = trainable_adapter(config.init, autocast=autocast)
+        model.load_adapter(adapter_folder(config.init), adapter_name=REFERENCE)
     return SmartRAGPolicy(model.eval(), base.tokenizer, autocast=autocast)
 
 

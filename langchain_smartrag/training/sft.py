@@ -25,6 +25,7 @@ from langchain_smartrag.hardware import bf16_is_fast
 from langchain_smartrag.jsonl import read_jsonl
 from langchain_smartrag.models import PROTOCOL_FILE
 
+from .adapters import trainable_adapter
 from .checkpoints import checkpoints, move_folder, prepare_output_dir, replace_directory, truncate_log
 from .export import finish_adapter
 from .sft_config import SET_BY_FLAGS, SFTConfig
@@ -254,8 +255,12 @@ def train(config: SFTConfig) -> Path:
     if arguments.process_index == 0:  # a new run starts its log afresh; a resumed one cuts it back to its checkpoint
         truncate_log(output_dir / "metrics.jsonl", "step", resumed_at or 0)
     # float32 weights on the CPU; the trainer moves them to each process's device and casts per `bf16` (autocast)
-    policy = SmartRAGPolicy.load(config.base_model, autocast=False, device="cpu")
-    tokenizer, model = policy.tokenizer, policy.model
+    if config.init is None:
+        policy = SmartRAGPolicy.load(config.base_model, autocast=False, device="cpu")
+        tokenizer, model = policy.tokenizer, policy.model
+    else:  # its own LoRA weights go on training; peft_config stays None
+        policy, model = trainable_adapter(config.init, autocast=False, device="cpu")
+        tokenizer = policy.tokenizer
     examples = [
         completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True)) for r in rows
     ]
@@ -269,7 +274,7 @@ def train(config: SFTConfig) -> Path:
             target_modules="all-linear",
             task_type="CAUSAL_LM",
         )
-        if config.lora
+        if config.lora and config.init is None
         else None
     )
     log = SFTCallback(config, resumed_at)
@@ -306,8 +311,9 @@ def train(config: SFTConfig) -> Path:
         if protocol:  # the prompts it learned from (e.g. a preview) go with the policy
             (staging / PROTOCOL_FILE).write_text(json.dumps(protocol))
         if config.lora:  # a portable base id, smartrag.json and a model card
+            start = f", from the adapter {config.init}" if config.init else ""
             finish_adapter(
-                staging, None, protocol, f"SmartRAG warm-up SFT (`smartrag train sft`, TRL) on {config.data}."
+                staging, None, protocol, f"SmartRAG warm-up SFT (`smartrag train sft`, TRL) on {config.data}{start}."
             )
         replace_directory(final, lambda tmp: move_folder(staging, tmp))
     trainer.accelerator.wait_for_everyone()

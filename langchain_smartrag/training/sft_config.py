@@ -24,14 +24,17 @@ class SFTConfig:
     """Run folder: checkpoints, metrics.jsonl and the `final/` adapter (or model)."""
     base_model: str = "embedded-base"
     """Model to train: `embedded-base` (the bare embedded SmolLM2-135M-Instruct), a model folder or a hub id."""
+    init: str | None = None
+    """LoRA adapter to train on from where it is (`embedded`: the shipped one; or a folder) instead of a fresh LoRA on
+    `base_model`; it loads onto the base it records, and the lora_* settings are its own."""
     lora: bool = True
     """Train LoRA adapters on every linear layer (TRL's `peft_config`); false (--no-lora) trains the full model."""
     lora_r: int = 16
-    """Rank of the LoRA update matrices."""
+    """Rank of a fresh LoRA's update matrices."""
     lora_alpha: int = 32
-    """LoRA scaling numerator: updates are scaled by lora_alpha / lora_r."""
+    """LoRA scaling numerator of a fresh LoRA: updates are scaled by lora_alpha / lora_r."""
     lora_dropout: float = 0.05
-    """Dropout probability on the LoRA layers' inputs, 0 to 1."""
+    """Dropout probability on a fresh LoRA's inputs, 0 to 1."""
     learning_rate: float = 2e-4
     """AdamW peak learning rate, reached after `warmup_steps` and decayed linearly to 0."""
     weight_decay: float = 0.0
@@ -87,6 +90,8 @@ class SFTConfig:
         require_numbers(self, ("lora_dropout",), at_least=0, below=1)
         if any(not isinstance(n, int) or n < 0 for n in (self.kind_copies or {}).values()):
             raise ValueError(f"kind_copies must map kinds to counts >= 0, got {self.kind_copies}")
+        if self.init is not None and not self.lora:
+            raise ValueError(f"init={self.init} is a LoRA adapter: it trains as one (drop --no-lora)")
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
         self.trainer_args = check_trainer_args(self.trainer_args)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import Trainer
 
 from langchain_smartrag import SmartRAGPolicy, parse_action
@@ -60,6 +61,34 @@ def test_lora_sft_saves_an_adapter_the_policy_loads(tmp_path, sft_data, tiny_mod
     hf_citizen(final)  # a base id, card, tokenizer and smartrag.json; peft alone loads it
     adapted = SmartRAGPolicy.from_pretrained(tiny_model_dir, adapter=final, autocast=False)
     assert adapted.search_probability_batch([adapted.prompt("Who wrote Hamlet?")])[0] >= 0
+
+
+def test_sft_from_an_adapter_trains_its_own_lora_weights_on(tmp_path, sft_data, tiny_model_dir):
+    first = train(config(tmp_path / "a", sft_data, tiny_model_dir, lora=True, lora_r=4, max_steps=3))
+    further = train(
+        config(
+            tmp_path / "b",
+            sft_data,
+            tiny_model_dir,
+            init=str(first),
+            lora=True,
+            lora_r=8,
+            max_steps=1,
+            learning_rate=1e-9,
+        )
+    )
+    assert json.loads((further / "adapter_config.json").read_text())["r"] == 4  # the adapter's own, not lora_r
+    before, after = load_file(first / "adapter_model.safetensors"), load_file(further / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(name.endswith("lora_B.weight") and tensor.abs().sum() > 0 for name, tensor in before.items())
+    for name, tensor in before.items():  # a learning rate of 1e-9 leaves them where the first run put them
+        torch.testing.assert_close(after[name], tensor, atol=1e-6, rtol=0)
+    hf_citizen(further)
+
+
+def test_sft_from_an_adapter_refuses_full_training(tmp_path, sft_data, tiny_model_dir):
+    with pytest.raises(ValueError, match="is a LoRA adapter: it trains as one"):
+        config(tmp_path, sft_data, tiny_model_dir, init="embedded", lora=False)
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sft_data, tiny_model_dir, monkeypatch):
