@@ -150,6 +150,15 @@ def protocol_settings(directory: str | Path) -> dict[str, Any]:
     return settings
 
 
+def peft_model(model: Any, adapter: str | Path, trainable: bool = False) -> Any:
+    """`model` under the peft adapter in `adapter` (a folder or hub id), its LoRA weights `trainable` or frozen."""
+    from peft import PeftModel
+
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+
+
 def load_model(
     path: str | Path,
     adapter: str | Path | None = None,
@@ -195,11 +204,7 @@ def load_model(
         if "device_map" not in kwargs:
             model = model.to(device)
         if adapter is not None:
-            from peft import PeftModel
-
-            with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing to act on
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                model = PeftModel.from_pretrained(model, adapter)
+            model = peft_model(model, adapter)
             model = model.merge_and_unload() if merge else model
     except Exception as error:  # corrupt or partial checkpoints raise many different types
         if isinstance(path, str):  # not a folder here: read as a hub id, which did not load (offline, no such repo)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_smartrag import SmartRAGPolicy
-from langchain_smartrag.models import TRAINED_ADAPTER, adapter_base, loadable_base
+from langchain_smartrag.models import TRAINED_ADAPTER, adapter_base, loadable_base, peft_model
 
 
 def adapter_folder(init: str | Path) -> Path:
@@ -20,8 +20,6 @@ def adapter_folder(init: str | Path) -> Path:
 def trainable_adapter(init: str | Path, **kwargs: Any) -> tuple[SmartRAGPolicy, Any]:
     """The base model the adapter records, as a policy (`kwargs`: `from_pretrained`'s), and the adapter on it with
     its LoRA weights trainable (a `PeftModel`)."""
-    from peft import PeftModel
-
     folder = adapter_folder(init)
     base = SmartRAGPolicy.from_pretrained(loadable_base(adapter_base(folder)), **kwargs)
-    return base, PeftModel.from_pretrained(base.model, folder, is_trainable=True)
+    return base, peft_model(base.model, folder, trainable=True)
