@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 34's run: the warm-up with reading rows, SFT on it (resumable), then the reading benchmark (base, shipped,
+# Issue 34's runs: the warm-up with reading rows, SFT on it (resumable), then the reading benchmark (base, shipped,
 # new) and the closed-book check on every dev set. Outputs under runs/; results under experiments/reading/results/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,3 +14,11 @@ python benchmarks/reading.py --n 50 --policies embedded-base embedded runs/sft-r
   --output experiments/reading/results/reading_n50.json
 python experiments/reading/closed_book.py --policies embedded runs/sft-reading/final --n 150 \
   --output experiments/reading/results/closed_book.json
+# The second run: the reading rows alone, trained on from the shipped adapter (configs/sft_reading_from_shipped.yaml).
+resume=""; ls runs/sft-reading-from-shipped/checkpoint-* >/dev/null 2>&1 && resume="--resume"
+[ -d runs/sft-reading-from-shipped/final ] || smartrag train sft \
+  --config experiments/reading/configs/sft_reading_from_shipped.yaml $resume
+python benchmarks/reading.py --n 50 --policies runs/sft-reading-from-shipped/final \
+  --output experiments/reading/results/reading_from_shipped_n50.json
+python experiments/reading/closed_book.py --policies embedded runs/sft-reading-from-shipped/final --n 150 \
+  --output experiments/reading/results/closed_book_from_shipped.json
