@@ -33,7 +33,8 @@ from .warmup import warmup_protocol
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The warm-up rows of a file; a row without a string prompt or completion raises naming its line."""
+    """The warm-up rows of a file; a row without a string prompt or completion (or with a `given` not a string)
+    raises naming its line."""
     rows = []
     for number, row in read_jsonl(path):
         for key in ("prompt", "completion"):
@@ -41,6 +42,8 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                 raise ValueError(
                     f"{path}:{number}: a warm-up row needs a string field {key!r} (training.warmup writes them)"
                 )
+        if not isinstance(row.get("given", ""), str):
+            raise ValueError(f"{path}:{number}: a warm-up row's 'given' must be a string (the forced text)")
         rows.append(row)
     return rows
 
@@ -58,15 +61,16 @@ def copy_kinds(rows: list[dict[str, Any]], copies: dict[str, int] | None) -> lis
 
 
 def completion_example(
-    tokenizer: Any, prompt: str, completion: str, max_length: int, end: bool = True
+    tokenizer: Any, prompt: str, completion: str, max_length: int, end: bool = True, given: str = ""
 ) -> dict[str, list[int]]:
-    """input_ids = prompt + completion + end-of-turn (unless not `end`: a decision word alone goes on to an answer);
-    labels are -100 except on the completion tokens.
+    """input_ids = prompt + given + completion + end-of-turn (unless not `end`: a decision word alone goes on to an
+    answer); labels are -100 except on the completion tokens (`given`, the text the graph forces, is read, not learned).
 
-    Prompt and completion are tokenized apart, as the policy does when it generates. A prompt too long
+    Prompt, given text and completion are tokenized apart, as the policy does when it generates. A prompt too long
     for `max_length` loses its start (the completion and what precedes it matter most).
     """
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    prompt_ids += tokenizer(given, add_special_tokens=False).input_ids if given else []
     completion_ids = tokenizer(completion, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] * end
     prompt_ids = prompt_ids[-max(max_length - len(completion_ids), 0) :]
     return {"input_ids": prompt_ids + completion_ids, "labels": [-100] * len(prompt_ids) + completion_ids}
@@ -262,7 +266,10 @@ def train(config: SFTConfig) -> Path:
         policy, model = trainable_adapter(config.init, autocast=False, device="cpu")
         tokenizer = policy.tokenizer
     examples = [
-        completion_example(tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True)) for r in rows
+        completion_example(
+            tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True), r.get("given", "")
+        )
+        for r in rows
     ]
     if not examples:
         raise ValueError(f"{config.data}: no training examples")

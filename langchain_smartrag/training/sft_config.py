@@ -25,8 +25,7 @@ class SFTConfig:
     base_model: str = "embedded-base"
     """Model to train: `embedded-base` (the bare embedded SmolLM2-135M-Instruct), a model folder or a hub id."""
     init: str | None = None
-    """LoRA adapter to train on from where it is (`embedded`: the shipped one; or a folder) instead of a fresh LoRA on
-    `base_model`; it loads onto the base it records, and the lora_* settings are its own."""
+    """LoRA adapter to train further (`embedded`: the shipped one, or a folder) instead of a fresh LoRA on the base."""
     lora: bool = True
     """Train LoRA adapters on every linear layer (TRL's `peft_config`); false (--no-lora) trains the full model."""
     lora_r: int = 16

@@ -50,6 +50,9 @@ class WarmupExample:
     id: str
     end: bool = True
     """Whether the completion ends the turn (SFT trains the end-of-turn token after it); False for a decision word."""
+    given: str = ""
+    """Text between prompt and completion that the graph forces (the action word of an answer turn it does not let
+    the policy choose): the policy reads it and is not trained on it."""
     preview: int = 0
     """Titles of the top hits the decision prompts show (the protocol's setting, in every row so a copied file
     trains the same policy)."""
@@ -187,7 +190,9 @@ def reading_rows(
         alias = _alias_in(render_observation(documents), e.answers)
         shown += alias is not None
         rows.append(
-            WarmupExample("reading", policy.prompt(e.question, documents), f"{ANSWER} {alias or e.answers[0]}", e.id)
+            WarmupExample(
+                "reading", policy.prompt(e.question, documents), f" {alias or e.answers[0]}", e.id, given=ANSWER
+            )
         )
     return rows, {"questions": len(examples), "rows": len(rows), "answer_shown": shown}
 

@@ -22,6 +22,7 @@ from langchain_smartrag.training import export as export_module
 from langchain_smartrag.training.actor_critic import save_policy, trainable_policy
 from langchain_smartrag.training.export import export_adapter
 from langchain_smartrag.training.ppo_config import PPOConfig
+from langchain_smartrag.training.sft import read_rows
 
 QA = [
     {"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
@@ -245,6 +246,12 @@ def test_sft_rows_without_a_prompt_fail_naming_the_file_line_and_field(tmp_path,
     assert (
         err == f"smartrag: error: {data}:2: a warm-up row needs a string field 'prompt' (training.warmup writes them)\n"
     )
+
+
+def test_sft_rows_with_a_given_text_not_a_string_fail_naming_the_line(tmp_path):
+    data = write_jsonl(tmp_path / "warmup.jsonl", [WARMUP[0], {**WARMUP[0], "given": 1}])
+    with pytest.raises(ValueError, match=r"warmup.jsonl:2: a warm-up row's 'given' must be a string"):
+        read_rows(data)
 
 
 def test_qa_files_may_end_in_blank_lines_but_not_hold_one_between_rows(tmp_path):

@@ -27,6 +27,16 @@ def test_a_decision_word_alone_is_trained_without_ending_the_turn(tiny_tokenizer
     assert tiny_tokenizer.decode(completion) == "[Answer]"  # what follows is the answer, not the end of the turn
 
 
+def test_text_the_graph_forces_is_read_not_learned(tiny_tokenizer):
+    prompt = "Question: who?\nResponse:\n"
+    example = completion_example(tiny_tokenizer, prompt, " Paris", max_length=512, given=ANSWER)
+    completion = [t for t, label in zip(example["input_ids"], example["labels"]) if label != -100]
+    assert tiny_tokenizer.decode(completion) == " Paris<|im_end|>"
+    # the tokens the answer turn sees when the graph forces the action word: prompt, word, then the answer
+    parts = [tiny_tokenizer(text, add_special_tokens=False).input_ids for text in (prompt, ANSWER, " Paris")]
+    assert example["input_ids"] == parts[0] + parts[1] + parts[2] + [tiny_tokenizer.eos_token_id]
+
+
 def test_warmup_builds_the_three_kinds_from_policy_and_retriever(policy, retriever, tmp_path):
     examples = [
         QAExample("h", "Who wrote Hamlet?", ["William Shakespeare"]),
@@ -114,8 +124,8 @@ def test_reading_rows_put_the_gold_passage_among_the_hits_and_teach_the_answer_i
     hamlet = rows[0]
     assert "Hamlet is a tragedy written by William Shakespeare" in hamlet.prompt  # the search missed it: put in
     assert "(2) " in hamlet.prompt and "(3) " not in hamlet.prompt  # still k=2 documents: the last hit made room
-    assert hamlet.completion == f"{ANSWER} William Shakespeare"
-    assert rows[2].completion == f"{ANSWER} Charles Babbage"  # not in the passage: the answer, not a copy of it
+    assert (hamlet.given, hamlet.completion) == (ANSWER, " William Shakespeare")  # the graph forces the action word
+    assert rows[2].completion == " Charles Babbage"  # not in the passage: the answer, not a copy of it
     assert report == {"questions": 4, "rows": 3, "answer_shown": 2}
 
 
