@@ -22,3 +22,12 @@ python benchmarks/reading.py --n 50 --policies runs/sft-reading-from-shipped/fin
   --output experiments/reading/results/reading_from_shipped_n50.json
 python experiments/reading/closed_book.py --policies embedded runs/sft-reading-from-shipped/final --n 150 \
   --output experiments/reading/results/closed_book_from_shipped.json
+# The third run: as the second, with the action word given, not trained (configs/sft_reading_given.yaml).
+[ -f runs/reading/warmup_given.jsonl ] || python experiments/reading/given_action.py runs/reading/warmup.jsonl \
+  runs/reading/warmup_given.jsonl
+resume=""; ls runs/sft-reading-given/checkpoint-* >/dev/null 2>&1 && resume="--resume"
+[ -d runs/sft-reading-given/final ] || smartrag train sft --config experiments/reading/configs/sft_reading_given.yaml $resume
+python experiments/reading/closed_book.py --policies runs/sft-reading-given/final --n 150 \
+  --output experiments/reading/results/closed_book_given.json
+python benchmarks/reading.py --n 50 --policies runs/sft-reading-given/final \
+  --output experiments/reading/results/reading_given_n50.json
