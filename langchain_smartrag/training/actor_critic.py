@@ -72,8 +72,9 @@ def trainable_policy(config: PPOConfig) -> SmartRAGPolicy:
             ),
         )
     else:
-        base, model = trainable_adapter(config.init, autocast=autocast)
-        model.load_adapter(adapter_folder(config.init), adapter_name=REFERENCE)
+        folder = adapter_folder(config.init)
+        base, model = trainable_adapter(folder, autocast=autocast)
+        model.load_adapter(folder, adapter_name=REFERENCE)
     return SmartRAGPolicy(model.eval(), base.tokenizer, autocast=autocast)
 
 

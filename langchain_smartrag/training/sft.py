@@ -261,10 +261,10 @@ def train(config: SFTConfig) -> Path:
     # float32 weights on the CPU; the trainer moves them to each process's device and casts per `bf16` (autocast)
     if config.init is None:
         policy = SmartRAGPolicy.load(config.base_model, autocast=False, device="cpu")
-        tokenizer, model = policy.tokenizer, policy.model
+        model = policy.model
     else:  # its own LoRA weights go on training; peft_config stays None
         policy, model = trainable_adapter(config.init, autocast=False, device="cpu")
-        tokenizer = policy.tokenizer
+    tokenizer = policy.tokenizer
     examples = [
         completion_example(
             tokenizer, r["prompt"], r["completion"], config.max_length, r.get("end", True), r.get("given", "")
