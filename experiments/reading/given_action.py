@@ -6,8 +6,8 @@ from the completion to `given` (forced by the graph: read, not trained on). Othe
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 from langchain_smartrag import ANSWER
@@ -24,4 +24,8 @@ def main(source: Path, target: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    parser = argparse.ArgumentParser(description="Move the reading rows' action word from completion to given.")
+    parser.add_argument("source", type=Path, help="a warm-up file (JSONL) as `smartrag train warmup` wrote it")
+    parser.add_argument("target", type=Path, help="where the rewritten rows go")
+    args = parser.parse_args()
+    main(args.source, args.target)
