@@ -2,9 +2,13 @@
 
     HF_HUB_OFFLINE=1 python experiments/gate/dev_table.py --gate runs/gate \
         --output experiments/gate/results/dev_table.json
+    HF_HUB_OFFLINE=1 python experiments/gate/dev_table.py --gate runs/gate-reading \
+        --policy runs/sft-reading-given/final --records runs/reproduce-given \
+        --output experiments/reading/results/gate_dev_table.json
 
 At a quota of one retrieval a question's episode under any first decision is one of its two forced episodes
-(`benchmarks/results/reproduce/*--smartrag--{always-retrieve,no-retrieval}.json`, the shipped adapter, greedy), so
+(`benchmarks/results/reproduce/*--smartrag--{always-retrieve,no-retrieval}.json`, the shipped adapter, greedy; or
+`--records` from `reproduce.py --smartrag ADAPTER --out DIR` with that adapter as `--policy`), so
 each strategy's reward is read off them by `langchain_smartrag.training.strategies` (what `smartrag eval --compare`
 prints): never, always-retrieve, the title rule, the score rule (its threshold tuned on the gate's train pairs, saved
 in gate.json), the action token at 0.5, the gate at its own threshold, and the oracle (the better episode). Paired
@@ -34,17 +38,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gate", required=True, help="folder holding gate.json (from `smartrag train gate`)")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--policy", help="as SmartRAGPolicy.load reads it (default: the shipped embedded policy)")
+    parser.add_argument("--records", type=Path, default=RECORDS, help="the reproduction's results folder")
     args = parser.parse_args()
     gate = DecisionGate.load(args.gate)
     if gate is None:
         raise SystemExit(f"no gate.json in {args.gate}")
     threshold = gate.trained_under.get("score_rule_threshold")
-    policy, retriever = SmartRAGPolicy.embedded(), BM25Retriever.bundled(k=4)
+    policy, retriever = SmartRAGPolicy.load(args.policy), BM25Retriever.bundled(k=4)
     table = {}
     for variant in DATA_SETS:
         runs = {}
         for mode in ("always-retrieve", "no-retrieval"):
-            path = result_path(RECORDS, variant, "smartrag", mode)
+            path = result_path(args.records, variant, "smartrag", mode)
             runs[mode] = {r["id"]: r for r in json.loads(path.read_text())["records"]}
         ids = [i for i in runs["always-retrieve"] if i in runs["no-retrieval"]]
         rows = decision_features(policy, retriever, [runs["always-retrieve"][i]["question"] for i in ids])

@@ -1,12 +1,15 @@
-"""Play train (or dev) questions both ways through the serving graph with the shipped policy, for the decision gate.
+"""Play train (or dev) questions both ways through the serving graph with a policy (the shipped one by default), for
+the decision gate.
 
     python experiments/gate/play_pairs.py --split train --out runs/gate/train-pairs.jsonl
+    python experiments/gate/play_pairs.py --split train --policy runs/sft-reading-given/final \
+        --exclude runs/reading/warmup_given.jsonl --out runs/gate-reading/train-pairs.jsonl
     python experiments/gate/play_pairs.py --split dev --datasets nq 2wikimultihopqa musique --per-dataset 150 \
         --out runs/gate/dev-pairs.jsonl
 
 Train questions leave out the warm-up's (the first 150 of each set's seed-0 shuffle, what `smartrag train warmup
---per-dataset 150` drew); HotpotQA keeps the questions whose paragraphs the bundled corpus holds, as its dev set does.
-Resumes where it stopped.
+--per-dataset 150` drew) and those of any `--exclude` warm-up file (a policy trained further on them); HotpotQA keeps
+the questions whose paragraphs the bundled corpus holds, as its dev set does. Resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from langchain_smartrag import BM25Retriever, SmartRAGPolicy, create_smartrag_gr
 from langchain_smartrag.training.data import dataset_path, load_qa, sample
 from langchain_smartrag.training.pairs import drawn_apart, play_pairs
 from langchain_smartrag.training.questions import covered
+from langchain_smartrag.training.warmup import warmup_ids
 
 TRAIN_MIX = {
     "popqa": 450,
@@ -30,9 +34,9 @@ TRAIN_MIX = {
 """Train questions per set: PopQA twice (all, and the covered ones the dev table reports apart)."""
 
 
-def train_questions(mix: dict[str, int], seed: int) -> list:
-    """The mix, none of the warm-up's questions, HotpotQA's and PopQA-covered's from the covered ones."""
-    sets, warmup = {}, set()
+def train_questions(mix: dict[str, int], seed: int, exclude: frozenset[str] = frozenset()) -> list:
+    """The mix, none of the warm-up's questions nor `exclude`, HotpotQA's and PopQA-covered's from the covered ones."""
+    sets, warmup = {}, set(exclude)
     for name in mix:
         base = name.removesuffix("-covered")
         examples = load_qa(dataset_path(base, "train"))
@@ -49,15 +53,19 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", help="dev: the sets to play")
     parser.add_argument("--per-dataset", type=int, default=300, help="dev: questions per set (the dev tables' sample)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--policy", help="as SmartRAGPolicy.load reads it (default: the shipped embedded policy)")
+    parser.add_argument(
+        "--exclude", nargs="*", default=[], metavar="WARMUP", help="train: warm-up files whose questions are left out"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.split == "train":
-        examples = train_questions(TRAIN_MIX, args.seed)
+        examples = train_questions(TRAIN_MIX, args.seed, frozenset().union(*map(warmup_ids, args.exclude)))
     else:
         examples = [
             e for name in args.datasets for e in sample(load_qa(dataset_path(name, "dev")), args.per_dataset, 0)
         ]
-    graph = create_smartrag_graph(SmartRAGPolicy.embedded(), BM25Retriever.bundled(k=4))
+    graph = create_smartrag_graph(SmartRAGPolicy.load(args.policy), BM25Retriever.bundled(k=4))
     pairs = play_pairs(graph, examples, args.out)
     print(f"{len(pairs)} pairs in {args.out}")
 
