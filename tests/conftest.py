@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerFast
 from langchain_smartrag import ANSWER, SEARCH, BM25Retriever, SmartRAGPolicy
 from langchain_smartrag.training.tiny import tiny_model
 from langchain_smartrag.training.tiny import tiny_tokenizer as build_tiny_tokenizer
+from tests.toy_data import QA, WARMUP, write_jsonl
 
 CORPUS = [
     {"id": "d1", "title": "Paris", "text": "Paris is the capital and largest city of France."},
@@ -37,6 +38,18 @@ def tiny_model_dir(tiny_tokenizer, tmp_path_factory):
     tiny_model(tiny_tokenizer).save_pretrained(directory)
     tiny_tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture
+def qa_file(tmp_path):
+    """Three toy questions as a QA JSONL file."""
+    return write_jsonl(tmp_path / "qa.jsonl", QA)
+
+
+@pytest.fixture
+def sft_data(tmp_path):
+    """Two toy warm-up rows, one per action, as a warm-up JSONL file."""
+    return write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
 
 
 @pytest.fixture

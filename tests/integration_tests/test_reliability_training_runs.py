@@ -14,17 +14,6 @@ from langchain_smartrag.training import ppo as ppo_module
 from langchain_smartrag.training.ppo_config import PPOConfig
 from langchain_smartrag.training.sft import SFTConfig
 from langchain_smartrag.training.sft import train as sft_train
-from tests.unit_tests.test_reliability_training import QA, WARMUP, write_jsonl
-
-
-@pytest.fixture
-def qa_file(tmp_path):
-    return write_jsonl(tmp_path / "qa.jsonl", QA)
-
-
-@pytest.fixture
-def sft_data(tmp_path):
-    return write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
 
 
 def sft_config(tmp_path, data, model_dir, **overrides) -> SFTConfig:

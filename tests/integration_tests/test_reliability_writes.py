@@ -19,31 +19,6 @@ from langchain_smartrag import SmartRAGPolicy
 from langchain_smartrag.cli import main
 from langchain_smartrag.training.sft import SFTConfig, train
 
-QA = [
-    {"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-    {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
-    {"id": "a", "question": "When did Apollo 11 land?", "answers": ["1969"]},
-]
-WARMUP = [
-    {"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
-    {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"},
-]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
-@pytest.fixture
-def qa_file(tmp_path):
-    return write_jsonl(tmp_path / "qa.jsonl", QA)
-
-
-@pytest.fixture
-def sft_data(tmp_path):
-    return write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
-
 
 def sft_config(tmp_path, data, model_dir, **overrides) -> SFTConfig:
     values = {

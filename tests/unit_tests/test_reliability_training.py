@@ -23,31 +23,7 @@ from langchain_smartrag.training.actor_critic import save_policy, trainable_poli
 from langchain_smartrag.training.export import export_adapter
 from langchain_smartrag.training.ppo_config import PPOConfig
 from langchain_smartrag.training.sft import read_rows
-
-QA = [
-    {"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-    {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
-    {"id": "a", "question": "When did Apollo 11 land?", "answers": ["1969"]},
-]
-WARMUP = [
-    {"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
-    {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"},
-]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
-
-
-@pytest.fixture
-def qa_file(tmp_path):
-    return write_jsonl(tmp_path / "qa.jsonl", QA)
-
-
-@pytest.fixture
-def sft_data(tmp_path):
-    return write_jsonl(tmp_path / "warmup.jsonl", WARMUP)
+from tests.toy_data import QA, WARMUP, write_jsonl
 
 
 def make_adapter(model_dir, directory, r: int, seed: int):

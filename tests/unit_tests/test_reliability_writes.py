@@ -27,15 +27,7 @@ from langchain_smartrag.training import load_qa
 from langchain_smartrag.training.checkpoints import prepare_output_dir, replace_directory
 from langchain_smartrag.training.export import export_adapter
 from langchain_smartrag.training.sft import SFTConfig
-
-QA = [
-    {"id": "h", "question": "Who wrote Hamlet?", "answers": ["William Shakespeare"]},
-    {"id": "p", "question": "What is the capital of France?", "answers": ["Paris"]},
-]
-WARMUP = [
-    {"prompt": "Question: who?\nResponse:\n", "completion": "[Answer] me"},
-    {"prompt": "Question: where?\nResponse:\n", "completion": "[Search] where"},
-]
+from tests.toy_data import QA, WARMUP, write_jsonl
 
 
 def atomic_write_text(path, text):
@@ -48,11 +40,6 @@ def trl_checkpoint_gap(folder):
     from langchain_smartrag.training.sft import trl_checkpoint_gap
 
     return trl_checkpoint_gap(folder)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 def cli_error(capsys, argv) -> str:
