@@ -4,12 +4,17 @@ the decision gate.
     python experiments/gate/play_pairs.py --split train --out runs/gate/train-pairs.jsonl
     python experiments/gate/play_pairs.py --split train --policy runs/sft-reading-given/final \
         --exclude runs/reading/warmup_given.jsonl --out runs/gate-reading/train-pairs.jsonl
+    python experiments/gate/play_pairs.py --split train --datasets popqa-covered --per-dataset 250 \
+        --policy runs/sft-reading-given/final --exclude runs/reading/warmup_given.jsonl \
+        runs/gate-reading/train-pairs.jsonl --out runs/gate-reading/calibration-pairs.jsonl
     python experiments/gate/play_pairs.py --split dev --datasets nq 2wikimultihopqa musique --per-dataset 150 \
         --out runs/gate/dev-pairs.jsonl
 
 Train questions leave out the warm-up's (the first 150 of each set's seed-0 shuffle, what `smartrag train warmup
---per-dataset 150` drew) and those of any `--exclude` warm-up file (a policy trained further on them); HotpotQA keeps
-the questions whose paragraphs the bundled corpus holds, as its dev set does. Resumes where it stopped.
+--per-dataset 150` drew) and those of any `--exclude` file (a warm-up a policy was trained further on, or pairs
+played already); HotpotQA keeps the questions whose paragraphs the bundled corpus holds, as its dev set does.
+`--datasets` on the train split plays those sets alone (a user's labelled questions for `calibration_curve.py`).
+Resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -50,17 +55,24 @@ def train_questions(mix: dict[str, int], seed: int, exclude: frozenset[str] = fr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", choices=["train", "dev"], default="train")
-    parser.add_argument("--datasets", nargs="+", help="dev: the sets to play")
-    parser.add_argument("--per-dataset", type=int, default=300, help="dev: questions per set (the dev tables' sample)")
+    parser.add_argument(
+        "--datasets", nargs="+", help="dev: the sets to play; train: these sets (e.g. popqa-covered) instead of the mix"
+    )
+    parser.add_argument("--per-dataset", type=int, default=300, help="questions per --datasets set")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policy", help="as SmartRAGPolicy.load reads it (default: the shipped embedded policy)")
     parser.add_argument(
-        "--exclude", nargs="*", default=[], metavar="WARMUP", help="train: warm-up files whose questions are left out"
+        "--exclude",
+        nargs="*",
+        default=[],
+        metavar="JSONL",
+        help="train: warm-up or pairs files whose questions are left out",
     )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.split == "train":
-        examples = train_questions(TRAIN_MIX, args.seed, frozenset().union(*map(warmup_ids, args.exclude)))
+        mix = dict.fromkeys(args.datasets, args.per_dataset) if args.datasets else TRAIN_MIX
+        examples = train_questions(mix, args.seed, frozenset().union(*map(warmup_ids, args.exclude)))
     else:
         examples = [
             e for name in args.datasets for e in sample(load_qa(dataset_path(name, "dev")), args.per_dataset, 0)
