@@ -32,6 +32,7 @@ __all__ = [
     "VARIANTS",
     "auc",
     "coverage_by_template",
+    "forced_pairs",
     "logit",
     "mostly_covered_templates",
     "paired_episodes",
@@ -52,6 +53,21 @@ def paired_episodes(run: str | Path) -> list[tuple[int, dict, dict]]:
         for (iteration, _), pair in branches.items()
         if len(pair) == 2 and pair[True]["search_probabilities"]
     ]
+
+
+def forced_pairs(records: Path, variant: str, name: str = "smartrag") -> tuple[list[str], list[float], list[float]]:
+    """One data set's two forced runs in a reproduction's results folder, paired by question: (questions, reward with
+    the search forced, reward with the answer forced), the questions both runs hold, in the search run's order."""
+    runs = {
+        mode: {r["id"]: r for r in json.loads(result_path(records, variant, name, mode).read_text())["records"]}
+        for mode in ("always-retrieve", "no-retrieval")
+    }
+    ids = [i for i in runs["always-retrieve"] if i in runs["no-retrieval"]]
+    return (
+        [runs["always-retrieve"][i]["question"] for i in ids],
+        [runs["always-retrieve"][i]["reward"] for i in ids],
+        [runs["no-retrieval"][i]["reward"] for i in ids],
+    )
 
 
 def logit(p: float) -> float:

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _shared import DATA_SETS, result_path
+from _shared import DATA_SETS, forced_pairs
 
 from langchain_smartrag import BM25Retriever, DecisionGate, SmartRAGPolicy
 from langchain_smartrag.scoring import ALPHA_PREVIEW
@@ -50,14 +50,8 @@ def main() -> None:
     policy, retriever = SmartRAGPolicy.load(args.policy), BM25Retriever.bundled(k=4)
     pool = read_pairs(args.pairs)
     pool_rows = decision_features(policy, retriever, [p["question"] for p in pool])
-    runs = {}
-    for mode in ("always-retrieve", "no-retrieval"):
-        records = json.loads(result_path(args.records, args.set, "smartrag", mode).read_text())["records"]
-        runs[mode] = {r["id"]: r for r in records}
-    ids = [i for i in runs["always-retrieve"] if i in runs["no-retrieval"]]
-    searched = [runs["always-retrieve"][i]["reward"] for i in ids]
-    answered = [runs["no-retrieval"][i]["reward"] for i in ids]
-    dev_rows = decision_features(policy, retriever, [runs["always-retrieve"][i]["question"] for i in ids])
+    questions, searched, answered = forced_pairs(args.records, args.set)
+    dev_rows = decision_features(policy, retriever, questions)
     score_threshold = gate.trained_under.get("score_rule_threshold")
 
     def on_dev(g: DecisionGate) -> dict[str, float]:
@@ -73,7 +67,7 @@ def main() -> None:
 
     trained = on_dev(gate)
     best_fixed = max((name for name in FIXED if name in trained), key=trained.get)
-    print(f"{args.set} dev (n={len(ids)}): " + ", ".join(f"{k} {v:.3f}" for k, v in trained.items()))
+    print(f"{args.set} dev (n={len(questions)}): " + ", ".join(f"{k} {v:.3f}" for k, v in trained.items()))
     curve = {}
     for size in args.sizes:
         if size > len(pool):
@@ -116,7 +110,7 @@ def main() -> None:
                 "policy": args.policy or "embedded",
                 "pairs": args.pairs,
                 "set": args.set,
-                "dev_questions": len(ids),
+                "dev_questions": len(questions),
                 "as_trained": trained,
                 "best_fixed": best_fixed,
                 "curve": curve,

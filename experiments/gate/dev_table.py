@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _shared import DATA_SETS, ROOT, result_path
+from _shared import DATA_SETS, ROOT, forced_pairs
 
 from langchain_smartrag import BM25Retriever, DecisionGate, SmartRAGPolicy
 from langchain_smartrag.scoring import ALPHA_PREVIEW
@@ -48,15 +48,11 @@ def main() -> None:
     policy, retriever = SmartRAGPolicy.load(args.policy), BM25Retriever.bundled(k=4)
     table = {}
     for variant in DATA_SETS:
-        runs = {}
-        for mode in ("always-retrieve", "no-retrieval"):
-            path = result_path(args.records, variant, "smartrag", mode)
-            runs[mode] = {r["id"]: r for r in json.loads(path.read_text())["records"]}
-        ids = [i for i in runs["always-retrieve"] if i in runs["no-retrieval"]]
-        rows = decision_features(policy, retriever, [runs["always-retrieve"][i]["question"] for i in ids])
+        questions, searched, answered = forced_pairs(args.records, variant)
+        rows = decision_features(policy, retriever, questions)
         rewards = strategy_rewards(
-            [runs["always-retrieve"][i]["reward"] for i in ids],
-            [runs["no-retrieval"][i]["reward"] for i in ids],
+            searched,
+            answered,
             rows,
             probe_cost=ALPHA_PREVIEW,
             gate=gate,
@@ -68,7 +64,7 @@ def main() -> None:
         table[variant] = {**strategy_table(rewards), "gate_retrieval_rate": sum(gated) / len(gated)}
         row = "  ".join(f"{name} {s['reward']:+.3f}" for name, s in table[variant]["strategies"].items())
         best = table[variant]["best_fixed"]
-        print(f"{variant} (n={len(ids)}, best fixed: {best}): {row}")
+        print(f"{variant} (n={len(questions)}, best fixed: {best}): {row}")
         gap = table[variant]["strategies"]["gate"]
         print(
             f"    gate - {best} = {gap['vs_best_fixed']:+.3f} ± {gap['se']:.3f}; retrieval rate "
