@@ -120,6 +120,11 @@ class DecisionGate:
             ]
         return _sigmoid(sum(w * x for w, x in zip(self.weights, z, strict=True)) + self.bias)
 
+    def p_search(self, hidden: Sequence[float] | None, search_logit: float, index: dict[str, float] | None) -> float:
+        """P(a search pays) for one decision pass and probe (a `training.gate.decision_features` row unpacks into
+        it)."""
+        return self.probability(self.vector(hidden, search_logit, index))
+
     def check_scores(self, index: dict[str, float]) -> None:
         """Warn once when the index's scores sit far outside the range the gate was trained on."""
         low, high = self.trained_under.get("top_score_range", (None, None))

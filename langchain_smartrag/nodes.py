@@ -199,7 +199,7 @@ class SmartRAGNodes:
         if gate is not None:
             if probe is not None:
                 gate.check_scores(probe)
-            p_search = gate.probability(gate.vector(decision.hidden, decision.search_logit, probe))
+            p_search = gate.p_search(decision.hidden, decision.search_logit, probe)
         threshold = _threshold(ctx, gate)
         if ctx.sample and ctx.sample_decision:
             search = _draws(config, "decide", state.get("retrievals", 0)).random() < p_search

@@ -58,7 +58,7 @@ def main() -> None:
         rewards = strategy_rewards(
             searched, answered, dev_rows, probe_cost=ALPHA_PREVIEW, gate=g, score_threshold=score_threshold
         )
-        p = [g.probability(g.vector(r["hidden"], r["search_logit"], r["index"])) for r in dev_rows]
+        p = [g.p_search(**r) for r in dev_rows]
         searches = [x >= g.threshold for x in p]
         return {
             **{name: statistics.fmean(values) for name, values in rewards.items()},

@@ -58,9 +58,7 @@ def main() -> None:
             gate=gate,
             score_threshold=threshold,
         )
-        gated = [
-            gate.probability(gate.vector(r["hidden"], r["search_logit"], r["index"])) >= gate.threshold for r in rows
-        ]
+        gated = [gate.p_search(**r) >= gate.threshold for r in rows]
         table[variant] = {**strategy_table(rewards), "gate_retrieval_rate": sum(gated) / len(gated)}
         row = "  ".join(f"{name} {s['reward']:+.3f}" for name, s in table[variant]["strategies"].items())
         best = table[variant]["best_fixed"]

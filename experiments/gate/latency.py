@@ -45,7 +45,7 @@ def main() -> None:
         for question, prompt in zip(questions, prompts, strict=True):
             decision = policy.decide_batch([prompt])[0]
             probe = index_features(question, retriever.invoke(question))
-            policy.gate.probability(policy.gate.vector(decision.hidden, decision.search_logit, probe))
+            policy.gate.p_search(decision.hidden, decision.search_logit, probe)
 
     decide()  # warm up
     token_s, gate_s = best(args.repeats, decide), best(args.repeats, gated)

@@ -370,9 +370,7 @@ def calibrate(
         variants["threshold + score scale"] = restandardised(gate, rows)
     report: dict[str, Any] = {"questions": len(rows), "cross_validated_reward": {}}
     for name, variant in variants.items():
-        p = torch.tensor(
-            [variant.probability(variant.vector(r["hidden"], r["search_logit"], r["index"])) for r in rows]
-        )
+        p = torch.tensor([variant.p_search(**r) for r in rows])
 
         def threshold(among: list[int], refit: bool = name != "as trained", p: torch.Tensor = p) -> float:
             return select_threshold(p[among], searched[among], answered[among], probe_cost) if refit else gate.threshold

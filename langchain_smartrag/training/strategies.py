@@ -54,7 +54,7 @@ def strategy_rewards(
         rewards["score rule"] = pick([r["index"]["top_score"] >= score_threshold for r in rows], probe_cost)
     rewards["token"] = pick([r["search_logit"] >= 0 for r in rows], 0.0)
     if gate is not None:
-        p = [gate.probability(gate.vector(r["hidden"], r["search_logit"], r["index"])) for r in rows]
+        p = [gate.p_search(**r) for r in rows]
         rewards["gate"] = pick([x >= gate.threshold for x in p], probe_cost if gate.reads_index else 0.0)
     rewards["oracle"] = [max(s, a) for s, a in zip(searched, answered, strict=True)]
     return rewards

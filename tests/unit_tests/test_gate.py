@@ -389,7 +389,7 @@ def test_a_fitted_head_separates_the_pairs_and_serves_as_it_was_trained():
         p = probabilities(head, x)
         assert ((p >= 0.5) == (searched > answered)).float().mean() > 0.9
         # what the graph computes from gate.json is what training computed
-        served = [head.probability(head.vector(r["hidden"], r["search_logit"], r["index"])) for r in rows]
+        served = [head.p_search(**r) for r in rows]
         assert served == pytest.approx(p.tolist(), abs=1e-5)
 
 
