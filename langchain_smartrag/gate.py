@@ -1,5 +1,6 @@
 """The decision gate: a small head that reads the policy's view of a question (its hidden state and P(search) at the
-decision position) and the index's view (the scores of a probe search with the question) and predicts whether a
+decision position), the index's view (the scores of a probe search with the question) and, where it was trained to,
+the reader's view (the policy's closed-book draft against its draft over the probe's hits) and predicts whether a
 search pays for itself. It is learned from paired episodes (`smartrag train gate`) and saved beside the policy."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from langchain_core.documents import Document
 
 from ._files import atomic_write_text
-from .scoring import normalize_answer
+from .decoding import Generation
+from .scoring import f1_score, has_answer, normalize_answer
 
 GATE_FILE = "gate.json"
 """The gate's file in a policy folder, beside `smartrag.json`."""
@@ -27,6 +29,22 @@ second's share of the first, the share of question words in the top titles, and 
 
 POLICY_FEATURES = ("search_logit",)
 """What it reads of the policy beside its hidden state: log P(search) - log P(answer) of the action token."""
+
+READER_FEATURES = (
+    "closed_mean",
+    "closed_first",
+    "closed_min",
+    "read_mean",
+    "read_first",
+    "read_min",
+    "read_minus_closed",
+    "agree",
+    "read_in_docs",
+    "closed_in_docs",
+)
+"""What it reads of the policy's two drafts once the probe is made, the closed-book one and the one over the probe's
+hits: each draft's mean, first and lowest token log-probability, the gap between the means, how far the drafts agree
+(token F1) and whether each is a span of the hits. The gate answers with the draft it picks: neither is paid twice."""
 
 _WORD = re.compile(r"\w+")
 
@@ -67,6 +85,21 @@ def index_features(question: str, documents: Sequence[Document]) -> dict[str, fl
     }
 
 
+def reader_features(documents: Sequence[Document], closed: Generation, read: Generation) -> dict[str, float]:
+    """The drafts' features (`READER_FEATURES`): `closed` answers the question alone, `read` over `documents`."""
+    text = "\n".join(d.page_content for d in documents)
+    values = {}
+    for name, draft in (("closed", closed), ("read", read)):
+        logprobs = draft.logprobs or [-20.0]
+        values[f"{name}_mean"] = sum(logprobs) / len(logprobs)
+        values[f"{name}_first"] = logprobs[0]
+        values[f"{name}_min"] = min(logprobs)
+        values[f"{name}_in_docs"] = float(has_answer(text, [draft.text]))
+    values["read_minus_closed"] = values["read_mean"] - values["closed_mean"]
+    values["agree"] = f1_score(read.text, closed.text)
+    return values
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
@@ -90,14 +123,28 @@ class DecisionGate:
 
     @property
     def reads_index(self) -> bool:
-        """Whether it reads a probe search's scores (else the graph makes no probe for it)."""
+        """Whether it reads a probe search with the question, its scores or its hits (else no probe is made)."""
+        return self.reads_scores or self.reads_reader
+
+    @property
+    def reads_scores(self) -> bool:
+        """Whether it reads the probe's scores (`INDEX_FEATURES`)."""
         return any(name in self.features for name in INDEX_FEATURES)
 
+    @property
+    def reads_reader(self) -> bool:
+        """Whether it reads the two drafts (then the graph drafts both answers and answers with the one it picks)."""
+        return any(name in self.features for name in READER_FEATURES)
+
     def vector(
-        self, hidden: Sequence[float] | None, search_logit: float, index: dict[str, float] | None
+        self,
+        hidden: Sequence[float] | None,
+        search_logit: float,
+        index: dict[str, float] | None,
+        reader: dict[str, float] | None = None,
     ) -> list[float]:
         """The feature values in `features` order (hidden state entries are named `h0`, `h1`, ...)."""
-        values = {"search_logit": search_logit, **(index or {})}
+        values = {"search_logit": search_logit, **(index or {}), **(reader or {})}
         out = []
         for name in self.features:
             if name.startswith("h") and name[1:].isdigit():
@@ -120,10 +167,16 @@ class DecisionGate:
             ]
         return _sigmoid(sum(w * x for w, x in zip(self.weights, z, strict=True)) + self.bias)
 
-    def p_search(self, hidden: Sequence[float] | None, search_logit: float, index: dict[str, float] | None) -> float:
-        """P(a search pays) for one decision pass and probe (a `training.gate.decision_features` row unpacks into
-        it)."""
-        return self.probability(self.vector(hidden, search_logit, index))
+    def p_search(
+        self,
+        hidden: Sequence[float] | None,
+        search_logit: float,
+        index: dict[str, float] | None,
+        reader: dict[str, float] | None = None,
+    ) -> float:
+        """P(a search pays) for one decision pass, probe and (if it reads them) drafts (a
+        `training.gate.decision_features` row unpacks into it)."""
+        return self.probability(self.vector(hidden, search_logit, index, reader))
 
     def check_scores(self, index: dict[str, float]) -> None:
         """Warn once when the index's scores sit far outside the range the gate was trained on."""
@@ -168,7 +221,7 @@ class DecisionGate:
             raise ValueError(f"{path}: the gate's weights do not match its feature list: rerun `smartrag train gate`")
         hidden = [v for row in gate.hidden for v in row]
         numbers = [*gate.mean, *gate.scale, *gate.weights, gate.bias, *gate.hidden_bias, *hidden, gate.threshold]
-        known = set(INDEX_FEATURES) | set(POLICY_FEATURES)
+        known = set(INDEX_FEATURES) | set(POLICY_FEATURES) | set(READER_FEATURES)
         if (
             not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
             or not all(s > 0 for s in gate.scale)

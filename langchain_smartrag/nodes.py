@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import warnings
 from collections.abc import Awaitable
@@ -18,7 +19,7 @@ from langgraph.types import Command, Overwrite
 
 from .decision import Decision
 from .decoding import Generation
-from .gate import DecisionGate, index_features
+from .gate import DecisionGate, index_features, reader_features
 from .injection import split_instructions
 from .messages import joined_question
 from .policy_protocol import PolicyError, PolicyLike
@@ -57,16 +58,22 @@ def _recorded(ctx: Settings, node: str, prompt: str, prefix: str, generation: Ge
     }
 
 
-def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
-    """A retrieval's update: one more retrieval, its first OBSERVATION_DOCUMENTS documents (less any that address the
-    model: documents are data, not instructions; the rest are never read) and any errors."""
+def _observed(node: str, documents: list[Document], errors: list[str]) -> Search:
+    """What the answer turn may read of a search: its first OBSERVATION_DOCUMENTS documents, less any that address
+    the model (documents are data, not instructions; the rest are never read), and the errors, that one included."""
     documents, dropped = split_instructions(documents, keep=OBSERVATION_DOCUMENTS)
     if dropped:
         titles = ", ".join(repr(str(d.metadata.get("title") or d.page_content[:40])) for d in dropped)
         errors = [
             *errors,
-            f"retrieve: left out {len(dropped)} document(s) that address the model rather than state facts ({titles})",
+            f"{node}: left out {len(dropped)} document(s) that address the model rather than state facts ({titles})",
         ]
+    return documents, errors
+
+
+def _retrieved(documents: list[Document], errors: list[str]) -> dict[str, Any]:
+    """A retrieval's update: one more retrieval, what the answer turn may read of it and any errors."""
+    documents, errors = _observed("retrieve", documents, errors)
     return {"retrievals": 1, "documents": documents, **({"errors": errors} if errors else {})}
 
 
@@ -79,6 +86,15 @@ def _undecided(error: PolicyError) -> Command:
 def _unwritten(state: SmartRAGState, error: PolicyError) -> dict[str, Any]:
     """A query the policy could not write (its server failed), recorded: the question is the query."""
     return {"queries": [state["question"]], "errors": [f"rewrite: {error}; searched with the question"]}
+
+
+def _drafted(state: SmartRAGState, run: PolicyRun) -> Generation | None:
+    """The draft the gate picked as this episode's answer (streamed whole: it was written before the gate chose)."""
+    if not state.get("draft"):
+        return None
+    generation = Generation(**state["draft"])
+    run.token(0, generation.text)
+    return generation
 
 
 def gate_of(policy: PolicyLike, decision: str) -> DecisionGate | None:
@@ -95,11 +111,24 @@ def gate_of(policy: PolicyLike, decision: str) -> DecisionGate | None:
 
 
 def _gate_deciding(ctx: Settings, state: SmartRAGState) -> DecisionGate | None:
-    """The gate when it takes this decision: the first one, after a probe that gave scores if it reads the index."""
+    """The gate when it takes this decision: the first one, after a probe that gave scores if it reads them."""
     gate = gate_of(ctx.policy, ctx.decision)
     if gate is None or state.get("retrievals", 0):
         return None
-    return gate if state.get("probe") is not None or not gate.reads_index else None
+    return gate if state.get("probe") is not None or not gate.reads_scores else None
+
+
+def _draft_prompts(ctx: Settings, state: SmartRAGState, prompt: str) -> list[str] | None:
+    """The two drafts' prompts when a gate that reads them decides: the question alone (the decision's own prompt,
+    whose `[Answer]` branch the decision pass has cached) and the question over the probe's hits; else None."""
+    gate = _gate_deciding(ctx, state)
+    if gate is None or not gate.reads_reader:
+        return None
+    if ctx.sample:
+        raise ValueError(
+            "this decision gate reads greedy drafts and cannot sample a rollout: train with decision='token'"
+        )
+    return [prompt, ctx.policy.prompt(state["question"], state.get("probe_documents", []))]
 
 
 def _threshold(ctx: Settings, gate: DecisionGate | None) -> float:
@@ -163,7 +192,10 @@ class SmartRAGNodes:
             return Command(goto="answer")
         try:
             with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
-                return self._route(state, config, ctx, prompt, ctx.policy.decide([prompt])[0], run)
+                decision = ctx.policy.decide([prompt])[0]
+                drafts = _draft_prompts(ctx, state, prompt)
+                drafted = ctx.policy.generate(drafts, ANSWER) if drafts else None
+                return self._route(state, config, ctx, prompt, decision, run, drafted)
         except PolicyError as error:
             return _undecided(error)
 
@@ -174,7 +206,10 @@ class SmartRAGNodes:
             return Command(goto="answer")
         try:
             with policy_run(config, "decide", prompt, ctx.policy, _decide_params(ctx, state), stream=False) as run:
-                return self._route(state, config, ctx, prompt, (await ctx.policy.adecide([prompt]))[0], run)
+                decision = (await ctx.policy.adecide([prompt]))[0]
+                drafts = _draft_prompts(ctx, state, prompt)
+                drafted = await ctx.policy.agenerate(drafts, ANSWER) if drafts else None
+                return self._route(state, config, ctx, prompt, decision, run, drafted)
         except PolicyError as error:
             return _undecided(error)
 
@@ -193,13 +228,17 @@ class SmartRAGNodes:
         prompt: str,
         decision: Decision,
         run: PolicyRun,
+        drafts: list[Generation] | None = None,
     ) -> Command:
-        """Take the action (drawn from P(search) when sampling decisions, else at the threshold) and go there."""
+        """Take the action (drawn from P(search) when sampling decisions, else at the threshold) and go there. With
+        `drafts` (closed book, over the probe's hits) the gate reads them and the answer is the one it picks: a
+        search answers from the probe's hits, which count as the episode's retrieval."""
         p_search, gate, probe = decision.p_search, _gate_deciding(ctx, state), state.get("probe")
+        reader = reader_features(state.get("probe_documents", []), *drafts) if drafts else None
         if gate is not None:
-            if probe is not None:
+            if probe is not None and gate.reads_scores:
                 gate.check_scores(probe)
-            p_search = gate.p_search(decision.hidden, decision.search_logit, probe)
+            p_search = gate.p_search(decision.hidden, decision.search_logit, probe, reader)
         threshold = _threshold(ctx, gate)
         if ctx.sample and ctx.sample_decision:
             search = _draws(config, "decide", state.get("retrievals", 0)).random() < p_search
@@ -228,6 +267,11 @@ class SmartRAGNodes:
                     "logprobs": logprobs,
                 }
             ]
+        if drafts:
+            update["draft"] = dataclasses.asdict(drafts[1] if search else drafts[0])
+            if search:
+                update.update(retrievals=1, queries=[state["question"]], documents=state.get("probe_documents", []))
+            return Command(update=update, goto="answer")
         return Command(update=update, goto="rewrite" if search else "answer")
 
     # rewrite and answer: generation after a forced action prefix ------------------------------
@@ -259,14 +303,19 @@ class SmartRAGNodes:
         """The answer the policy writes after `[Answer]`, from the question and the documents retrieved."""
         ctx, prompt, sampling, params = self._generation_call(state, config, "answer")
         with policy_run(config, "answer", prompt, ctx.policy, params) as run:
-            generation = ctx.policy.generate([prompt], ANSWER, on_token=run.token, **sampling)[0]
+            generation = (
+                _drafted(state, run) or ctx.policy.generate([prompt], ANSWER, on_token=run.token, **sampling)[0]
+            )
             return self._answer_update(ctx, prompt, generation, run, bool(state.get("messages")))
 
     async def aanswer(self, state: SmartRAGState, config: RunnableConfig) -> dict[str, Any]:
         """`answer` with the policy's async, batched call."""
         ctx, prompt, sampling, params = self._generation_call(state, config, "answer")
         with policy_run(config, "answer", prompt, ctx.policy, params) as run:
-            generation = (await ctx.policy.agenerate([prompt], ANSWER, on_token=run.token, **sampling))[0]
+            generation = (
+                _drafted(state, run)
+                or (await ctx.policy.agenerate([prompt], ANSWER, on_token=run.token, **sampling))[0]
+            )
             return self._answer_update(ctx, prompt, generation, run, bool(state.get("messages")))
 
     def _generation_call(
@@ -343,9 +392,11 @@ class SmartRAGNodes:
         titles = preview_titles(documents, ctx.preview) if ctx.preview else None
         update: dict[str, Any] = {"previews": 1, "preview": titles}
         gate = gate_of(ctx.policy, ctx.decision)
+        if gate is not None and gate.reads_reader:
+            update["probe_documents"], errors = _observed("preview", documents, errors)
         if gate is not None and gate.reads_index:
             update["probe"] = index_features(question, documents)
-            if update["probe"] is None and not self._warned_no_scores:
+            if update["probe"] is None and gate.reads_scores and not self._warned_no_scores:
                 self._warned_no_scores = True
                 warnings.warn(
                     "the retriever gives no scores (Document.metadata['score'] or 'relevance_score'), which "

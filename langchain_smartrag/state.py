@@ -72,6 +72,10 @@ class SmartRAGState(TypedDict):
     previews: NotRequired[Annotated[int, operator.add]]
     preview: NotRequired[list[str] | None]
     probe: NotRequired[dict[str, float] | None]
+    probe_documents: NotRequired[list[Document]]
+    """The probe's hits, kept for a gate that reads them: its search answers from them (the probe is the search)."""
+    draft: NotRequired[dict[str, Any] | None]
+    """The draft the gate picked (a `Generation`'s fields): the answer node gives it instead of generating anew."""
     messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
     """A conversation outlives its episodes: `begin` never clears it."""
 
@@ -87,7 +91,14 @@ EPISODE_START: dict[str, Any] = {
 }
 """Each accumulating channel's value when a question starts (written over whatever a thread or parent held)."""
 
-EPISODE_CLEARED: dict[str, Any] = {"answer": "", "well_formed": False, "preview": None, "probe": None}
+EPISODE_CLEARED: dict[str, Any] = {
+    "answer": "",
+    "well_formed": False,
+    "preview": None,
+    "probe": None,
+    "probe_documents": [],
+    "draft": None,
+}
 """The other channels a question starts without: no thread ever shows a new question with an earlier answer."""
 
 

@@ -145,7 +145,7 @@ def train_gate(args: argparse.Namespace) -> int:
     from langchain_smartrag.scoring import ALPHA, ALPHA_PREVIEW
 
     from .gate import gate_from_pairs, plot_curve
-    from .pairs import drawn_apart, play_pairs, read_pairs
+    from .pairs import draft_pairs, drawn_apart, play_pairs, read_pairs
     from .questions import covered
     from .warmup import warmup_ids
 
@@ -167,8 +167,11 @@ def train_gate(args: argparse.Namespace) -> int:
         }
         exclude = frozenset().union(*(warmup_ids(f) for f in args.exclude))
         examples = drawn_apart(sets, dict(zip(names, counts, strict=True)), args.seed, exclude)
-        graph = create_smartrag_graph(policy, retriever, decision="token")
-        play_pairs(graph, examples, pairs_path, batch_size=args.batch_size)
+        if args.reader:
+            draft_pairs(policy, retriever, examples, pairs_path, batch_size=args.batch_size)
+        else:
+            graph = create_smartrag_graph(policy, retriever, decision="token")
+            play_pairs(graph, examples, pairs_path, batch_size=args.batch_size)
     pairs = read_pairs(pairs_path)
     if len(pairs) < 40:
         raise ValueError(f"{pairs_path}: {len(pairs)} paired questions; a gate needs at least 40 (more is better)")
@@ -202,7 +205,7 @@ def calibrate_gate(args: argparse.Namespace) -> int:
     from langchain_smartrag.scoring import ALPHA_PREVIEW
 
     from .gate import calibrate, decision_features
-    from .pairs import play_pairs
+    from .pairs import draft_pairs, play_pairs
 
     policy = SmartRAGPolicy.load(args.policy)
     if policy.gate is None:
@@ -218,12 +221,16 @@ def calibrate_gate(args: argparse.Namespace) -> int:
         )
     retriever = build_retriever(args.retriever, args.corpus, args.k)
     output = Path(args.output_dir)
-    graph = create_smartrag_graph(policy, retriever, decision="token")
     ids = {e.id for e in examples}
-    pairs = [
-        p for p in play_pairs(graph, examples, output / "pairs.jsonl", batch_size=args.batch_size) if p["id"] in ids
-    ]
-    rows = decision_features(policy, retriever, [p["question"] for p in pairs])
+    if policy.gate.reads_reader:
+        drafted = draft_pairs(policy, retriever, examples, output / "pairs.jsonl", batch_size=args.batch_size)
+        pairs = [p for p in drafted if p["id"] in ids]
+        rows = [p["features"] for p in pairs]
+    else:
+        graph = create_smartrag_graph(policy, retriever, decision="token")
+        played = play_pairs(graph, examples, output / "pairs.jsonl", batch_size=args.batch_size)
+        pairs = [p for p in played if p["id"] in ids]
+        rows = decision_features(policy, retriever, [p["question"] for p in pairs])
     gate, report = calibrate(policy.gate, rows, pairs, probe_cost=ALPHA_PREVIEW, seed=args.seed)
     atomic_write_text(output / "report.json", json.dumps(report, indent=1))
     rewards = ", ".join(f"{name} {value:.3f}" for name, value in report["cross_validated_reward"].items())
@@ -745,6 +752,12 @@ def _add_gate(stages: Any) -> None:
     p.add_argument("--output-dir", default="runs/gate", help="pairs.jsonl (resumable), report.json, gate.png")
     p.add_argument("--pairs", help="the pairs file (default: OUTPUT_DIR/pairs.jsonl)")
     p.add_argument("--fit-only", action="store_true", help="fit on the pairs already played; play no episodes")
+    p.add_argument(
+        "--reader",
+        action="store_true",
+        help="a gate that reads the reader: each question's two drafts (closed book, over the probe's hits) are its "
+        "pair, one batched pass a question; the graph then answers with the draft the gate picks",
+    )
     p.add_argument(
         "--save-to",
         help="folder for gate.json: the policy's folder makes it the policy's default decision (default: OUTPUT_DIR)",

@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from langchain_core.retrievers import BaseRetriever
 
-from langchain_smartrag.gate import INDEX_FEATURES, POLICY_FEATURES, DecisionGate, index_features
+from langchain_smartrag.gate import INDEX_FEATURES, POLICY_FEATURES, READER_FEATURES, DecisionGate, index_features
 from langchain_smartrag.policy import SmartRAGPolicy
 from langchain_smartrag.scoring import ALPHA_PREVIEW
 
 from .data import QAExample
 from .evaluate import evaluate
+from .pairs import drafted_pairs
 from .strategies import score_rule_threshold, strategy_rewards, strategy_table
 
 FAMILIES = {
@@ -28,8 +29,12 @@ FAMILIES = {
     "token+index": POLICY_FEATURES + INDEX_FEATURES,
     "hidden+token+index": ("hidden",) + POLICY_FEATURES + INDEX_FEATURES,
     "hidden+token": ("hidden",) + POLICY_FEATURES,
+    "reader": READER_FEATURES,
+    "reader+index": READER_FEATURES + INDEX_FEATURES,
+    "reader+token+index": READER_FEATURES + POLICY_FEATURES + INDEX_FEATURES,
 }
-"""Feature sets the cross-validation chooses between (`hidden` stands for every entry of the hidden state)."""
+"""Feature sets the cross-validation chooses between (`hidden` stands for every entry of the hidden state; the
+reader's need `draft_pairs`' rows, the others `decision_features`')."""
 
 
 @dataclass
@@ -41,7 +46,13 @@ class Candidate:
     l2: float
 
 
-CANDIDATES = [Candidate(f, u, l2) for f in FAMILIES for u in (0, 8) for l2 in (1e-2, 1e-1, 1.0)]
+CANDIDATES = [
+    Candidate(f, u, l2) for f in FAMILIES if not f.startswith("reader") for u in (0, 8) for l2 in (1e-2, 1e-1, 1.0)
+]
+READER_CANDIDATES = [
+    Candidate(f, u, l2) for f in FAMILIES if f.startswith("reader") for u in (0, 8) for l2 in (1e-2, 1e-1, 1.0)
+]
+"""The heads tried for a gate that reads the reader (on `training.pairs.draft_pairs`)."""
 
 
 def decision_features(
@@ -69,7 +80,7 @@ def design(rows: Sequence[dict[str, Any]], family: str) -> tuple[list[str], torc
     for name in FAMILIES[family]:
         names += [f"h{i}" for i in range(len(rows[0]["hidden"]))] if name == "hidden" else [name]
     gate = DecisionGate(names, [0.0] * len(names), [1.0] * len(names), [0.0] * len(names), 0.0)
-    return names, torch.tensor([gate.vector(r["hidden"], r["search_logit"], r["index"]) for r in rows])
+    return names, torch.tensor([gate.vector(**r) for r in rows])
 
 
 def fit_head(x: torch.Tensor, delta: torch.Tensor, candidate: Candidate, seed: int = 0) -> dict[str, Any]:
@@ -277,16 +288,39 @@ def gate_from_pairs(
     seed: int = 0,
     trained_under: dict[str, Any] | None = None,
 ) -> tuple[DecisionGate, dict[str, Any]]:
-    """`fit_gate` on paired episodes (`training.pairs`), the features read from `policy` and `retriever`; the score
-    rule's threshold, tuned on the same pairs, is recorded in the gate for `compare_strategies`."""
+    """`fit_gate` on paired episodes (`training.pairs.play_pairs`), the features read from `policy` and `retriever`
+    (drafted pairs carry their own: `gate_from_drafts`)."""
+    if all("features" in p for p in pairs):
+        return gate_from_drafts(pairs, seed=seed, trained_under=trained_under)
     rows = decision_features(policy, retriever, [p["question"] for p in pairs])
+    return _fit_with_score_rule(rows, pairs, CANDIDATES, seed, trained_under)
+
+
+def gate_from_drafts(
+    pairs: Sequence[dict[str, Any]], *, seed: int = 0, trained_under: dict[str, Any] | None = None
+) -> tuple[DecisionGate, dict[str, Any]]:
+    """`fit_gate` among the reader's heads on drafted pairs (`training.pairs.draft_pairs`)."""
+    return _fit_with_score_rule([p["features"] for p in pairs], pairs, READER_CANDIDATES, seed, trained_under)
+
+
+def _fit_with_score_rule(
+    rows: Sequence[dict[str, Any]],
+    pairs: Sequence[dict[str, Any]],
+    candidates: Sequence[Candidate],
+    seed: int,
+    trained_under: dict[str, Any] | None,
+) -> tuple[DecisionGate, dict[str, Any]]:
+    """`fit_gate`, with the score rule's threshold tuned on the same pairs recorded in the gate for
+    `compare_strategies`."""
     threshold = score_rule_threshold(
         [r["index"]["top_score"] for r in rows],
         [p["search"]["reward"] for p in pairs],
         [p["answer"]["reward"] for p in pairs],
     )
     trained_under = {**(trained_under or {}), "score_rule_threshold": threshold if math.isfinite(threshold) else None}
-    return fit_gate(rows, pairs, probe_cost=ALPHA_PREVIEW, seed=seed, trained_under=trained_under)
+    return fit_gate(
+        rows, pairs, probe_cost=ALPHA_PREVIEW, seed=seed, trained_under=trained_under, candidates=candidates
+    )
 
 
 def compare_strategies(
@@ -300,16 +334,26 @@ def compare_strategies(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Both forced episodes of every question through `graph`, and every first-decision strategy's reward read off
-    them (`training.strategies`); the gate and the score rule are the policy's gate's, when it has one."""
-    runs = {
-        mode: evaluate(graph, examples, mode=mode, batch_size=batch_size, config=config, progress=progress)
-        for mode in ("always-retrieve", "no-retrieval")
-    }
-    rows = decision_features(policy, retriever, [e.question for e in examples], batch_size)
+    them (`training.strategies`); the gate and the score rule are the policy's gate's, when it has one. For a gate
+    that reads the reader the two episodes are its drafts (`draft_pairs`): "always-retrieve" is then retrieve-then-
+    read with the question, from the probe's hits."""
     gate = policy.gate
+    if gate is not None and gate.reads_reader:
+        pairs = drafted_pairs(policy, retriever, examples, batch_size=batch_size)
+        rows = [p["features"] for p in pairs]
+        runs: dict[str, Any] = {"pairs": pairs}
+        searched, answered = [p["search"]["reward"] for p in pairs], [p["answer"]["reward"] for p in pairs]
+    else:
+        runs = {
+            mode: evaluate(graph, examples, mode=mode, batch_size=batch_size, config=config, progress=progress)
+            for mode in ("always-retrieve", "no-retrieval")
+        }
+        rows = decision_features(policy, retriever, [e.question for e in examples], batch_size)
+        searched = [r["reward"] for r in runs["always-retrieve"]["records"]]
+        answered = [r["reward"] for r in runs["no-retrieval"]["records"]]
     rewards = strategy_rewards(
-        [r["reward"] for r in runs["always-retrieve"]["records"]],
-        [r["reward"] for r in runs["no-retrieval"]["records"]],
+        searched,
+        answered,
         rows,
         probe_cost=ALPHA_PREVIEW,
         gate=gate,
@@ -366,7 +410,7 @@ def calibrate(
     folds); the chosen one is then set on all the questions. The head's weights stay as trained."""
     searched, answered = pair_rewards(pairs)
     variants = {"as trained": gate, "threshold": gate}
-    if gate.reads_index:
+    if gate.reads_scores:
         variants["threshold + score scale"] = restandardised(gate, rows)
     report: dict[str, Any] = {"questions": len(rows), "cross_validated_reward": {}}
     for name, variant in variants.items():

@@ -1,6 +1,7 @@
 """Paired episodes: every question played twice through the serving graph, its first decision forced to search and
 forced to answer (greedy, same settings otherwise). Their reward difference is what a decision gate learns to
-predict; at a quota of one retrieval the two episodes are exactly what any decision would have produced."""
+predict; at a quota of one retrieval the two episodes are exactly what any decision would have produced. For a gate
+that reads the reader the two episodes are its two drafts (`draft_pairs`), what the graph answers with."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
+
+from langchain_smartrag.decoding import Generation
+from langchain_smartrag.gate import index_features, reader_features
+from langchain_smartrag.injection import split_instructions
+from langchain_smartrag.policy import SmartRAGPolicy
+from langchain_smartrag.protocol import ANSWER, OBSERVATION_DOCUMENTS, parse_action
+from langchain_smartrag.scoring import episode_reward
 
 from .data import QAExample, sample
 from .evaluate import evaluate
@@ -49,36 +59,105 @@ def play_pairs(
 ) -> list[dict[str, Any]]:
     """Play every example both ways and append one JSON line per question to `path` ({id, question, golds, extra,
     search, answer, delta}), a chunk at a time, so an interrupted run resumes where it stopped."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    done = read_pairs(path)
-    seen = {p["id"] for p in done}
-    if path.exists():  # rewrite without a torn last line before appending
-        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in done), encoding="utf-8")
-    todo = [e for e in examples if e.id not in seen]
+    done, todo = _resumed(path, examples)
     for part in _chunks(todo, chunk):
         runs = {
             branch: evaluate(graph, part, mode=mode, batch_size=batch_size, progress=progress)["records"]
             for branch, mode in BRANCHES.items()
         }
-        lines = []
-        for example, searched, answered in zip(part, runs["search"], runs["answer"], strict=True):
-            pair = {
-                "id": example.id,
-                "question": example.question,
-                "golds": example.answers,
-                "extra": example.extra,
-                "search": searched,
-                "answer": answered,
-                "delta": searched["reward"] - answered["reward"],
-            }
-            done.append(pair)
-            lines.append(json.dumps(pair, ensure_ascii=False) + "\n")
-        with path.open("a", encoding="utf-8") as f:
-            f.write("".join(lines))
-            f.flush()
-            os.fsync(f.fileno())
+        _append(path, done, [_pair(e, s, a) for e, s, a in zip(part, runs["search"], runs["answer"], strict=True)])
     return done
+
+
+def draft_pairs(
+    policy: SmartRAGPolicy,
+    retriever: BaseRetriever,
+    examples: Sequence[QAExample],
+    path: str | Path,
+    *,
+    batch_size: int = 8,
+) -> list[dict[str, Any]]:
+    """`drafted_pairs` appended to `path` a batch at a time, one JSON line per question, so an interrupted run
+    resumes where it stopped (as `play_pairs`)."""
+    done, todo = _resumed(path, examples)
+    for part in _chunks(todo, batch_size):
+        _append(path, done, drafted_pairs(policy, retriever, part, batch_size=batch_size))
+    return done
+
+
+def drafted_pairs(
+    policy: SmartRAGPolicy, retriever: BaseRetriever, examples: Sequence[QAExample], *, batch_size: int = 8
+) -> list[dict[str, Any]]:
+    """For a gate that reads the reader: each example's probe, decision pass and two greedy drafts, as the graph makes
+    them, `batch_size` questions a pass ({id, question, golds, extra, search, answer, delta, features}). The draft
+    over the probe's hits is the search episode (one retrieval: the probe), the closed-book draft the answer
+    episode, and `features` the gate's row (`training.gate.design` reads it)."""
+    pairs = []
+    for part in _chunks(examples, batch_size):
+        probes = [retriever.invoke(e.question) for e in part]
+        hits = [split_instructions(p, keep=OBSERVATION_DOCUMENTS)[0] for p in probes]
+        closed_prompts = [policy.prompt(e.question) for e in part]
+        decisions = policy.decide_batch(closed_prompts)  # caches each [Answer] branch: the closed drafts continue it
+        read_prompts = [policy.prompt(e.question, h) for e, h in zip(part, hits, strict=True)]
+        drafts = policy.generate_batch(closed_prompts + read_prompts, ANSWER)
+        for i, (example, probe, decision) in enumerate(zip(part, probes, decisions, strict=True)):
+            pairs.append(draft_pair(example, probe, decision.search_logit, drafts[i], drafts[len(part) + i]))
+    return pairs
+
+
+def draft_pair(
+    example: QAExample, probe: Sequence[Document], search_logit: float, closed: Generation, read: Generation
+) -> dict[str, Any]:
+    """One question's pair from its probe's hits, the decision pass's search logit and its two drafts: each draft
+    scored as the episode it stands for, and the gate's row of features."""
+    documents = split_instructions(list(probe), keep=OBSERVATION_DOCUMENTS)[0]
+    features = {
+        "hidden": None,
+        "search_logit": search_logit,
+        "index": index_features(example.question, probe),
+        "reader": reader_features(documents, closed, read),
+    }
+    return _pair(example, _episode(example, read, 1), _episode(example, closed, 0), features=features)
+
+
+def _episode(example: QAExample, draft: Generation, retrievals: int) -> dict[str, Any]:
+    """A draft as the episode it stands for: its answer, whether it parsed, and its reward."""
+    action = parse_action(ANSWER + draft.text)
+    reward = episode_reward(action.text, example.answers, retrievals, well_formed=action.well_formed)
+    return {"answer": action.text, "well_formed": action.well_formed, "retrievals": retrievals, "reward": reward}
+
+
+def _pair(example: QAExample, searched: dict[str, Any], answered: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {
+        "id": example.id,
+        "question": example.question,
+        "golds": example.answers,
+        "extra": example.extra,
+        "search": searched,
+        "answer": answered,
+        "delta": searched["reward"] - answered["reward"],
+        **more,
+    }
+
+
+def _resumed(path: str | Path, examples: Sequence[QAExample]) -> tuple[list[dict[str, Any]], list[QAExample]]:
+    """The pairs already in `path` (rewritten without a torn last line) and the examples still to play."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = read_pairs(path)
+    if path.exists():
+        path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in done), encoding="utf-8")
+    seen = {p["id"] for p in done}
+    return done, [e for e in examples if e.id not in seen]
+
+
+def _append(path: str | Path, done: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> None:
+    """Append `pairs` to the file, synced, and to `done`."""
+    with Path(path).open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+        f.flush()
+        os.fsync(f.fileno())
+    done.extend(pairs)
 
 
 def drawn_apart(
