@@ -301,11 +301,12 @@ def create_smartrag_graph(
 
     decide retrieves when P(search) >= `threshold` (0 always retrieves, above 1 never does) until
     `max_retrievals`, after which the answer is forced. The first decision's P(search) comes from the policy's
-    decision gate (`decision="gate"`, the default where the policy ships one: it reads the policy's hidden state and
-    the scores of a probe search with the question, counted in `previews`) or from the action token
-    (`decision="token"`, the paper's). `threshold` None takes the gate's own (selected when it was trained), or 0.5
-    for the token. A retrieval that raises or takes longer than
-    `retriever_timeout` seconds is recorded in `errors` and the episode goes on without it. With
+    decision gate (`decision="gate"`, the default where the policy ships one: it reads the policy's decision pass and
+    a probe search with the question, counted in `previews`; a gate trained with `--reader` also reads the policy's
+    two drafts, closed book and over the probe's hits, answers with the one it picks and, when that is the read one,
+    counts the probe as the retrieval) or from the action token (`decision="token"`, the paper's). `threshold` None
+    takes the gate's own (selected when it was trained), or 0.5 for the token. A retrieval that raises or takes
+    longer than `retriever_timeout` seconds is recorded in `errors` and the episode goes on without it. With
     `rewrite_query=False` the question itself is the query (plain retrieve-then-read). `checkpointer`,
     `store`, `interrupt_before`/`interrupt_after` (e.g. `["retrieve"]` to approve each search) and `name`
     go to LangGraph's `compile`; each new question starts a fresh episode on a thread.

@@ -94,8 +94,16 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     policy.preview = config.preview  # the protocol this policy is trained on, saved with it
     pad_id = policy.tokenizer.pad_token_id
     retriever = retriever or build_retriever(config.retriever, config.corpus, config.k)
+    # a gate that reads the reader drafts greedily and rollouts sample: the action token decides in them (refit the
+    # gate on the new weights after the run)
+    decision = "token" if policy.gate is not None and policy.gate.reads_reader else None
     graph = create_smartrag_graph(
-        policy, retriever, max_retrievals=config.max_retrievals, threshold=config.threshold, preview=config.preview
+        policy,
+        retriever,
+        max_retrievals=config.max_retrievals,
+        threshold=config.threshold,
+        preview=config.preview,
+        decision=decision,
     )
     rollout_context = RolloutContext(max_retrievals=config.max_retrievals, temperature=config.temperature)
     contexts = branch_contexts(rollout_context) if config.paired_decisions else [rollout_context]

@@ -3,6 +3,7 @@ segments are unit tests (`tests/unit_tests/test_ppo_math.py`, `test_ppo_segments
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from langchain_smartrag import SmartRAGPolicy
+from langchain_smartrag import DecisionGate, SmartRAGPolicy
 from langchain_smartrag.cli import main
+from langchain_smartrag.gate import READER_FEATURES
 from langchain_smartrag.tensors import left_pad, position_ids
 from langchain_smartrag.training import load_qa
 from langchain_smartrag.training import ppo as ppo_module
@@ -313,6 +315,21 @@ def test_ppo_with_a_preview_trains_on_previewed_prompts_and_saves_the_setting(wo
     rollouts = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert rollouts and all(r.get("previews", 1) == 1 for r in rollouts)
     assert SmartRAGPolicy.from_pretrained(final, autocast=False).preview == 2
+
+
+def test_ppo_from_a_policy_whose_gate_reads_the_reader_rolls_out_with_the_action_token(world, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(world / "sft" / "final", base)
+    n = len(READER_FEATURES)
+    DecisionGate(list(READER_FEATURES), [0.0] * n, [1.0] * n, [0.0] * n, 50.0).save(base)  # would always search
+    train(
+        world_config(
+            world, tmp_path / "run", base_model=str(base), iterations=1, episodes_per_iteration=4, rollout_batch_size=4
+        )
+    )
+    rollouts = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    # the token decided (the gate would have said P = 1 and, sampling its greedy drafts, refused the rollout)
+    assert rollouts and all(r["search_probabilities"][0] < 0.999 for r in rollouts)
 
 
 def test_report_to_tensorboard_logs_each_iteration_beside_metrics_jsonl(world, tmp_path):
