@@ -110,6 +110,27 @@ def test_the_picked_draft_streams_as_the_answer_and_async_gives_the_same(policy,
     assert graph.batch([{"question": QUESTION}] * 3) == [out] * 3
 
 
+def test_a_reader_gate_saves_and_loads_with_its_policy(tiny_model_dir, tmp_path):
+    folder = tmp_path / "policy"
+    shutil.copytree(tiny_model_dir, folder)
+    saved = reader_gate(0.5, [0.1] * len(READER_FEATURES), features=READER_FEATURES, threshold=0.4)
+    saved.save(folder)
+    loaded = SmartRAGPolicy.from_pretrained(folder, autocast=False).gate
+    assert loaded == saved and loaded.reads_reader and loaded.reads_index and not loaded.reads_scores
+
+
+def test_on_a_thread_each_question_answers_with_its_own_draft(policy, retriever):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    policy.gate = reader_gate(50.0)
+    graph = create_smartrag_graph(policy, retriever, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t"}}
+    alone = create_smartrag_graph(policy, retriever)
+    for question in (QUESTION, "What is the capital of France?"):
+        out = graph.invoke({"question": question}, thread)
+        assert out == alone.invoke({"question": question})
+
+
 class Empty(BaseRetriever):
     def _get_relevant_documents(self, query, *, run_manager):
         return []
