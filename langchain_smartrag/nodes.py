@@ -90,9 +90,10 @@ def _unwritten(state: SmartRAGState, error: PolicyError) -> dict[str, Any]:
 
 def _drafted(state: SmartRAGState, run: PolicyRun) -> Generation | None:
     """The draft the gate picked as this episode's answer (streamed whole: it was written before the gate chose)."""
-    if not state.get("draft"):
+    draft = state.get("draft")
+    if not draft:
         return None
-    generation = Generation(**state["draft"])
+    generation = Generation(**draft)
     run.token(0, generation.text)
     return generation
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from langchain_smartrag import create_smartrag_graph
 from langchain_smartrag.hardware import bf16_is_fast
 from langchain_smartrag.retrievers import build_retriever
+from langchain_smartrag.state import Decider
 
 from .actor_critic import ActorCritic, new_value_head, reference_logits, save_policy, trainable_policy
 from .checkpoints import LoopState, load_state, prepare_output_dir, save_state
@@ -96,7 +97,7 @@ def train(config: PPOConfig, retriever: BaseRetriever | None = None) -> Path:
     retriever = retriever or build_retriever(config.retriever, config.corpus, config.k)
     # a gate that reads the reader drafts greedily and rollouts sample: the action token decides in them (refit the
     # gate on the new weights after the run)
-    decision = "token" if policy.gate is not None and policy.gate.reads_reader else None
+    decision: Decider | None = "token" if policy.gate is not None and policy.gate.reads_reader else None
     graph = create_smartrag_graph(
         policy,
         retriever,
