@@ -46,12 +46,9 @@ class Candidate:
     l2: float
 
 
-CANDIDATES = [
-    Candidate(f, u, l2) for f in FAMILIES if not f.startswith("reader") for u in (0, 8) for l2 in (1e-2, 1e-1, 1.0)
-]
-READER_CANDIDATES = [
-    Candidate(f, u, l2) for f in FAMILIES if f.startswith("reader") for u in (0, 8) for l2 in (1e-2, 1e-1, 1.0)
-]
+_HEADS = [Candidate(f, u, l2) for f in FAMILIES for u in (0, 8) for l2 in (1e-2, 1e-1, 1.0)]
+CANDIDATES = [c for c in _HEADS if not c.family.startswith("reader")]
+READER_CANDIDATES = [c for c in _HEADS if c.family.startswith("reader")]
 """The heads tried for a gate that reads the reader (on `training.pairs.draft_pairs`)."""
 
 

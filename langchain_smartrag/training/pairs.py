@@ -100,17 +100,22 @@ def drafted_pairs(
         decisions = policy.decide_batch(closed_prompts)  # caches each [Answer] branch: the closed drafts continue it
         read_prompts = [policy.prompt(e.question, h) for e, h in zip(part, hits, strict=True)]
         drafts = policy.generate_batch(closed_prompts + read_prompts, ANSWER)
-        for i, (example, probe, decision) in enumerate(zip(part, probes, decisions, strict=True)):
-            pairs.append(draft_pair(example, probe, decision.search_logit, drafts[i], drafts[len(part) + i]))
+        for i, (example, probe, documents, decision) in enumerate(zip(part, probes, hits, decisions, strict=True)):
+            closed, read = drafts[i], drafts[len(part) + i]
+            pairs.append(draft_pair(example, probe, documents, decision.search_logit, closed, read))
     return pairs
 
 
 def draft_pair(
-    example: QAExample, probe: Sequence[Document], search_logit: float, closed: Generation, read: Generation
+    example: QAExample,
+    probe: Sequence[Document],
+    documents: Sequence[Document],
+    search_logit: float,
+    closed: Generation,
+    read: Generation,
 ) -> dict[str, Any]:
-    """One question's pair from its probe's hits, the decision pass's search logit and its two drafts: each draft
-    scored as the episode it stands for, and the gate's row of features."""
-    documents = split_instructions(list(probe), keep=OBSERVATION_DOCUMENTS)[0]
+    """One question's pair from its probe's hits (all of them, and the `documents` the read draft saw), the decision
+    pass's search logit and its two drafts: each draft scored as the episode it stands for, and the gate's row."""
     features = {
         "hidden": None,
         "search_logit": search_logit,
